@@ -1,0 +1,1 @@
+"""Inference programs (Pyro guides) of pyro-lfads."""

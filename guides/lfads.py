@@ -1,0 +1,105 @@
+"""The LFADS inference program q(g0, u | x) as a Pyro guide (Methods 1.3-1.4).
+
+    E_ic        = BiGRU_ic(x_1:T)  (final states of both directions)
+    q(g0)       = Normal(mu, sqrt(sigma^2 + floor)),  [mu, log sigma^2] = W_ic E_ic
+    E_con_t     = BiGRU_ci(x_1:T)_t
+    c_t         = GRU_con(c_(t-1), [E_con_t, f_(t-1)])           controller
+    q(u_t | .)  = Normal(mu_t, sigma_t),  [mu_t, log sigma_t^2] = W_co c_t
+    g_t         = GRU_gen(g_(t-1), [u_t, a_t]),  f_t = W_fac g_t  (the model's generator)
+
+Dropout (Methods 1.9) on the encoder input, on E_ic before W_ic, and on the
+controller's encoder input. With ``co_dim = 0`` only the initial-condition
+encoder exists. The guide takes the model's arguments: ``guide(batch, kl_scale)``.
+"""
+
+from __future__ import annotations
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from torch import nn
+
+from pyro_lfads.config import LFADSConfig
+from pyro_lfads.distributions import PathNormal
+from pyro_lfads.models.lfads import LFADSModel
+from pyro_lfads.nn import BidirectionalEncoder, ClippedGRUCell
+
+
+class LFADSGuide(nn.Module):
+    """The approximate posterior, sharing the model's generator.
+
+    Args:
+        model: the LFADSModel whose generator this guide runs. The generator is
+            not a submodule of the guide: its parameters exist once, in the model.
+        n_encod_neurons: neurons the encoders read.
+    """
+
+    def __init__(self, model: LFADSModel, n_encod_neurons: int, config: LFADSConfig | None = None):
+        super().__init__()
+        config = config or model.config
+        self.config = config
+        self._model = (model,)  # a tuple hides it from nn.Module: no second copy of its parameters
+        self.dropout = nn.Dropout(config.dropout)
+        self.ic_encoder = BidirectionalEncoder(n_encod_neurons, config.ic_enc_dim)
+        self.ic_posterior = nn.Linear(2 * config.ic_enc_dim, 2 * config.gen_dim)
+        nn.init.normal_(self.ic_posterior.weight, std=(2 * config.ic_enc_dim) ** -0.5)
+        nn.init.zeros_(self.ic_posterior.bias)
+        if config.co_dim:
+            self.ci_encoder = BidirectionalEncoder(n_encod_neurons, config.ci_enc_dim)
+            self.controller = ClippedGRUCell(2 * config.ci_enc_dim + config.fac_dim, config.con_dim, config.cell_clip)
+            self.controller_h0 = nn.Parameter(torch.zeros(config.con_dim))
+            self.co_posterior = nn.Linear(config.con_dim, 2 * config.co_dim)
+            nn.init.normal_(self.co_posterior.weight, std=config.con_dim ** -0.5)
+            nn.init.zeros_(self.co_posterior.bias)
+
+    @property
+    def generator(self):
+        return self._model[0].generator
+
+    def forward(self, batch, kl_scale: float = 1.0) -> None:
+        pyro.module("lfads_guide", self)
+        x = self.dropout(batch.encod_data)
+        ic_loc, ic_scale = self.initial_condition(x)
+        with pyro.plate("trials", batch.n_trials), poutine.scale(scale=kl_scale):
+            g0 = pyro.sample("g0", dist.Normal(ic_loc, ic_scale).to_event(1))
+            if self.config.co_dim:
+                loc, scale, path = self.controller_path(x, g0, batch)
+                pyro.sample("u", PathNormal(loc, scale, path))
+
+    def initial_condition(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T_enc, N_enc) -> mean and std of q(g0), each (B, G)."""
+        _, final = self.ic_encoder(x)
+        loc, log_var = self.ic_posterior(self.dropout(final)).chunk(2, dim=-1)
+        scale = (log_var.exp() + self.config.ic_post_var_min).sqrt()
+        return loc, scale
+
+    def controller_path(self, x: torch.Tensor, g0: torch.Tensor, batch):
+        """Run controller and generator together and sample u_1:T.
+
+        Returns per-step loc and scale of q(u_t | u_<t, g0, x) and the sampled
+        path, each (B, T, U). Bins past the encoder window (forward
+        prediction) get zero encoder input.
+        """
+        n_trials, n_time = batch.n_trials, batch.n_time
+        enc, _ = self.ci_encoder(x)
+        enc = self.dropout(enc)
+        if enc.shape[1] < n_time:
+            enc = torch.nn.functional.pad(enc, (0, 0, 0, n_time - enc.shape[1]))
+        ext = batch.ext_input
+        generator = self.generator
+        g = g0
+        factors = generator.factors(g0)
+        c = self.controller_h0.expand(n_trials, -1)
+        locs, scales, path = [], [], []
+        for t in range(n_time):
+            c = self.controller(torch.cat([enc[:, t], factors], dim=-1), c)
+            loc, log_var = self.co_posterior(c).chunk(2, dim=-1)
+            scale = (0.5 * log_var).exp()
+            u_t = loc + scale * torch.randn_like(loc)
+            g = generator.step(g, u_t if ext is None else torch.cat([u_t, ext[:, t]], dim=-1))
+            factors = generator.factors(g)
+            locs.append(loc)
+            scales.append(scale)
+            path.append(u_t)
+        return torch.stack(locs, 1), torch.stack(scales, 1), torch.stack(path, 1)

@@ -1,0 +1,1 @@
+"""Generative programs (Pyro models) of pyro-lfads."""

@@ -1,0 +1,124 @@
+"""The LFADS generative program p(x, g0, u) as a Pyro model (Methods 1.2, 1.7).
+
+    g0        ~ Normal(mu_g0, kappa)                     initial condition
+    u_1:T     ~ AR(1)(tau, var) per input dimension      inferred inputs
+    g_t       = GRU_gen(g_(t-1), [u_t, a_t])             generator (a_t: external inputs)
+    f_t       = W_fac g_t   (W_fac row-normalised)       factors
+    r_t       = exp(W_rate f_t + b)                      rates
+    x_t       ~ Poisson(r_t)                             observations
+
+Sample sites: ``g0`` (B, G), ``u`` (B, T, U), ``obs`` (B, T, N); deterministic
+sites ``gen_states`` (B, T, G), ``factors`` (B, T, F) and ``rates`` (B, T, N).
+B trials, T bins, G generator units, U inferred inputs, F factors, N neurons.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from torch import nn
+
+from pyro_lfads.config import LFADSConfig
+from pyro_lfads.distributions import AR1Process
+from pyro_lfads.nn import ClippedGRUCell, FactorReadout
+
+from .likelihoods import make_likelihood
+
+
+class Generator(nn.Module):
+    """The generator RNN and its factor readout: the dynamical system of LFADS.
+
+    The model owns it; the guide runs the very same module to see the factors
+    that its sampled inputs produce.
+    """
+
+    def __init__(self, input_dim: int, gen_dim: int, fac_dim: int, clip: float, dropout: float):
+        super().__init__()
+        self.input_dim = input_dim
+        self.cell = ClippedGRUCell(input_dim, gen_dim, clip)
+        self.readout = FactorReadout(gen_dim, fac_dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def run(self, g0: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """g0 (B, G), inputs (B, T, I) known in advance -> states g_1:T (B, T, G)."""
+        inputs_proj = self.cell.project_inputs(inputs)  # all time steps at once
+        g, states = g0, []
+        for t in range(inputs.shape[1]):
+            g = self.cell.step(inputs_proj[:, t], g)
+            states.append(g)
+        return torch.stack(states, dim=1)
+
+    def step(self, g: torch.Tensor, inputs_t: torch.Tensor) -> torch.Tensor:
+        """One update: g (B, G), inputs_t (B, I) -> g (B, G)."""
+        return self.cell(inputs_t, g)
+
+    def factors(self, states: torch.Tensor) -> torch.Tensor:
+        """states (..., G) -> factors (..., F), with dropout on the states while training."""
+        return self.readout(self.dropout(states))
+
+
+class InputPrior(nn.Module):
+    """The learnable AR(1) prior over inferred inputs (Methods 1.7)."""
+
+    def __init__(self, co_dim: int, tau_init: float, var_init: float):
+        super().__init__()
+        self.log_tau = nn.Parameter(torch.full((co_dim,), math.log(tau_init)))
+        self.log_var = nn.Parameter(torch.full((co_dim,), math.log(var_init)))
+
+    def forward(self, n_time: int) -> AR1Process:
+        return AR1Process(self.log_tau.exp(), self.log_var.exp(), n_time)
+
+
+class LFADSModel(nn.Module):
+    """The generative program. Call it as a Pyro model: ``model(batch, kl_scale)``.
+
+    Args:
+        config: hyperparameters.
+        n_neurons: N, neurons reconstructed.
+        n_ext_inputs: external (observed) inputs a_t fed to the generator.
+    """
+
+    def __init__(self, config: LFADSConfig, n_neurons: int, n_ext_inputs: int = 0):
+        super().__init__()
+        self.config = config
+        self.n_neurons, self.n_ext_inputs = n_neurons, n_ext_inputs
+        self.generator = Generator(config.co_dim + n_ext_inputs, config.gen_dim, config.fac_dim,
+                                   config.cell_clip, config.dropout)
+        self.ic_prior_mean = nn.Parameter(torch.zeros(config.gen_dim))
+        self.input_prior = InputPrior(config.co_dim, config.ar_tau_init, config.ar_var_init) if config.co_dim else None
+        self.likelihood = make_likelihood(config.likelihood, config.fac_dim, n_neurons)
+
+    def forward(self, batch, kl_scale: float = 1.0) -> torch.Tensor:
+        """Score ``batch.recon_data`` (or simulate it when absent); returns the rates (B, T, N).
+
+        ``kl_scale`` (> 0) multiplies the log densities of the latent sites
+        ``g0`` and ``u`` (KL annealing); the guide applies the same scale.
+        """
+        pyro.module("lfads_model", self)
+        n_trials, n_time = batch.n_trials, batch.n_time
+        ic_std = math.sqrt(self.config.ic_prior_var)
+        with pyro.plate("trials", n_trials):
+            with poutine.scale(scale=kl_scale):
+                g0 = pyro.sample("g0", dist.Normal(self.ic_prior_mean, ic_std).to_event(1))
+                u = pyro.sample("u", self.input_prior(n_time)) if self.input_prior is not None else None
+            inputs = _generator_inputs(u, batch.ext_input, n_trials, n_time, g0)
+            states = self.generator.run(g0, inputs)
+            factors = self.generator.factors(states)
+            obs_dist, rates = self.likelihood(factors)
+            pyro.deterministic("gen_states", states, event_dim=2)
+            pyro.deterministic("factors", factors, event_dim=2)
+            pyro.deterministic("rates", rates, event_dim=2)
+            pyro.sample("obs", obs_dist, obs=batch.recon_data)
+        return rates
+
+
+def _generator_inputs(u, ext_input, n_trials: int, n_time: int, like: torch.Tensor) -> torch.Tensor:
+    """[u_t, a_t] for all t: (B, T, U + E); (B, T, 0) when there are neither."""
+    parts = [x for x in (u, ext_input) if x is not None]
+    if not parts:
+        return like.new_zeros(n_trials, n_time, 0)
+    return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]

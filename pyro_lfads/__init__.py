@@ -1,0 +1,3 @@
+"""LFADS as a Pyro probabilistic program."""
+
+__version__ = "0.1.0"

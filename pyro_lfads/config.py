@@ -1,0 +1,184 @@
+"""All hyperparameters of an LFADS run in one dataclass, with YAML in and out.
+
+Defaults follow the paper's Methods 1.9 where it gives a value (kappa = 0.1,
+AR(1) tau = 10 bins and variance 0.1, Adam lr 0.01 / betas (0.9, 0.999) /
+eps 0.1, learning-rate decay 0.95 after 6 non-improving epochs down to 1e-5,
+gradient clipping at 200, 2000-step KL and L2 ramps). Network sizes are a
+small default that trains in minutes on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from .errors import InputError
+
+LIKELIHOODS = ("poisson",)
+ELBOS = ("trace", "meanfield")
+
+
+@dataclass
+class LFADSConfig:
+    """Hyperparameters of one LFADS model and its training.
+
+    Sizes:
+        gen_dim: generator GRU units (also the dimension of g0).
+        fac_dim: latent factors.
+        ic_enc_dim: units per direction of the initial-condition encoder.
+        ci_enc_dim: units per direction of the controller-input encoder.
+        con_dim: controller GRU units.
+        co_dim: inferred inputs u_t; 0 means no controller, and the guide has
+            only the initial-condition encoder.
+        time_bins: bins per trial the model uses (the first ``time_bins`` of
+            each trial); None uses all bins; data with fewer bins is refused.
+    Model:
+        likelihood: observation model of the ``obs`` site.
+        ic_prior_var: kappa, the variance of the g0 prior.
+        ic_post_var_min: floor on the variance of q(g0).
+        ar_tau_init: initial AR(1) autocorrelation time of the input prior, bins.
+        ar_var_init: initial AR(1) process variance of the input prior.
+        cell_clip: hidden states of generator and controller are clipped to
+            [-cell_clip, cell_clip].
+        dropout: dropout probability on encoder inputs, controller inputs and
+            the generator state before the factor readout.
+    Training:
+        batch_size: trials per SVI step.
+        learning_rate, adam_beta1, adam_beta2, adam_eps: Adam settings.
+        lr_decay, lr_patience, lr_min: the paper's decay on plateau: multiply by
+            lr_decay when the epoch's training loss exceeds each of the last
+            lr_patience epochs' (at most once per lr_patience epochs); stop at
+            lr_min.
+        max_epochs: stop after this many epochs.
+        grad_clip_norm: global gradient-norm clip.
+        kl_ramp_steps: steps of the linear KL ramp (weight 1 from then on);
+            the L2 penalty follows the same ramp.
+        l2_gen_scale, l2_con_scale: L2 on the hidden-to-hidden weights of the
+            generator and controller, 0.5 * scale * sum(w^2) / numel(w), in
+            nats per trial.
+        elbo: "trace" (Trace_ELBO) or "meanfield" (TraceMeanField_ELBO,
+            analytic KL for g0).
+        seed: seed for initialisation, batching and sampling.
+        posterior_samples: samples of (g0, u) per trial for posterior averages.
+    """
+
+    gen_dim: int = 64
+    fac_dim: int = 16
+    ic_enc_dim: int = 64
+    ci_enc_dim: int = 32
+    con_dim: int = 32
+    co_dim: int = 1
+    time_bins: int | None = None
+
+    likelihood: str = "poisson"
+    ic_prior_var: float = 0.1
+    ic_post_var_min: float = 1e-4
+    ar_tau_init: float = 10.0
+    ar_var_init: float = 0.1
+    cell_clip: float = 5.0
+    dropout: float = 0.05
+
+    batch_size: int = 128
+    learning_rate: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_eps: float = 0.1
+    lr_decay: float = 0.95
+    lr_patience: int = 6
+    lr_min: float = 1e-5
+    max_epochs: int = 1000
+    grad_clip_norm: float = 200.0
+    kl_ramp_steps: int = 2000
+    l2_gen_scale: float = 2000.0
+    l2_con_scale: float = 0.0
+    elbo: str = "trace"
+    seed: int = 0
+    posterior_samples: int = 50
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self, source: str = "config") -> None:
+        """Raise InputError naming the first field whose value is impossible."""
+        positive_ints = ("gen_dim", "fac_dim", "ic_enc_dim", "batch_size",
+                         "lr_patience", "max_epochs", "kl_ramp_steps", "posterior_samples")
+        for name in positive_ints:
+            _check(source, name, getattr(self, name), int, lambda v: v >= 1, "must be an integer >= 1")
+        for name in ("co_dim", "seed"):
+            _check(source, name, getattr(self, name), int, lambda v: v >= 0, "must be an integer >= 0")
+        if self.co_dim > 0:
+            for name in ("ci_enc_dim", "con_dim"):
+                _check(source, name, getattr(self, name), int, lambda v: v >= 1,
+                       "must be an integer >= 1 when co_dim > 0")
+        if self.time_bins is not None:
+            _check(source, "time_bins", self.time_bins, int, lambda v: v >= 1, "must be an integer >= 1 or null")
+        positive_floats = ("ic_prior_var", "ic_post_var_min", "ar_tau_init", "ar_var_init", "cell_clip",
+                           "learning_rate", "adam_eps", "lr_min", "grad_clip_norm")
+        for name in positive_floats:
+            _check(source, name, getattr(self, name), float, lambda v: v > 0, "must be a number > 0")
+        for name in ("l2_gen_scale", "l2_con_scale"):
+            _check(source, name, getattr(self, name), float, lambda v: v >= 0, "must be a number >= 0")
+        for name in ("dropout", "adam_beta1", "adam_beta2"):
+            _check(source, name, getattr(self, name), float, lambda v: 0 <= v < 1, "must be in [0, 1)")
+        _check(source, "lr_decay", self.lr_decay, float, lambda v: 0 < v < 1, "must be in (0, 1)")
+        if self.likelihood not in LIKELIHOODS:
+            raise InputError(f"{source}: likelihood: {self.likelihood!r} is not one of {', '.join(LIKELIHOODS)}")
+        if self.elbo not in ELBOS:
+            raise InputError(f"{source}: elbo: {self.elbo!r} is not one of {', '.join(ELBOS)}")
+
+    def replace(self, **changes) -> "LFADSConfig":
+        """A copy with some fields changed (validated)."""
+        unknown = sorted(set(changes) - set(field_names()))
+        if unknown:
+            raise InputError(f"config: unknown keys {unknown}; valid keys: {', '.join(field_names())}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "config") -> "LFADSConfig":
+        """Build from a mapping; unknown keys are refused with the list of valid ones."""
+        if not isinstance(values, dict):
+            raise InputError(f"{source}: expected a mapping of config keys, got {type(values).__name__}")
+        unknown = sorted(set(values) - set(field_names()))
+        if unknown:
+            raise InputError(f"{source}: unknown keys {unknown}; valid keys: {', '.join(field_names())}")
+        config = cls.__new__(cls)
+        for f in fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else None
+            setattr(config, f.name, values.get(f.name, default))
+        config.validate(source)
+        return config
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "LFADSConfig":
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text())
+        except OSError as exc:
+            raise InputError(f"{path}: cannot read config: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            raise InputError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        return cls.from_dict(values or {}, source=str(path))
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(LFADSConfig)]
+
+
+def _check(source, name, value, kind, ok, problem) -> None:
+    """Type- and range-check one config value (bools are not numbers here)."""
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        well_typed = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        well_typed = numeric
+    if not well_typed or not ok(value):
+        raise InputError(f"{source}: {name}: {problem}, got {value!r}")

@@ -1,0 +1,121 @@
+"""Custom distributions: the AR(1) input prior and the controller's path posterior.
+
+Both have event shape (T, D): T time bins, D inferred inputs.
+"""
+
+from __future__ import annotations
+
+import torch
+from pyro.distributions import Normal, TorchDistribution, constraints
+
+
+class AR1Process(TorchDistribution):
+    """Independent stationary AR(1) processes, one per input dimension (Methods 1.7).
+
+    s_1 ~ N(0, var),  s_t | s_(t-1) ~ N(alpha s_(t-1), var (1 - alpha^2)),
+    with alpha = exp(-1 / tau). The process is stationary: every s_t has
+    variance ``var`` and Cov(s_t, s_(t+k)) = var * alpha^|k|.
+
+    Args:
+        tau: (..., D) autocorrelation times in bins, > 0.
+        process_var: (..., D) process variances, > 0.
+        n_time: T, the number of bins.
+    """
+
+    arg_constraints = {"tau": constraints.positive, "process_var": constraints.positive}
+    support = constraints.independent(constraints.real, 2)
+    has_rsample = True
+
+    def __init__(self, tau: torch.Tensor, process_var: torch.Tensor, n_time: int, validate_args=None):
+        self.tau, self.process_var = torch.broadcast_tensors(tau, process_var)
+        self.n_time = int(n_time)
+        batch_shape = self.tau.shape[:-1]
+        event_shape = (self.n_time, self.tau.shape[-1])
+        super().__init__(batch_shape, event_shape, validate_args=validate_args)
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return torch.exp(-1.0 / self.tau)
+
+    def _step_scales(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Std of s_1 and of the innovation of s_t given s_(t-1), each (..., D)."""
+        first = self.process_var.sqrt()
+        innovation = (self.process_var * (1.0 - self.alpha**2)).sqrt()
+        return first, innovation
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """value (..., T, D) -> log density (...)."""
+        if self._validate_args:
+            self._validate_sample(value)
+        first_scale, innovation_scale = self._step_scales()
+        alpha = self.alpha.unsqueeze(-2)
+        first = Normal(0.0, first_scale).log_prob(value[..., 0, :]).sum(-1)
+        rest = Normal(alpha * value[..., :-1, :], innovation_scale.unsqueeze(-2)).log_prob(value[..., 1:, :])
+        return first + rest.sum((-2, -1))
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        shape = self._extended_shape(sample_shape)
+        noise = torch.randn(shape, dtype=self.tau.dtype, device=self.tau.device)
+        first_scale, innovation_scale = self._step_scales()
+        values = [first_scale * noise[..., 0, :]]
+        for t in range(1, self.n_time):
+            values.append(self.alpha * values[-1] + innovation_scale * noise[..., t, :])
+        return torch.stack(values, dim=-2)
+
+    def covariance(self) -> torch.Tensor:
+        """(..., D, T, T) covariance of each dimension's process (for checks)."""
+        lags = torch.arange(self.n_time, device=self.tau.device)
+        lag = (lags[:, None] - lags[None, :]).abs()
+        return self.process_var[..., None, None] * self.alpha[..., None, None] ** lag
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        new = self._get_checked_instance(AR1Process, _instance)
+        new.tau = self.tau.expand(batch_shape + self.tau.shape[-1:])
+        new.process_var = self.process_var.expand(batch_shape + self.process_var.shape[-1:])
+        new.n_time = self.n_time
+        super(AR1Process, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        new._validate_args = self._validate_args
+        return new
+
+
+class PathNormal(TorchDistribution):
+    """The guide's q(u_1:T): a diagonal Normal at each step, drawn step by step.
+
+    The controller computes loc_t and scale_t from u_(<t) (through the
+    generator's factors), samples u_t = loc_t + scale_t * eps_t, and moves on.
+    This distribution holds that one path: :meth:`rsample` returns it, and
+    :meth:`log_prob` of it is sum_t log N(u_t; loc_t, scale_t) = log q(u_1:T),
+    the exact density of the values the generator consumed. It is not a
+    density for other values (their locs and scales would differ), and it
+    cannot draw new paths: run the guide again for those.
+
+    Args:
+        loc, scale: (..., T, D) per-step means and standard deviations.
+        path: (..., T, D) the sampled values.
+    """
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.independent(constraints.real, 2)
+    has_rsample = True
+
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, path: torch.Tensor, validate_args=None):
+        self.loc, self.scale, self.path = loc, scale, path
+        super().__init__(loc.shape[:-2], loc.shape[-2:], validate_args=validate_args)
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        if len(sample_shape) != 0:
+            raise ValueError("PathNormal holds one sampled path; run the guide again for more samples")
+        return self.path
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """value (..., T, D) -> (...)."""
+        return Normal(self.loc, self.scale).log_prob(value).sum((-2, -1))
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        new = self._get_checked_instance(PathNormal, _instance)
+        full = batch_shape + self.event_shape
+        new.loc, new.scale, new.path = self.loc.expand(full), self.scale.expand(full), self.path.expand(full)
+        super(PathNormal, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        return new

@@ -1,0 +1,105 @@
+"""Network blocks that the model and the guide share.
+
+Shapes: B trials, T time bins, I inputs, H hidden units, F factors.
+Weights are initialised as in Methods 1.9: Normal(0, 1/K) with K the input
+dimension of the matrix, biases 0.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def _init_normal(weight: torch.Tensor, fan_in: int) -> None:
+    nn.init.normal_(weight, mean=0.0, std=1.0 / math.sqrt(max(fan_in, 1)))
+
+
+class ClippedGRUCell(nn.Module):
+    """A GRU cell whose hidden state is clipped to [-clip, clip] (Methods 1.9).
+
+    Gates follow torch's fused GRU: r and z from [x, h], the candidate
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h.
+    Inputs are projected separately (:meth:`project_inputs`) so a caller that
+    knows all inputs in advance projects them for every time step at once.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, clip: float):
+        super().__init__()
+        self.input_size, self.hidden_size, self.clip = input_size, hidden_size, clip
+        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size))
+        self.bias_ih = nn.Parameter(torch.zeros(3 * hidden_size))
+        self.bias_hh = nn.Parameter(torch.zeros(3 * hidden_size))
+        _init_normal(self.weight_ih, input_size)
+        _init_normal(self.weight_hh, hidden_size)
+
+    def project_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., I) inputs -> (..., 3H) input contributions to the gates."""
+        if self.input_size == 0:
+            return self.bias_ih.expand(*x.shape[:-1], 3 * self.hidden_size)
+        return torch.nn.functional.linear(x, self.weight_ih, self.bias_ih)
+
+    def step(self, x_proj: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """One update: x_proj (B, 3H) from :meth:`project_inputs`, h (B, H) -> (B, H)."""
+        h_proj = torch.nn.functional.linear(h, self.weight_hh, self.bias_hh)
+        x_r, x_z, x_n = x_proj.chunk(3, dim=-1)
+        h_r, h_z, h_n = h_proj.chunk(3, dim=-1)
+        r = torch.sigmoid(x_r + h_r)
+        z = torch.sigmoid(x_z + h_z)
+        n = torch.tanh(x_n + r * h_n)
+        h_new = n + z * (h - n)
+        return h_new.clamp(-self.clip, self.clip)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """One update from raw inputs x (B, I) and state h (B, H)."""
+        return self.step(self.project_inputs(x), h)
+
+
+class BidirectionalEncoder(nn.Module):
+    """A bidirectional GRU over a trial (Methods 1.3, eqs. 9-10).
+
+    Uses torch's fused GRU; its states stay in (-1, 1), so the clip of the
+    other cells is never reached and is not applied. The initial states of
+    both directions are learnable, initialised to 0.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.gru = nn.GRU(input_size, hidden_size, batch_first=True, bidirectional=True)
+        for name, param in self.gru.named_parameters():
+            if name.startswith("weight_ih"):
+                _init_normal(param, input_size)
+            elif name.startswith("weight_hh"):
+                _init_normal(param, hidden_size)
+            else:
+                nn.init.zeros_(param)
+        self.h0 = nn.Parameter(torch.zeros(2, 1, hidden_size))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, I) -> (sequence (B, T, 2H), final (B, 2H)).
+
+        ``final`` concatenates the forward state after the last bin and the
+        backward state after the first bin.
+        """
+        h0 = self.h0.expand(2, x.shape[0], self.hidden_size).contiguous()
+        sequence, h_n = self.gru(x, h0)
+        final = torch.cat([h_n[0], h_n[1]], dim=-1)
+        return sequence, final
+
+
+class FactorReadout(nn.Module):
+    """f = W_fac g with each row of W_fac normalised to unit length (Methods 1.9)."""
+
+    def __init__(self, gen_dim: int, fac_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(fac_dim, gen_dim))
+        _init_normal(self.weight, gen_dim)
+
+    def forward(self, g: torch.Tensor) -> torch.Tensor:
+        """g (..., H) -> factors (..., F)."""
+        weight = self.weight / self.weight.norm(dim=1, keepdim=True)
+        return torch.nn.functional.linear(g, weight)

@@ -1,0 +1,110 @@
+"""Posterior averaging (Methods 1.10) with ``pyro.infer.Predictive``, and its output file.
+
+For each trial, S samples of (g0, u) are drawn from the guide (dropout off),
+the model is run on each, and the mean and standard deviation over samples
+of rates, factors, generator states, inferred inputs and g0 are kept. The S
+samples of a trial are drawn in one vectorised pass: the batch holds each
+trial S times. Trials go in chunks of at most ``max_rows`` trial-samples,
+and each chunk is written straight into the HDF5 file, so memory stays
+bounded whatever the number of trials.
+
+Output keys (lfads-torch's names; shapes per split, B trials, T bins):
+    {split}_output_params       (B, T, N)  posterior mean rates, counts per bin
+    {split}_output_params_std   (B, T, N)  their posterior standard deviation
+    {split}_factors             (B, T, F)  posterior mean factors
+    {split}_factors_std         (B, T, F)
+    {split}_gen_states          (B, T, G)  posterior mean generator states
+    {split}_co_means            (B, T, U)  posterior mean of the inferred inputs u
+    {split}_co_stds             (B, T, U)  posterior standard deviation of u
+    {split}_ic_mean             (B, G)     mean of q(g0)
+    {split}_ic_std              (B, G)     standard deviation of q(g0)
+plus the attributes ``samples`` and ``time_bins``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from pyro.infer import Predictive
+from tqdm.auto import tqdm
+
+from .batch import split_batch
+from .data import LFADSDataset, Split
+from .errors import InputError
+from .run import atomic_path, load_fitted
+
+POSTERIOR_FILE = "posterior.h5"
+SAMPLED_SITES = {"rates": "output_params", "factors": "factors", "gen_states": "gen_states", "u": "co"}
+
+
+@torch.no_grad()
+def posterior_chunks(model, guide, split: Split, *, samples: int, time_bins: int | None = None,
+                     device: str = "cpu", max_rows: int = 8192):
+    """Yield (trial slice, {output key: array}) for consecutive chunks of ``split``'s trials.
+
+    Keys are those of the module docstring without the ``{split}_`` prefix.
+    """
+    chunk = max(1, max_rows // samples)
+    return_sites = ["rates", "factors", "gen_states"] + (["u"] if model.config.co_dim else [])
+    predictive = Predictive(model, guide=guide, num_samples=1, return_sites=return_sites)
+    for start in range(0, split.n_trials, chunk):
+        trials = slice(start, min(start + chunk, split.n_trials))
+        batch = split_batch(split, trials, device, time_bins)
+        ic_loc, ic_scale = guide.initial_condition(batch.encod_data)
+        draws = predictive(batch.repeat_trials(samples), 1.0)
+        out = {"ic_mean": ic_loc.cpu().numpy(), "ic_std": ic_scale.cpu().numpy()}
+        for site, key in SAMPLED_SITES.items():
+            if site not in draws:
+                continue
+            values = draws[site][0].reshape(batch.n_trials, samples, *draws[site].shape[2:])
+            mean_key, std_key = ("co_means", "co_stds") if key == "co" else (key, f"{key}_std")
+            out[mean_key] = values.mean(1).cpu().numpy()
+            if site != "gen_states":
+                out[std_key] = values.std(1, correction=0).cpu().numpy()
+        yield trials, out
+
+
+def write_posterior(run_dir: str | Path, dataset: LFADSDataset, *, samples: int | None = None,
+                    device: str = "cpu", max_rows: int = 8192, progress: bool = True) -> Path:
+    """Posterior averages of the run's best checkpoint for both splits, into RUN_DIR/posterior.h5."""
+    run_dir = Path(run_dir)
+    config, info, model, guide = load_fitted(run_dir, "best", device)
+    samples = config.posterior_samples if samples is None else samples
+    if samples < 1:
+        raise InputError(f"--samples: must be >= 1, got {samples}")
+    total = dataset.train.n_trials + dataset.valid.n_trials
+    bar = tqdm(total=total, desc="posterior", unit="trial", disable=not progress, dynamic_ncols=True)
+
+    path = run_dir / POSTERIOR_FILE
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.attrs["samples"] = samples
+        h5.attrs["time_bins"] = info.n_time
+        for name in ("train", "valid"):
+            split = getattr(dataset, name)
+            for trials, arrays in posterior_chunks(model, guide, split, samples=samples,
+                                                   time_bins=config.time_bins, device=device,
+                                                   max_rows=max_rows):
+                for key, values in arrays.items():
+                    full = f"{name}_{key}"
+                    if full not in h5:
+                        h5.create_dataset(full, shape=(split.n_trials, *values.shape[1:]), dtype="f4")
+                    h5[full][trials] = values
+                bar.update(trials.stop - trials.start)
+    bar.close()
+    return path
+
+
+def read_posterior(run_dir: str | Path, split: str = "valid") -> dict[str, np.ndarray]:
+    """The arrays of ``split`` from RUN_DIR/posterior.h5, keyed without the split prefix."""
+    path = Path(run_dir) / POSTERIOR_FILE
+    if not path.is_file():
+        raise InputError(f"{path}: no posterior yet; run 'pyro-lfads posterior {run_dir}' first")
+    prefix = f"{split}_"
+    try:
+        with h5py.File(path, "r") as h5:
+            return {key[len(prefix):]: h5[key][()] for key in h5 if key.startswith(prefix)}
+    except OSError as exc:
+        raise InputError(f"{path}: not a readable posterior file ({exc})") from None

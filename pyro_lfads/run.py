@@ -1,0 +1,165 @@
+"""A run directory: what was fitted, on what, and its checkpoints.
+
+Layout of RUN_DIR:
+    config.yaml            the LFADSConfig
+    run.json               data source and checksum, data shapes, package versions
+    checkpoints/last.pt    the latest complete epoch (resume from here)
+    checkpoints/best.pt    the epoch with the lowest validation loss
+    training_curve.jsonl   one JSON object per epoch
+    posterior.h5           posterior averages (written by ``posterior``)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyro
+import torch
+
+from . import __version__
+from .config import LFADSConfig
+from .data import LFADSDataset
+from .errors import InputError
+
+CONFIG_FILE, INFO_FILE, CURVE_FILE = "config.yaml", "run.json", "training_curve.jsonl"
+LAST, BEST = "checkpoints/last.pt", "checkpoints/best.pt"
+
+
+@dataclass
+class RunInfo:
+    """What a run was fitted on: enough to rebuild its model and guide."""
+
+    data_source: str
+    data_sha256: str
+    n_neurons: int
+    n_encod_neurons: int
+    n_ext_inputs: int
+    n_time: int
+    versions: dict
+
+    @classmethod
+    def describe(cls, dataset: LFADSDataset, config: LFADSConfig) -> "RunInfo":
+        train = dataset.train
+        n_time = train.n_time if config.time_bins is None else config.time_bins
+        ext = 0 if train.ext_input is None else int(train.ext_input.shape[2])
+        versions = {"pyro_lfads": __version__, "pyro": pyro.__version__, "torch": torch.__version__,
+                    "numpy": np.__version__, "python": platform.python_version()}
+        return cls(dataset.source, dataset_sha256(dataset), train.n_neurons, int(train.encod_data.shape[2]),
+                   ext, n_time, versions)
+
+
+def dataset_sha256(dataset: LFADSDataset) -> str:
+    """A checksum of the arrays of a data set (independent of the file format)."""
+    digest = hashlib.sha256()
+    for split in (dataset.train, dataset.valid):
+        for array in (split.encod_data, split.recon_data, split.ext_input):
+            if array is not None:
+                digest.update(str(array.shape).encode())
+                digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def build_model_and_guide(config: LFADSConfig, info: RunInfo):
+    """A fresh (model, guide) pair for data of the shapes in ``info``."""
+    from .guides.lfads import LFADSGuide
+    from .models.lfads import LFADSModel
+
+    model = LFADSModel(config, info.n_neurons, info.n_ext_inputs)
+    guide = LFADSGuide(model, info.n_encod_neurons, config)
+    return model, guide
+
+
+@contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
+
+    A write interrupted at any moment leaves either the old file or none,
+    never a partial one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`; refuse anything else."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no checkpoint here; has this run been fitted?") from None
+    except Exception as exc:  # torch raises many kinds for corrupt files
+        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}); the file is corrupt or truncated") from None
+    if not isinstance(state, dict) or not {"model", "guide", "epoch"} <= set(state):
+        raise InputError(f"{path}: not a pyro-lfads checkpoint")
+    return state
+
+
+def write_run_files(run_dir: Path, config: LFADSConfig, info: RunInfo) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(run_dir / CONFIG_FILE) as tmp:
+        config.to_yaml(tmp)
+    with atomic_path(run_dir / INFO_FILE) as tmp:
+        tmp.write_text(json.dumps(asdict(info), indent=2))
+
+
+def read_run(run_dir: str | Path) -> tuple[LFADSConfig, RunInfo]:
+    """The config and RunInfo of an existing run directory."""
+    run_dir = Path(run_dir)
+    if not (run_dir / INFO_FILE).is_file():
+        raise InputError(f"{run_dir}: not a pyro-lfads run directory (no {INFO_FILE}); run 'pyro-lfads fit' first")
+    config = LFADSConfig.from_yaml(run_dir / CONFIG_FILE)
+    try:
+        info = RunInfo(**json.loads((run_dir / INFO_FILE).read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise InputError(f"{run_dir / INFO_FILE}: unreadable run description ({exc})") from None
+    return config, info
+
+
+def same_run(run_dir: Path, config: LFADSConfig, info: RunInfo) -> bool | None:
+    """None when ``run_dir`` holds no run; else whether it holds this config on this data.
+
+    ``max_epochs`` does not count: raising it extends a run rather than making another.
+    """
+    if not (run_dir / INFO_FILE).is_file():
+        return None
+    old_config, old_info = read_run(run_dir)
+    return (old_config.replace(max_epochs=config.max_epochs) == config
+            and old_info.data_sha256 == info.data_sha256)
+
+
+def load_fitted(run_dir: str | Path, which: str = "best", device: str = "cpu"):
+    """(config, info, model, guide) of a fitted run, in eval mode on ``device``."""
+    run_dir = Path(run_dir)
+    config, info = read_run(run_dir)
+    model, guide = build_model_and_guide(config, info)
+    state = load_checkpoint(run_dir / (BEST if which == "best" else LAST))
+    try:
+        model.load_state_dict(state["model"])
+        guide.load_state_dict(state["guide"])
+    except RuntimeError as exc:
+        raise InputError(f"{run_dir}: checkpoint does not match the run's config: {str(exc).splitlines()[0]}") from None
+    model.to(device).eval()
+    guide.to(device).eval()
+    return config, info, model, guide

@@ -1,0 +1,1 @@
+"""The paper's synthetic systems with known ground truth."""

@@ -1,0 +1,177 @@
+"""The Lorenz benchmark of Pandarinath et al. 2018 (Methods 2.1).
+
+The Lorenz system (sigma=10, rho=28, beta=8/3) is integrated with the Euler
+method, dt=0.006 Lorenz time units, taking ONE Euler step per 10 ms time bin.
+The vLGP version of this benchmark took dt=0.0015 per bin, so these dynamics
+run 4x faster, as the paper states. Each of the conditions starts at a random
+point on the attractor and runs for ``n_time`` bins (1 s at the defaults).
+The three Lorenz variables are z-scored, read out by random weights into log
+firing rates around a baseline, exponentiated, and sampled as Poisson spike
+counts, several trials per condition; each condition's trials are split
+80/20 into train and valid.
+
+Everything is drawn from ``numpy.random.default_rng(seed)``, so a seed
+determines the data set exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from pyro_lfads.data import LFADSDataset, Split
+from pyro_lfads.errors import InputError
+
+LORENZ_SIGMA = 10.0
+LORENZ_RHO = 28.0
+LORENZ_BETA = 8.0 / 3.0
+DT_PER_BIN = 0.006
+
+_BURN_IN_STEPS = 1_000
+_MIN_ATTRACTOR_STEPS = 10_000
+
+
+def _lorenz_step(state: np.ndarray) -> np.ndarray:
+    """One Euler step of length DT_PER_BIN for states of shape (..., 3)."""
+    x, y, z = state[..., 0], state[..., 1], state[..., 2]
+    derivative = np.stack(
+        (LORENZ_SIGMA * (y - x), x * (LORENZ_RHO - z) - y, x * y - LORENZ_BETA * z), axis=-1
+    )
+    return state + DT_PER_BIN * derivative
+
+
+def _trajectory(start: np.ndarray, n_steps: int) -> np.ndarray:
+    """States (n_steps, *start.shape): ``start`` followed by n_steps - 1 Euler steps."""
+    states = np.empty((n_steps, *start.shape))
+    states[0] = start
+    for t in range(1, n_steps):
+        states[t] = _lorenz_step(states[t - 1])
+    return states
+
+
+def _attractor_points(rng: np.random.Generator, n_points: int) -> np.ndarray:
+    """(n_points, 3) distinct states on the attractor, from one long burn-in run."""
+    n_steps = max(_MIN_ATTRACTOR_STEPS, 10 * n_points)
+    run = _trajectory(rng.normal(size=3), _BURN_IN_STEPS + n_steps)[_BURN_IN_STEPS:]
+    return run[rng.choice(n_steps, size=n_points, replace=False)]
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{name}: must be an integer, got {value!r}")
+    if value < minimum:
+        raise InputError(f"{name}: must be >= {minimum}, got {value}")
+
+
+def _check_float(name: str, value: object, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise InputError(f"{name}: must be a finite number, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise InputError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def make_lorenz_dataset(
+    seed: int = 0,
+    n_conditions: int = 65,
+    trials_per_condition: int = 20,
+    n_neurons: int = 30,
+    n_time: int = 100,
+    bin_ms: float = 10.0,
+    baseline_rate_hz: float = 5.0,
+    readout_scale: float = 3**-0.5,
+    train_fraction: float = 0.8,
+) -> LFADSDataset:
+    """Simulate the Lorenz benchmark.
+
+    Args:
+        seed: seed of the only random generator used (>= 0).
+        n_conditions: number of initial states on the attractor.
+        trials_per_condition: Poisson spike trains drawn per condition.
+        n_neurons: number of simulated neurons.
+        n_time: bins per trial, one Euler step each.
+        bin_ms: bin width in milliseconds (sets the spike counts, not the dynamics).
+        baseline_rate_hz: firing rate in spikes/s where the readout is 0.
+        readout_scale: std of the readout weights; the default gives each
+            neuron's log rate a std of about 1.
+        train_fraction: fraction of each condition's trials put in train.
+
+    Returns:
+        An LFADSDataset whose splits hold, with ``trials`` the split's trial count:
+        ``encod_data`` = ``recon_data``: (trials, n_time, n_neurons) float32 spike counts;
+        ``truth``: (trials, n_time, n_neurons) float32 true rates in spikes/s;
+        ``inds``: (trials,) int64 original trial index,
+        ``condition * trials_per_condition + repeat``.
+        ``conversion_factor`` is ``1000 / bin_ms``, so ``truth / conversion_factor``
+        is the expected count per bin. ``extras`` holds, per split,
+        ``{split}_conditions``: (trials,) int64 condition index and
+        ``{split}_latents``: (trials, n_time, 3) float32 z-scored Lorenz state.
+
+    Raises:
+        InputError: an argument is out of range, or a split would be empty.
+    """
+    _check_int("seed", seed, 0)
+    _check_int("n_conditions", n_conditions, 1)
+    _check_int("trials_per_condition", trials_per_condition, 2)
+    _check_int("n_neurons", n_neurons, 1)
+    _check_int("n_time", n_time, 1)
+    if n_conditions * n_time < 2:
+        raise InputError("n_conditions, n_time: need at least 2 states in all to z-score the latents")
+    _check_float("bin_ms", bin_ms)
+    _check_float("baseline_rate_hz", baseline_rate_hz)
+    _check_float("readout_scale", readout_scale, allow_zero=True)
+    _check_float("train_fraction", train_fraction)
+    if train_fraction >= 1:
+        raise InputError(f"train_fraction: must be in (0, 1), got {train_fraction}")
+    n_train = round(train_fraction * trials_per_condition)
+    if not 0 < n_train < trials_per_condition:
+        raise InputError(
+            f"train_fraction: {train_fraction} of {trials_per_condition} trials per condition "
+            f"leaves the train or valid split empty"
+        )
+
+    rng = np.random.default_rng(seed)
+
+    # Latents: (conditions, time, 3), z-scored per Lorenz variable.
+    starts = _attractor_points(rng, n_conditions)
+    latents = _trajectory(starts, n_time).transpose(1, 0, 2)
+    latents = (latents - latents.mean(axis=(0, 1))) / latents.std(axis=(0, 1))
+
+    # Rates in spikes/s: (conditions, time, neurons).
+    readout = rng.normal(0.0, readout_scale, size=(3, n_neurons))
+    rates_hz = baseline_rate_hz * np.exp(latents @ readout)
+
+    # Spikes: (conditions, repeats, time, neurons).
+    bin_s = bin_ms / 1000.0
+    counts_shape = (n_conditions, trials_per_condition, n_time, n_neurons)
+    spikes = rng.poisson(np.broadcast_to(rates_hz[:, None] * bin_s, counts_shape))
+
+    # Split each condition's repeats; trials within a split stay in original order.
+    is_train = np.zeros((n_conditions, trials_per_condition), dtype=bool)
+    for condition in range(n_conditions):
+        is_train[condition, rng.permutation(trials_per_condition)[:n_train]] = True
+
+    condition_of_trial = np.repeat(np.arange(n_conditions, dtype=np.int64), trials_per_condition)
+    spikes = spikes.reshape(-1, n_time, n_neurons).astype(np.float32)
+    splits = {}
+    extras = {}
+    for name, mask in (("train", is_train.ravel()), ("valid", ~is_train.ravel())):
+        inds = np.flatnonzero(mask).astype(np.int64)
+        conditions = condition_of_trial[inds]
+        splits[name] = Split(
+            encod_data=spikes[inds],
+            recon_data=spikes[inds],
+            truth=rates_hz[conditions].astype(np.float32),
+            inds=inds,
+        )
+        extras[f"{name}_conditions"] = conditions
+        extras[f"{name}_latents"] = latents[conditions].astype(np.float32)
+
+    return LFADSDataset(
+        train=splits["train"],
+        valid=splits["valid"],
+        conversion_factor=1000.0 / bin_ms,
+        source=f"lorenz(seed={seed})",
+        extras=extras,
+    )

@@ -1,0 +1,312 @@
+"""Training: SVI on the ELBO with KL annealing, the L2 penalty, Adam, learning-rate
+decay on plateau, validation, checkpoints and resume (Methods 1.5, 1.9).
+
+The objective of one step, per trial of the batch:
+
+    loss = -ELBO_w / B + w * L2,   w = min(1, (step + 1) / kl_ramp_steps)
+
+where ELBO_w is Pyro's ELBO with the latent sites' log densities scaled by w
+(``poutine.scale`` inside the model and guide, so the KL term is w * KL) and
+L2 is the penalty on the recurrent weights. From step ``kl_ramp_steps`` on,
+w = 1 and the ELBO is the true one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyro
+import pyro.optim
+import torch
+from pyro import poutine
+from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
+from tqdm.auto import tqdm
+
+from .batch import iterate_batches
+from .config import LFADSConfig
+from .data import LFADSDataset, Split, validate_dataset
+from .errors import InputError
+from .run import (BEST, CURVE_FILE, LAST, RunInfo, build_model_and_guide, load_checkpoint, same_run,
+                  save_checkpoint, write_run_files)
+
+
+def ramp_weight(step: int, ramp_steps: int) -> float:
+    """Linear ramp from 1/ramp_steps at step 0 to 1 at step ramp_steps - 1 (always > 0)."""
+    return min(1.0, (step + 1) / ramp_steps)
+
+
+def l2_penalty(model, guide, config: LFADSConfig) -> torch.Tensor:
+    """0.5 * scale * sum(w^2) / numel(w) over the hidden-to-hidden weights of generator and controller."""
+    def term(weight, scale):
+        return 0.5 * scale * weight.pow(2).sum() / weight.numel()
+
+    penalty = term(model.generator.cell.weight_hh, config.l2_gen_scale)
+    if config.co_dim:
+        penalty = penalty + term(guide.controller.weight_hh, config.l2_con_scale)
+    return penalty
+
+
+class _KeepsLastTraces:
+    """Mixin for a Pyro ELBO: keeps the last (model, guide) traces for progress reports."""
+
+    def _get_trace(self, model, guide, args, kwargs):
+        traces = super()._get_trace(model, guide, args, kwargs)
+        self.last_traces = traces
+        return traces
+
+
+class ReportingTraceELBO(_KeepsLastTraces, Trace_ELBO):
+    """Trace_ELBO that keeps its last traces."""
+
+
+class ReportingMeanFieldELBO(_KeepsLastTraces, TraceMeanField_ELBO):
+    """TraceMeanField_ELBO (analytic KL where one is registered) that keeps its last traces."""
+
+
+ELBO_CLASSES = {"trace": ReportingTraceELBO, "meanfield": ReportingMeanFieldELBO}
+
+
+def elbo_terms(model_trace, guide_trace) -> tuple[float, float]:
+    """(reconstruction NLL, KL estimate) summed over trials, without annealing scales.
+
+    The KL estimate is log q(z) - log p(z) at the sampled z (g0 and u).
+    """
+    recon, kl = 0.0, 0.0
+    for name, site in model_trace.nodes.items():
+        if site["type"] != "sample" or site["infer"].get("_deterministic"):
+            continue
+        if site["is_observed"]:
+            recon -= site["unscaled_log_prob"].sum().item()
+        elif name in guide_trace.nodes:
+            guide_site = guide_trace.nodes[name]
+            kl += (guide_site["unscaled_log_prob"].sum() - site["unscaled_log_prob"].sum()).item()
+    return recon, kl
+
+
+@torch.no_grad()
+def evaluate_elbo(model, guide, split: Split, config: LFADSConfig, device) -> dict:
+    """Per-trial mean of the full (unannealed) negative ELBO, reconstruction and KL on ``split``.
+
+    Dropout is off; one sample of (g0, u) per trial.
+    """
+    was_training = model.training
+    model.eval()
+    guide.eval()
+    recon = kl = 0.0
+    for batch in iterate_batches(split, config.batch_size, None, device, config.time_bins):
+        guide_trace = poutine.trace(guide).get_trace(batch, 1.0)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch, 1.0)
+        model_trace.compute_log_prob()
+        guide_trace.compute_log_prob()
+        r, k = elbo_terms(model_trace, guide_trace)
+        recon, kl = recon + r, kl + k
+    model.train(was_training)
+    guide.train(was_training)
+    n = split.n_trials
+    return {"loss": (recon + kl) / n, "recon": recon / n, "kl": kl / n}
+
+
+@dataclass
+class TrainerState:
+    """Everything besides weights and optimiser that a resumed run needs."""
+
+    epoch: int = 0
+    step: int = 0
+    lr: float = 0.0
+    best_valid: float = math.inf
+    best_epoch: int = -1
+    last_decay_epoch: int = 0
+    train_losses: list = None
+    stopped: str = ""
+
+
+class Trainer:
+    """Fits a model/guide pair on a data set, writing into a run directory.
+
+    Any pair with the signature ``model(batch, kl_scale)`` / ``guide(batch, kl_scale)``
+    whose model has ``generator.cell.weight_hh`` can be trained.
+    """
+
+    def __init__(self, model, guide, dataset: LFADSDataset, config: LFADSConfig, run_dir: Path,
+                 device: str = "cpu", progress: bool = True):
+        self.model, self.guide = model.to(device), guide.to(device)
+        self.dataset, self.config, self.run_dir = dataset, config, Path(run_dir)
+        self.device, self.progress = device, progress
+        self.params = [p for m in (self.model, self.guide) for p in m.parameters()]
+        self.elbo = ELBO_CLASSES[config.elbo]()
+        self.optim = pyro.optim.Adam({"lr": config.learning_rate, "betas": (config.adam_beta1, config.adam_beta2),
+                                      "eps": config.adam_eps})
+        self.svi = SVI(self.model, self.guide, self.optim, loss=self._loss, loss_and_grads=self._loss_and_grads)
+        self.state = TrainerState(lr=config.learning_rate, train_losses=[])
+        self.batch_order = torch.Generator().manual_seed(config.seed)
+
+    # --- the objective -------------------------------------------------------------------
+    def _loss(self, model, guide, batch, kl_scale):
+        """Per-trial -ELBO (KL scaled by kl_scale) plus the ramped L2 penalty."""
+        elbo_loss = self.elbo.differentiable_loss(model, guide, batch, kl_scale) / batch.n_trials
+        return elbo_loss + kl_scale * l2_penalty(self.model, self.guide, self.config)
+
+    def _loss_and_grads(self, model, guide, batch, kl_scale):
+        loss = self._loss(model, guide, batch, kl_scale)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip_norm)
+        return loss
+
+    def _set_lr(self, lr: float) -> None:
+        self.state.lr = lr
+        for optimizer in self.optim.optim_objs.values():
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        self.optim.pt_optim_args["lr"] = lr
+
+    # --- epochs --------------------------------------------------------------------------
+    def train_epoch(self) -> dict:
+        """One pass over the training trials; returns per-trial means of loss, recon, KL."""
+        self.model.train()
+        self.guide.train()
+        totals = np.zeros(3)
+        n = 0
+        for batch in iterate_batches(self.dataset.train, self.config.batch_size, self.batch_order,
+                                     self.device, self.config.time_bins):
+            weight = ramp_weight(self.state.step, self.config.kl_ramp_steps)
+            loss = self.svi.step(batch, weight)
+            recon, kl = elbo_terms(*self.elbo.last_traces)
+            totals += (loss * batch.n_trials, recon, kl)
+            n += batch.n_trials
+            self.state.step += 1
+        return dict(zip(("loss", "recon", "kl"), totals / n))
+
+    def _maybe_decay(self, train_loss: float) -> None:
+        """The paper's rule: decay when this epoch's loss exceeds each of the last lr_patience.
+
+        Only once the KL ramp is over (while it ramps, the loss rises by design).
+        """
+        cfg, st = self.config, self.state
+        history = st.train_losses[-cfg.lr_patience:]
+        ramp_done = st.step >= cfg.kl_ramp_steps
+        if (ramp_done and len(history) == cfg.lr_patience and train_loss > max(history)
+                and st.epoch - st.last_decay_epoch >= cfg.lr_patience):
+            self._set_lr(st.lr * cfg.lr_decay)
+            st.last_decay_epoch = st.epoch
+        st.train_losses.append(train_loss)
+
+    def fit(self) -> TrainerState:
+        """Train until the learning rate reaches lr_min or max_epochs; returns the final state."""
+        cfg, st = self.config, self.state
+        bar = tqdm(total=cfg.max_epochs, initial=st.epoch, desc="fit", unit="epoch",
+                   disable=not self.progress, dynamic_ncols=True)
+        while st.epoch < cfg.max_epochs and st.lr > cfg.lr_min:
+            start = time.perf_counter()
+            train = self.train_epoch()
+            valid = evaluate_elbo(self.model, self.guide, self.dataset.valid, cfg, self.device)
+            st.epoch += 1
+            self._maybe_decay(train["loss"])
+            record = {"epoch": st.epoch, "step": st.step, "lr": st.lr,
+                      "kl_weight": ramp_weight(st.step - 1, cfg.kl_ramp_steps),
+                      **{f"train_{k}": v for k, v in train.items()},
+                      **{f"valid_{k}": v for k, v in valid.items()},
+                      "seconds": time.perf_counter() - start}
+            improved = valid["loss"] < st.best_valid
+            if improved:
+                st.best_valid, st.best_epoch = valid["loss"], st.epoch
+            st.stopped = ("lr_min" if st.lr <= cfg.lr_min else
+                          "max_epochs" if st.epoch >= cfg.max_epochs else "")
+            self._append_curve(record)
+            self.save(self.run_dir / LAST)
+            if improved:
+                self.save(self.run_dir / BEST)
+            bar.update(1)
+            bar.set_postfix(loss=f"{train['loss']:.1f}", recon=f"{train['recon']:.1f}", kl=f"{train['kl']:.1f}",
+                            valid=f"{valid['loss']:.1f}", lr=f"{st.lr:.2e}")
+        bar.close()
+        return st
+
+    # --- checkpoints ---------------------------------------------------------------------
+    def _append_curve(self, record: dict) -> None:
+        with open(self.run_dir / CURVE_FILE, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def save(self, path: Path) -> None:
+        save_checkpoint(path, {
+            "model": self.model.state_dict(), "guide": self.guide.state_dict(),
+            "optim": self.optim.get_state(), "trainer": asdict(self.state), "epoch": self.state.epoch,
+            "rng": {"pyro": pyro.util.get_rng_state(), "batch_order": self.batch_order.get_state()},
+        })
+
+    def resume(self, path: Path) -> None:
+        """Continue exactly where the checkpoint at ``path`` left off."""
+        state = load_checkpoint(path, map_location=self.device)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.guide.load_state_dict(state["guide"])
+        except RuntimeError as exc:
+            raise InputError(f"{path}: checkpoint does not match this config and data: "
+                             f"{str(exc).splitlines()[0]}") from None
+        self.state = TrainerState(**state["trainer"])
+        self.optim.set_state(state["optim"])
+        self._set_lr(self.state.lr)
+        pyro.util.set_rng_state(state["rng"]["pyro"])
+        self.batch_order.set_state(state["rng"]["batch_order"])
+        _truncate_curve(self.run_dir / CURVE_FILE, self.state.epoch)
+
+
+def _truncate_curve(path: Path, n_epochs: int) -> None:
+    """Keep the first n_epochs lines (the ones the checkpoint has seen)."""
+    if path.exists():
+        lines = path.read_text().splitlines(keepends=True)[:n_epochs]
+        path.write_text("".join(lines))
+
+
+def fit(dataset: LFADSDataset, config: LFADSConfig, run_dir: str | Path, *, device: str = "cpu",
+        overwrite: bool = False, progress: bool = True) -> Trainer:
+    """Fit LFADS to ``dataset``, writing into ``run_dir``; returns the Trainer.
+
+    If ``run_dir`` already holds this very run (same config and data), training
+    continues from its last checkpoint. A different run there is refused unless
+    ``overwrite``, which starts afresh.
+    """
+    run_dir = Path(run_dir)
+    check_device(device)
+    validate_dataset(dataset, support=_likelihood_support(config), min_time_bins=config.time_bins)
+    info = RunInfo.describe(dataset, config)
+    previous = same_run(run_dir, config, info) if run_dir.exists() else None
+    if previous is False and not overwrite:
+        raise InputError(f"{run_dir}: already holds a different run (other config or data); "
+                         "choose another directory or pass --overwrite")
+    resume = previous is True and (run_dir / LAST).exists() and not overwrite
+    if not resume:
+        for name in (LAST, BEST, CURVE_FILE):
+            (run_dir / name).unlink(missing_ok=True)
+    write_run_files(run_dir, config, info)
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(config.seed)
+    model, guide = build_model_and_guide(config, info)
+    recon = dataset.train.recon_data[:, : info.n_time]
+    model.likelihood.init_from_data(torch.as_tensor(recon.mean(axis=(0, 1)), dtype=torch.float32))
+    trainer = Trainer(model, guide, dataset, config, run_dir, device=device, progress=progress)
+    if resume:
+        trainer.resume(run_dir / LAST)
+    trainer.fit()
+    return trainer
+
+
+def _likelihood_support(config: LFADSConfig) -> str:
+    from .models.likelihoods import LIKELIHOODS
+    return LIKELIHOODS[config.likelihood].support
+
+
+def check_device(device: str) -> None:
+    """Refuse a device that this machine does not have, in one line."""
+    if device == "cpu":
+        return
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"--device: {device!r} requested but CUDA is not available on this machine")
+        return
+    raise InputError(f"--device: {device!r} is not one of cpu, cuda, cuda:N")

@@ -1,0 +1,147 @@
+"""The generative program, the guide and the custom distributions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO
+
+from pyro_lfads.distributions import AR1Process, PathNormal
+from pyro_lfads.guides.lfads import LFADSGuide
+from pyro_lfads.models.lfads import LFADSModel
+
+
+def traced(model, guide, batch, kl_scale=1.0):
+    guide_trace = poutine.trace(guide).get_trace(batch, kl_scale)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch, kl_scale)
+    model_trace.compute_log_prob()
+    guide_trace.compute_log_prob()
+    return model_trace, guide_trace
+
+
+@pytest.mark.parametrize("co_dim,n_ext", [(2, 0), (0, 0), (2, 3), (0, 3)])
+def test_model_sites_and_shapes(tiny_config, co_dim, n_ext, counts_batch):
+    cfg = tiny_config.replace(co_dim=co_dim)
+    batch = counts_batch(n_trials=5, n_time=12, n_neurons=7, n_ext=n_ext)
+    model = LFADSModel(cfg, n_neurons=7, n_ext_inputs=n_ext)
+    guide = LFADSGuide(model, n_encod_neurons=7)
+    model_trace, guide_trace = traced(model, guide, batch)
+    nodes = model_trace.nodes
+    assert nodes["g0"]["value"].shape == (5, cfg.gen_dim)
+    assert nodes["obs"]["value"].shape == (5, 12, 7) and nodes["obs"]["is_observed"]
+    assert nodes["factors"]["value"].shape == (5, 12, cfg.fac_dim)
+    assert nodes["rates"]["value"].shape == (5, 12, 7)
+    assert nodes["gen_states"]["value"].shape == (5, 12, cfg.gen_dim)
+    for name in ("factors", "rates"):
+        assert nodes[name]["infer"].get("_deterministic")
+    if co_dim:
+        assert nodes["u"]["value"].shape == (5, 12, co_dim)
+        assert set(guide_trace.stochastic_nodes) - {"trials"} == {"g0", "u"}
+    else:
+        assert "u" not in nodes
+        assert set(guide_trace.stochastic_nodes) - {"trials"} == {"g0"}
+        assert not hasattr(guide, "controller")
+    assert torch.isfinite(model_trace.log_prob_sum())
+
+
+def test_rates_positive_and_factor_readout_row_normalised(tiny_config, counts_batch):
+    model = LFADSModel(tiny_config, n_neurons=7)
+    with torch.no_grad():
+        model.generator.readout.weight.mul_(5.0)
+    g = torch.randn(3, tiny_config.gen_dim)
+    w = model.generator.readout.weight
+    expected = g @ (w / w.norm(dim=1, keepdim=True)).T
+    torch.testing.assert_close(model.generator.readout(g), expected)
+    rates = poutine.trace(model).get_trace(counts_batch(n_neurons=7), 1.0).nodes["rates"]["value"]
+    assert (rates > 0).all()
+
+
+def test_ar1_log_density_equals_multivariate_normal():
+    tau = torch.tensor([3.0, 10.0])
+    var = torch.tensor([0.5, 0.1])
+    prior = AR1Process(tau, var, n_time=9)
+    values = torch.randn(4, 9, 2)
+    mvn = torch.distributions.MultivariateNormal(torch.zeros(9), covariance_matrix=prior.covariance())
+    expected = mvn.log_prob(values.transpose(-1, -2)).sum(-1)  # (4, 2) summed over dims
+    torch.testing.assert_close(prior.log_prob(values), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_ar1_samples_are_stationary_with_the_right_autocorrelation():
+    prior = AR1Process(torch.tensor([5.0]), torch.tensor([0.2]), n_time=30)
+    torch.manual_seed(0)
+    draws = prior.sample((20000,))[..., 0]  # (20000, 30)
+    assert draws.var(0).sub(0.2).abs().max() < 0.02  # same variance at every bin
+    lag1 = (draws[:, 1:] * draws[:, :-1]).mean() / 0.2
+    assert abs(lag1 - torch.exp(torch.tensor(-1 / 5.0))) < 0.02
+
+
+def test_path_normal_returns_its_path_and_scores_it():
+    loc, scale, path = torch.randn(3, 5, 2), torch.rand(3, 5, 2) + 0.1, torch.randn(3, 5, 2)
+    d = PathNormal(loc, scale, path)
+    assert d.rsample() is path
+    expected = torch.distributions.Normal(loc, scale).log_prob(path).sum((-2, -1))
+    torch.testing.assert_close(d.log_prob(path), expected)
+    with pytest.raises(ValueError):
+        d.rsample((2,))
+
+
+def test_model_and_guide_share_one_generator(tiny_config, counts_batch):
+    model = LFADSModel(tiny_config, n_neurons=7)
+    guide = LFADSGuide(model, n_encod_neurons=7)
+    assert guide.generator is model.generator
+    model_ids = {id(p) for p in model.parameters()}
+    assert not model_ids & {id(p) for p in guide.parameters()}  # the guide holds no copy
+    batch = counts_batch(n_neurons=7)
+    model_trace, guide_trace = traced(model, guide, batch)
+    model_params = {n for n, s in model_trace.nodes.items() if s["type"] == "param"}
+    assert "lfads_model$$$generator.cell.weight_hh" in model_params
+    # a gradient step through the guide's controller moves the generator the model owns
+    loss = Trace_ELBO().differentiable_loss(model, guide, batch, 1.0)
+    loss.backward()
+    assert model.generator.cell.weight_hh.grad is not None
+
+
+def test_guide_log_q_u_is_the_density_of_the_path_the_generator_consumed(tiny_config, counts_batch):
+    model = LFADSModel(tiny_config, n_neurons=7).eval()  # eval: no dropout, so runs are comparable
+    guide = LFADSGuide(model, n_encod_neurons=7).eval()
+    batch = counts_batch(n_neurons=7)
+    model_trace, guide_trace = traced(model, guide, batch)
+    u_site = guide_trace.nodes["u"]
+    assert torch.equal(model_trace.nodes["u"]["value"], u_site["value"])
+    q = u_site["fn"]
+    expected = torch.distributions.Normal(q.loc, q.scale).log_prob(u_site["value"]).sum((-2, -1))
+    torch.testing.assert_close(u_site["log_prob"], expected)
+    # re-running the controller loop with the same noise gives the same path: the locs of step t
+    # depend on u_<t through the shared generator, and the model's generator states match
+    g0 = guide_trace.nodes["g0"]["value"]
+    g, states = g0, []
+    for t in range(batch.n_time):
+        g = model.generator.step(g, u_site["value"][:, t])
+        states.append(g)
+    torch.testing.assert_close(torch.stack(states, 1), model_trace.nodes["gen_states"]["value"])
+
+
+def test_annealing_scales_the_kl_terms_and_nothing_else(tiny_config, counts_batch):
+    model = LFADSModel(tiny_config, n_neurons=7).eval()
+    guide = LFADSGuide(model, n_encod_neurons=7).eval()
+    batch = counts_batch(n_neurons=7)
+    losses = {}
+    for scale in (1.0, 0.25):
+        torch.manual_seed(11)
+        model_trace, guide_trace = traced(model, guide, batch, kl_scale=scale)
+        for name in ("g0", "u"):
+            assert model_trace.nodes[name]["scale"] == scale and guide_trace.nodes[name]["scale"] == scale
+        assert model_trace.nodes["obs"]["scale"] == 1.0
+        recon = model_trace.nodes["obs"]["log_prob_sum"]
+        kl = sum(guide_trace.nodes[n]["log_prob_sum"] - model_trace.nodes[n]["log_prob_sum"] for n in ("g0", "u"))
+        kl_unscaled = sum(guide_trace.nodes[n]["unscaled_log_prob"].sum()
+                          - model_trace.nodes[n]["unscaled_log_prob"].sum() for n in ("g0", "u"))
+        torch.testing.assert_close(kl, scale * kl_unscaled)
+        losses[scale] = (recon, kl_unscaled, -(recon - kl))
+        torch.manual_seed(11)
+        elbo_loss = Trace_ELBO().differentiable_loss(model, guide, batch, scale)
+        torch.testing.assert_close(elbo_loss, -(recon - kl))
+    torch.testing.assert_close(losses[1.0][0], losses[0.25][0])  # same samples: same reconstruction
+    torch.testing.assert_close(losses[1.0][1], losses[0.25][1])
+    torch.testing.assert_close(losses[1.0][2] - losses[0.25][2], 0.75 * losses[1.0][1])

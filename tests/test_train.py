@@ -1,0 +1,100 @@
+"""Training: ramps, the L2 penalty, a short fit that beats smoothing, checkpoints and resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pyro_lfads.baselines import GaussianSmoothing
+from pyro_lfads.errors import InputError
+from pyro_lfads.metrics import rate_r2
+from pyro_lfads.posterior import read_posterior, write_posterior
+from pyro_lfads.run import BEST, CURVE_FILE, LAST, load_checkpoint
+from pyro_lfads.train import fit, l2_penalty, ramp_weight
+
+
+def test_ramp_is_linear_positive_and_reaches_one():
+    weights = [ramp_weight(s, 4) for s in range(6)]
+    assert weights == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+
+
+def test_l2_penalty_is_on_recurrent_weights_only(tiny_config):
+    from pyro_lfads.guides.lfads import LFADSGuide
+    from pyro_lfads.models.lfads import LFADSModel
+
+    cfg = tiny_config.replace(l2_gen_scale=2.0, l2_con_scale=3.0)
+    model = LFADSModel(cfg, 7)
+    guide = LFADSGuide(model, 7)
+    w_gen, w_con = model.generator.cell.weight_hh, guide.controller.weight_hh
+    expected = 0.5 * 2.0 * w_gen.pow(2).mean() + 0.5 * 3.0 * w_con.pow(2).mean()
+    torch.testing.assert_close(l2_penalty(model, guide, cfg), expected)
+    penalty = l2_penalty(model, guide, cfg)
+    penalty.backward()
+    assert model.generator.cell.weight_ih.grad is None and w_gen.grad is not None
+
+
+def _state(run_dir, name=LAST):
+    return load_checkpoint(run_dir / name)
+
+
+def test_fit_writes_run_directory_and_curve(tiny_lorenz, tiny_config, tmp_path):
+    trainer = fit(tiny_lorenz, tiny_config, tmp_path / "run", progress=False)
+    run = tmp_path / "run"
+    for name in ("config.yaml", "run.json", LAST, BEST, CURVE_FILE):
+        assert (run / name).is_file(), name
+    records = [json.loads(line) for line in (run / CURVE_FILE).read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    for key in ("train_loss", "train_recon", "train_kl", "valid_loss", "valid_recon", "valid_kl", "lr", "kl_weight"):
+        assert all(np.isfinite(r[key]) for r in records), key
+    assert trainer.state.stopped == "max_epochs"
+    assert records[-1]["step"] == 3 * int(np.ceil(tiny_lorenz.train.n_trials / tiny_config.batch_size))
+
+
+def test_resume_continues_with_identical_parameters(tiny_lorenz, tiny_config, tmp_path):
+    straight = tmp_path / "straight"
+    fit(tiny_lorenz, tiny_config.replace(max_epochs=4), straight, progress=False)
+    stopped = tmp_path / "stopped"
+    fit(tiny_lorenz, tiny_config.replace(max_epochs=2), stopped, progress=False)
+    # as if killed after epoch 2, then re-run with the full length: continues from last.pt
+    fit(tiny_lorenz, tiny_config.replace(max_epochs=4), stopped, progress=False)
+    a, b = _state(straight), _state(stopped)
+    assert a["epoch"] == b["epoch"] == 4
+    for part in ("model", "guide"):
+        for key, value in a[part].items():
+            assert torch.equal(value, b[part][key]), key
+    curve = lambda d: [json.loads(x) for x in (d / CURVE_FILE).read_text().splitlines()]
+    drop_time = lambda rs: [{k: v for k, v in r.items() if k != "seconds"} for r in rs]
+    assert drop_time(curve(straight)) == drop_time(curve(stopped))
+
+
+def test_a_different_run_in_the_directory_is_refused(tiny_lorenz, tiny_config, tmp_path):
+    fit(tiny_lorenz, tiny_config.replace(max_epochs=1), tmp_path, progress=False)
+    before = (tmp_path / LAST).read_bytes()
+    with pytest.raises(InputError, match="different run"):
+        fit(tiny_lorenz, tiny_config.replace(max_epochs=1, gen_dim=12), tmp_path, progress=False)
+    assert (tmp_path / LAST).read_bytes() == before  # nothing written
+    fit(tiny_lorenz, tiny_config.replace(max_epochs=1, gen_dim=12), tmp_path, progress=False, overwrite=True)
+    assert _state(tmp_path)["model"]["generator.cell.weight_hh"].shape[1] == 12
+
+
+def test_bad_device_is_refused_in_one_line(tiny_lorenz, tiny_config, tmp_path):
+    with pytest.raises(InputError, match="--device"):
+        fit(tiny_lorenz, tiny_config, tmp_path / "run", device="tpu", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_short_fit_on_tiny_lorenz_beats_smoothing(tiny_lorenz, tmp_path):
+    from pyro_lfads.config import LFADSConfig
+
+    config = LFADSConfig(gen_dim=32, fac_dim=8, ic_enc_dim=32, co_dim=0, batch_size=24,
+                         kl_ramp_steps=200, max_epochs=60, posterior_samples=10)
+    fit(tiny_lorenz, config, tmp_path, progress=False)
+    write_posterior(tmp_path, tiny_lorenz, progress=False)
+    truth = tiny_lorenz.truth_counts("valid")
+    lfads_r2 = rate_r2(truth, read_posterior(tmp_path)["output_params"])
+    smoothing = GaussianSmoothing().fit(tiny_lorenz.train.recon_data)
+    smoothing_r2 = rate_r2(truth, smoothing.predict(tiny_lorenz.valid.recon_data))
+    assert lfads_r2 > smoothing_r2 + 0.05, (lfads_r2, smoothing_r2)
