@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .config import LFADSConfig
 from .data import save_dataset
-from .evaluate import evaluate_run
+from .evaluate import evaluate_run, smoothing_baseline
 from .plots import plot_rates
 from .posterior import read_posterior, write_posterior
 from .synthetic.lorenz import make_lorenz_dataset
@@ -42,8 +42,7 @@ def run_demo(out: str | Path, *, device: str = "cpu", max_epochs: int | None = N
     result = evaluate_run(run_dir, dataset)
     (out / "evaluation.json").write_text(json.dumps(result, indent=2))
     posterior = read_posterior(run_dir, "valid")
-    from .baselines import GaussianSmoothing
-    smoothed = GaussianSmoothing().fit(dataset.train.recon_data).predict(dataset.valid.recon_data)
+    _, smoothed = smoothing_baseline(dataset, dataset.valid.n_time)
     figure = plot_rates(dataset.valid.recon_data, posterior["output_params"], out / "rates.png",
                         truth=dataset.truth_counts("valid"), smoothed=smoothed)
     print(f"[4/4] evaluation: {out / 'evaluation.json'}; figure: {figure}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .baselines import GaussianSmoothing
 from .data import LFADSDataset, load_dataset
 from .errors import InputError
@@ -21,6 +23,15 @@ def run_dataset(run_dir: str | Path) -> LFADSDataset:
     if dataset_sha256(dataset) != info.data_sha256:
         raise InputError(f"{info.data_source}: data changed since {run_dir} was fitted (checksum differs)")
     return dataset
+
+
+def smoothing_baseline(dataset: LFADSDataset, n_time: int) -> tuple[GaussianSmoothing, np.ndarray]:
+    """The smoothing baseline fitted on the training trials, and its rates on the validation trials.
+
+    Rates are (trials, n_time, neurons) in counts per bin.
+    """
+    smoothing = GaussianSmoothing().fit(dataset.train.recon_data[:, :n_time])
+    return smoothing, smoothing.predict(dataset.valid.recon_data[:, :n_time])
 
 
 def evaluate_run(run_dir: str | Path, dataset: LFADSDataset | None = None) -> dict:
@@ -46,8 +57,7 @@ def evaluate_run(run_dir: str | Path, dataset: LFADSDataset | None = None) -> di
     truth = dataset.truth_counts("valid")
     if truth is not None:
         truth = truth[:, :n_time]
-        smoothing = GaussianSmoothing().fit(dataset.train.recon_data[:, :n_time])
-        smoothed = smoothing.predict(counts)
+        smoothing, smoothed = smoothing_baseline(dataset, n_time)
         result.update({
             "rate_r2": rate_r2(truth, rates),
             "rate_r2_per_neuron": rate_r2_per_neuron(truth, rates),

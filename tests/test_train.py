@@ -89,8 +89,9 @@ def test_bad_device_is_refused_in_one_line(tiny_lorenz, tiny_config, tmp_path):
 def test_short_fit_on_tiny_lorenz_beats_smoothing(tiny_lorenz, tmp_path):
     from pyro_lfads.config import LFADSConfig
 
-    config = LFADSConfig(gen_dim=32, fac_dim=8, ic_enc_dim=32, co_dim=0, batch_size=24,
-                         kl_ramp_steps=200, max_epochs=60, posterior_samples=10)
+    # 1200 steps (about 30 s on 2 cores); measured: LFADS 0.81 against smoothing 0.68
+    config = LFADSConfig(gen_dim=32, fac_dim=8, ic_enc_dim=32, co_dim=0, batch_size=16,
+                         kl_ramp_steps=200, max_epochs=200, posterior_samples=10)
     fit(tiny_lorenz, config, tmp_path, progress=False)
     write_posterior(tmp_path, tiny_lorenz, progress=False)
     truth = tiny_lorenz.truth_counts("valid")

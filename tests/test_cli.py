@@ -1,0 +1,155 @@
+"""The pyro-lfads command: the whole path on tiny data, and one-line errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+
+import h5py
+import numpy as np
+import pytest
+
+from pyro_lfads.cli import main
+from pyro_lfads.data import save_dataset
+
+
+def run_cli(*args):
+    """Run the installed command in a fresh process, outside the repository; (exit code, stdout, stderr)."""
+    result = subprocess.run([sys.executable, "-m", "pyro_lfads.cli", *map(str, args)],
+                            capture_output=True, text=True, cwd=tempfile.gettempdir())
+    return result.returncode, result.stdout, result.stderr
+
+
+@pytest.fixture
+def tiny_yaml(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text("gen_dim: 16\nfac_dim: 4\nic_enc_dim: 8\nci_enc_dim: 8\ncon_dim: 8\nco_dim: 1\n"
+                    "batch_size: 32\nkl_ramp_steps: 10\nposterior_samples: 3\n")
+    return path
+
+
+def test_fit_posterior_evaluate_on_tiny_data(tiny_lorenz, tiny_yaml, tmp_path, capsys):
+    data = tmp_path / "tiny.h5"
+    save_dataset(tiny_lorenz, data)
+    run = tmp_path / "run"
+    assert main(["fit", str(data), "--out", str(run), "--config", str(tiny_yaml), "--max-epochs", "2",
+                 "--quiet"]) == 0
+    assert main(["posterior", str(run), "--samples", "3", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("rate_r2", "rate_r2_per_neuron", "bits_per_spike", "smoothing_rate_r2"):
+        assert np.isfinite(result[key]), key
+    with h5py.File(run / "posterior.h5") as h5:
+        n_valid, n_time, n_neurons = tiny_lorenz.valid.recon_data.shape
+        assert h5["valid_output_params"].shape == (n_valid, n_time, n_neurons)
+        assert h5["train_factors"].shape == (tiny_lorenz.train.n_trials, n_time, 4)
+        assert h5["valid_co_means"].shape == h5["valid_co_stds"].shape == (n_valid, n_time, 1)
+        assert h5["valid_ic_mean"].shape == h5["valid_ic_std"].shape == (n_valid, 16)
+        assert h5["valid_gen_states"].shape == (n_valid, n_time, 16)
+        assert (h5["valid_output_params"][()] > 0).all() and (h5["valid_co_stds"][()] >= 0).all()
+
+
+def test_synth_lorenz_writes_the_paper_sized_set(tmp_path):
+    out = tmp_path / "lorenz.h5"
+    assert main(["synth", "lorenz", "--out", str(out), "--seed", "4"]) == 0
+    with h5py.File(out) as h5:
+        assert h5["train_recon_data"].shape == (1040, 100, 30)
+        assert h5["valid_truth"].shape == (260, 100, 30)
+
+
+def _bad_files(tmp_path, tiny_lorenz):
+    good = tmp_path / "good.h5"
+    save_dataset(tiny_lorenz, good)
+    cases = {}
+    missing = tmp_path / "missing_key.h5"
+    with h5py.File(missing, "w") as h5:
+        h5["train_encod_data"] = tiny_lorenz.train.encod_data
+    cases["missing key"] = (missing, "valid")
+    for name, edit in {
+        "nan": lambda x: np.where(np.arange(x.size).reshape(x.shape) == 3, np.nan, x),
+        "negative": lambda x: x - 5,
+        "fractional": lambda x: x + 0.5,
+    }.items():
+        path = tmp_path / f"{name}.h5"
+        with h5py.File(good) as src, h5py.File(path, "w") as dst:
+            for key in src:
+                dst[key] = src[key][()]
+            del dst["train_recon_data"]
+            dst["train_recon_data"] = edit(src["train_recon_data"][()])
+        cases[name] = (path, "train_recon_data")
+    mismatched = tmp_path / "mismatch.h5"
+    with h5py.File(good) as src, h5py.File(mismatched, "w") as dst:
+        for key in src:
+            dst[key] = src[key][()]
+        for key in ("valid_recon_data", "valid_encod_data"):
+            del dst[key]
+            dst[key] = src[key][()][:, :, :5]
+        del dst["valid_truth"]
+    cases["neuron counts differ"] = (mismatched, "neurons")
+    empty = tmp_path / "empty.h5"
+    with h5py.File(good) as src, h5py.File(empty, "w") as dst:
+        for key in ("train_encod_data", "train_recon_data"):
+            dst[key] = src[key][()]
+        dst["valid_encod_data"] = np.zeros((0, 40, 20), "f4")
+        dst["valid_recon_data"] = np.zeros((0, 40, 20), "f4")
+    cases["empty split"] = (empty, "empty")
+    text = tmp_path / "text.h5"
+    text.write_text("not hdf5")
+    cases["not hdf5"] = (text, "HDF5")
+    return cases
+
+
+def test_bad_data_files_give_one_line_errors_and_write_nothing(tmp_path, tiny_lorenz):
+    for problem, (path, expected) in _bad_files(tmp_path, tiny_lorenz).items():
+        out = tmp_path / f"run_{problem.replace(' ', '_')}"
+        code, stdout, stderr = run_cli("fit", path, "--out", out, "--quiet")
+        assert code == 2, (problem, stderr)
+        assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, (problem, stderr)
+        assert str(path.name) in stderr and expected in stderr, (problem, stderr)
+        assert not out.exists(), problem
+
+
+def test_too_few_time_bins_for_the_config(tmp_path, tiny_lorenz):
+    data = tmp_path / "d.h5"
+    save_dataset(tiny_lorenz, data)
+    config = tmp_path / "c.yaml"
+    config.write_text("time_bins: 500\n")
+    code, _, stderr = run_cli("fit", data, "--out", tmp_path / "run", "--config", config)
+    assert code == 2 and "fewer" in stderr and "500" in stderr and "Traceback" not in stderr
+
+
+def test_bad_config_and_flags(tmp_path, tiny_lorenz):
+    data = tmp_path / "d.h5"
+    save_dataset(tiny_lorenz, data)
+    config = tmp_path / "c.yaml"
+    config.write_text("gen_dimm: 3\n")
+    code, _, stderr = run_cli("fit", data, "--out", tmp_path / "run", "--config", config)
+    assert code == 2 and "gen_dimm" in stderr and "valid keys" in stderr
+    code, _, stderr = run_cli("fit", data, "--out", tmp_path / "run", "--max-epochs", "0")
+    assert code == 2 and "max-epochs" in stderr
+    code, _, stderr = run_cli("fit", data, "--out", tmp_path / "run", "--device", "cuda:7")
+    assert code == 2 and "device" in stderr and "Traceback" not in stderr
+    code, _, stderr = run_cli("posterior", tmp_path / "nowhere")
+    assert code == 2 and "not a pyro-lfads run directory" in stderr
+
+
+def test_a_different_run_in_out_is_refused_without_overwrite(tmp_path, tiny_lorenz, tiny_yaml):
+    data = tmp_path / "d.h5"
+    save_dataset(tiny_lorenz, data)
+    run = tmp_path / "run"
+    assert run_cli("fit", data, "--out", run, "--config", tiny_yaml, "--max-epochs", "1", "--quiet")[0] == 0
+    code, _, stderr = run_cli("fit", data, "--out", run, "--max-epochs", "1", "--quiet")
+    assert code == 2 and "different run" in stderr and "--overwrite" in stderr
+
+
+def test_help_documents_every_command():
+    code, stdout, _ = run_cli("--help")
+    assert code == 0
+    for command in ("synth", "fit", "posterior", "evaluate", "demo"):
+        assert command in stdout
+    code, stdout, _ = run_cli("fit", "--help")
+    for flag in ("--out", "--config", "--max-epochs", "--device", "--seed", "--overwrite"):
+        assert flag in stdout
