@@ -1,4 +1,4 @@
-"""Milliseconds per SVI step and peak memory for the default configuration at batch 128.
+"""Milliseconds per SVI step and peak memory for the default (and demo) configuration at batch 128.
 
 Prints one JSON line per configuration:
     {"config": "default", "device": ..., "batch": 128, "pyro_ms": ..., "peak_mb": ...}
@@ -19,10 +19,14 @@ import torch
 from pyro_lfads.batch import Batch
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split
+from pyro_lfads.demo import DEMO_CONFIG
 from pyro_lfads.run import RunInfo, build_model_and_guide
 from pyro_lfads.train import Trainer
 
-CONFIGS = {"default": (LFADSConfig(), 30, 100)}  # config, neurons, bins
+CONFIGS = {  # config, neurons, bins
+    "default": (LFADSConfig(), 30, 100),
+    "demo": (DEMO_CONFIG, 30, 100),  # the default without inferred inputs, as `pyro-lfads demo` fits Lorenz
+}
 
 
 def peak_mb(device: str) -> float:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from .config import LFADSConfig
 from .data import save_dataset
 from .evaluate import evaluate_run, smoothing_baseline
@@ -43,8 +45,9 @@ def run_demo(out: str | Path, *, device: str = "cpu", max_epochs: int | None = N
     (out / "evaluation.json").write_text(json.dumps(result, indent=2))
     posterior = read_posterior(run_dir, "valid")
     _, smoothed = smoothing_baseline(dataset, dataset.valid.n_time)
+    spread = tuple(int(i) for i in np.linspace(0, dataset.valid.n_trials - 1, 3))  # different conditions
     figure = plot_rates(dataset.valid.recon_data, posterior["output_params"], out / "rates.png",
-                        truth=dataset.truth_counts("valid"), smoothed=smoothed)
+                        truth=dataset.truth_counts("valid"), smoothed=smoothed, trials=spread)
     print(f"[4/4] evaluation: {out / 'evaluation.json'}; figure: {figure}")
     print(f"validation rate R2 {result['rate_r2']:.3f} (smoothing {result['smoothing_rate_r2']:.3f}), "
           f"bits/spike {result['bits_per_spike']:.3f}")

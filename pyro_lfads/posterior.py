@@ -42,7 +42,7 @@ SAMPLED_SITES = {"rates": "output_params", "factors": "factors", "gen_states": "
 
 @torch.no_grad()
 def posterior_chunks(model, guide, split: Split, *, samples: int, time_bins: int | None = None,
-                     device: str = "cpu", max_rows: int = 8192):
+                     device: str = "cpu", max_rows: int = 4096):
     """Yield (trial slice, {output key: array}) for consecutive chunks of ``split``'s trials.
 
     Keys are those of the module docstring without the ``{split}_`` prefix.
@@ -68,7 +68,7 @@ def posterior_chunks(model, guide, split: Split, *, samples: int, time_bins: int
 
 
 def write_posterior(run_dir: str | Path, dataset: LFADSDataset, *, samples: int | None = None,
-                    device: str = "cpu", max_rows: int = 8192, progress: bool = True) -> Path:
+                    device: str = "cpu", max_rows: int = 4096, progress: bool = True) -> Path:
     """Posterior averages of the run's best checkpoint for both splits, into RUN_DIR/posterior.h5."""
     run_dir = Path(run_dir)
     config, info, model, guide = load_fitted(run_dir, "best", device)

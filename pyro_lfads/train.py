@@ -235,7 +235,8 @@ class Trainer:
         save_checkpoint(path, {
             "model": self.model.state_dict(), "guide": self.guide.state_dict(),
             "optim": self.optim.get_state(), "trainer": asdict(self.state), "epoch": self.state.epoch,
-            "rng": {"pyro": pyro.util.get_rng_state(), "batch_order": self.batch_order.get_state()},
+            "rng": {"pyro": pyro.util.get_rng_state(), "batch_order": self.batch_order.get_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
         })
 
     def resume(self, path: Path) -> None:
@@ -252,6 +253,8 @@ class Trainer:
         self._set_lr(self.state.lr)
         pyro.util.set_rng_state(state["rng"]["pyro"])
         self.batch_order.set_state(state["rng"]["batch_order"])
+        if state["rng"]["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         _truncate_curve(self.run_dir / CURVE_FILE, self.state.epoch)
 
 

@@ -60,6 +60,16 @@ def test_synth_lorenz_writes_the_paper_sized_set(tmp_path):
         assert h5["valid_truth"].shape == (260, 100, 30)
 
 
+def _edited_copy(source, target, edits):
+    """Copy an HDF5 file, passing the keys in ``edits`` through their function (None drops the key)."""
+    with h5py.File(source) as src, h5py.File(target, "w") as dst:
+        for key in src:
+            if key not in edits:
+                dst[key] = src[key][()]
+            elif edits[key] is not None:
+                dst[key] = edits[key](src[key][()])
+
+
 def _bad_files(tmp_path, tiny_lorenz):
     good = tmp_path / "good.h5"
     save_dataset(tiny_lorenz, good)
@@ -74,20 +84,12 @@ def _bad_files(tmp_path, tiny_lorenz):
         "fractional": lambda x: x + 0.5,
     }.items():
         path = tmp_path / f"{name}.h5"
-        with h5py.File(good) as src, h5py.File(path, "w") as dst:
-            for key in src:
-                dst[key] = src[key][()]
-            del dst["train_recon_data"]
-            dst["train_recon_data"] = edit(src["train_recon_data"][()])
+        _edited_copy(good, path, {"train_recon_data": edit})
         cases[name] = (path, "train_recon_data")
     mismatched = tmp_path / "mismatch.h5"
-    with h5py.File(good) as src, h5py.File(mismatched, "w") as dst:
-        for key in src:
-            dst[key] = src[key][()]
-        for key in ("valid_recon_data", "valid_encod_data"):
-            del dst[key]
-            dst[key] = src[key][()][:, :, :5]
-        del dst["valid_truth"]
+    first_five = lambda x: x[:, :, :5]  # noqa: E731
+    _edited_copy(good, mismatched, {"valid_recon_data": first_five, "valid_encod_data": first_five,
+                                    "valid_truth": None})
     cases["neuron counts differ"] = (mismatched, "neurons")
     empty = tmp_path / "empty.h5"
     with h5py.File(good) as src, h5py.File(empty, "w") as dst:
@@ -112,21 +114,27 @@ def test_bad_data_files_give_one_line_errors_and_write_nothing(tmp_path, tiny_lo
         assert not out.exists(), problem
 
 
-def test_too_few_time_bins_for_the_config(tmp_path, tiny_lorenz):
-    data = tmp_path / "d.h5"
-    save_dataset(tiny_lorenz, data)
+@pytest.fixture
+def lorenz_file(tmp_path, tiny_lorenz):
+    path = tmp_path / "d.h5"
+    save_dataset(tiny_lorenz, path)
+    return path
+
+
+def fit_with_config(data, tmp_path, yaml_text):
     config = tmp_path / "c.yaml"
-    config.write_text("time_bins: 500\n")
-    code, _, stderr = run_cli("fit", data, "--out", tmp_path / "run", "--config", config)
+    config.write_text(yaml_text)
+    return run_cli("fit", data, "--out", tmp_path / "run", "--config", config)
+
+
+def test_too_few_time_bins_for_the_config(tmp_path, lorenz_file):
+    code, _, stderr = fit_with_config(lorenz_file, tmp_path, "time_bins: 500\n")
     assert code == 2 and "fewer" in stderr and "500" in stderr and "Traceback" not in stderr
 
 
-def test_bad_config_and_flags(tmp_path, tiny_lorenz):
-    data = tmp_path / "d.h5"
-    save_dataset(tiny_lorenz, data)
-    config = tmp_path / "c.yaml"
-    config.write_text("gen_dimm: 3\n")
-    code, _, stderr = run_cli("fit", data, "--out", tmp_path / "run", "--config", config)
+def test_bad_config_and_flags(tmp_path, lorenz_file):
+    data = lorenz_file
+    code, _, stderr = fit_with_config(data, tmp_path, "gen_dimm: 3\n")
     assert code == 2 and "gen_dimm" in stderr and "valid keys" in stderr
     code, _, stderr = run_cli("fit", data, "--out", tmp_path / "run", "--max-epochs", "0")
     assert code == 2 and "max-epochs" in stderr
@@ -136,9 +144,8 @@ def test_bad_config_and_flags(tmp_path, tiny_lorenz):
     assert code == 2 and "not a pyro-lfads run directory" in stderr
 
 
-def test_a_different_run_in_out_is_refused_without_overwrite(tmp_path, tiny_lorenz, tiny_yaml):
-    data = tmp_path / "d.h5"
-    save_dataset(tiny_lorenz, data)
+def test_a_different_run_in_out_is_refused_without_overwrite(tmp_path, lorenz_file, tiny_yaml):
+    data = lorenz_file
     run = tmp_path / "run"
     assert run_cli("fit", data, "--out", run, "--config", tiny_yaml, "--max-epochs", "1", "--quiet")[0] == 0
     code, _, stderr = run_cli("fit", data, "--out", run, "--max-epochs", "1", "--quiet")

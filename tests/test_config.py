@@ -1,0 +1,59 @@
+"""The config: paper defaults, YAML round trip, refusal of unknown keys and impossible values."""
+
+from __future__ import annotations
+
+import pytest
+
+from pyro_lfads.config import LFADSConfig, field_names
+from pyro_lfads.errors import InputError
+
+
+def test_paper_defaults():
+    cfg = LFADSConfig()
+    assert (cfg.ic_prior_var, cfg.ar_tau_init, cfg.ar_var_init) == (0.1, 10.0, 0.1)
+    assert (cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2, cfg.adam_eps) == (0.01, 0.9, 0.999, 0.1)
+    assert (cfg.lr_decay, cfg.lr_patience, cfg.lr_min) == (0.95, 6, 1e-5)
+    assert (cfg.grad_clip_norm, cfg.kl_ramp_steps, cfg.posterior_samples) == (200.0, 2000, 50)
+
+
+def test_yaml_round_trip(tmp_path):
+    cfg = LFADSConfig(gen_dim=12, co_dim=0, time_bins=30, elbo="meanfield", dropout=0.2)
+    cfg.to_yaml(tmp_path / "c.yaml")
+    assert LFADSConfig.from_yaml(tmp_path / "c.yaml") == cfg
+
+
+def test_partial_yaml_keeps_defaults(tmp_path):
+    (tmp_path / "c.yaml").write_text("gen_dim: 20\n")
+    assert LFADSConfig.from_yaml(tmp_path / "c.yaml") == LFADSConfig(gen_dim=20)
+
+
+def test_unknown_keys_are_refused_with_the_valid_ones(tmp_path):
+    (tmp_path / "c.yaml").write_text("gen_dim: 20\ngenerator_size: 3\n")
+    with pytest.raises(InputError) as info:
+        LFADSConfig.from_yaml(tmp_path / "c.yaml")
+    message = str(info.value)
+    assert "generator_size" in message and "c.yaml" in message
+    assert all(name in message for name in field_names())
+    with pytest.raises(InputError, match="unknown keys"):
+        LFADSConfig().replace(nope=1)
+
+
+@pytest.mark.parametrize("key,value", [
+    ("gen_dim", 0), ("gen_dim", 2.5), ("gen_dim", True), ("co_dim", -1), ("dropout", 1.0),
+    ("learning_rate", 0), ("lr_decay", 1.0), ("likelihood", "gamma-ish"), ("elbo", "iwae"),
+    ("time_bins", 0), ("kl_ramp_steps", "many"),
+])
+def test_impossible_values_are_refused(key, value):
+    with pytest.raises(InputError, match=key):
+        LFADSConfig(**{key: value})
+
+
+def test_bad_yaml_files(tmp_path):
+    with pytest.raises(InputError, match="cannot read"):
+        LFADSConfig.from_yaml(tmp_path / "absent.yaml")
+    (tmp_path / "bad.yaml").write_text("gen_dim: [1, 2\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        LFADSConfig.from_yaml(tmp_path / "bad.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(InputError, match="mapping"):
+        LFADSConfig.from_yaml(tmp_path / "list.yaml")

@@ -1,0 +1,21 @@
+"""The examples run end to end on tiny settings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_fit_lorenz_example_runs(tmp_path):
+    result = subprocess.run([sys.executable, str(EXAMPLES / "fit_lorenz.py"), "--out", str(tmp_path),
+                             "--max-epochs", "2", "--conditions", "4", "--samples", "2"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    figures = json.loads(text[text.index("{"): text.rindex("}") + 1])
+    assert {"rate_r2", "bits_per_spike", "smoothing_rate_r2"} <= set(figures)
+    assert (tmp_path / "rates.png").stat().st_size > 10_000
