@@ -10,7 +10,6 @@ the original LFADS synthetic data).
 from __future__ import annotations
 
 import os
-import secrets
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
@@ -22,6 +21,7 @@ import h5py
 import numpy as np
 
 from pyro_lfads.errors import InputError
+from pyro_lfads.files import atomic_path
 
 SPLITS = ("train", "valid")
 
@@ -192,30 +192,15 @@ def save_dataset(dataset: LFADSDataset, path: str | os.PathLike[str]) -> None:
     directory = path.parent
     if not directory.is_dir():
         raise InputError(f"{target}: directory {str(directory)!r} does not exist")
-    tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        with atomic_path(path) as tmp:
+            if suffix in NPZ_SUFFIXES:
+                with open(tmp, "wb") as handle:  # a handle: np.savez would append ".npz" to a path
+                    np.savez_compressed(handle, **arrays)
+            else:
+                _write_hdf5(tmp, arrays)
     except OSError as exc:
         raise InputError(f"{target}: cannot write: {_one_line(exc)}") from None
-    try:
-        if suffix in NPZ_SUFFIXES:
-            with os.fdopen(fd, "wb") as handle:
-                np.savez_compressed(handle, **arrays)
-                handle.flush()
-                os.fsync(handle.fileno())
-        else:
-            os.close(fd)
-            _write_hdf5(tmp, arrays)
-            with open(tmp, "r+b") as handle:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        _remove_quietly(tmp)
-        raise InputError(f"{target}: cannot write: {_one_line(exc)}") from None
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-
 
 def validate_dataset(
     dataset: LFADSDataset,
@@ -799,13 +784,6 @@ def _write_hdf5(path: Path, arrays: dict[str, np.ndarray]) -> None:
                 handle.create_dataset(key, data=array)
             else:
                 handle.create_dataset(key, data=array, compression="gzip")
-
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except OSError:
-        pass
 
 
 def _suffix_problem(suffix: str) -> str:

@@ -34,7 +34,8 @@ from tqdm.auto import tqdm
 from .batch import split_batch
 from .data import LFADSDataset, Split
 from .errors import InputError
-from .run import atomic_path, load_fitted
+from .files import atomic_path
+from .run import load_fitted
 
 POSTERIOR_FILE = "posterior.h5"
 SAMPLED_SITES = {"rates": "output_params", "factors": "factors", "gen_states": "gen_states", "u": "co"}

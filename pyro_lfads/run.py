@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
-import tempfile
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +25,7 @@ from . import __version__
 from .config import LFADSConfig
 from .data import LFADSDataset
 from .errors import InputError
+from .files import atomic_path
 
 CONFIG_FILE, INFO_FILE, CURVE_FILE = "config.yaml", "run.json", "training_curve.jsonl"
 LAST, BEST = "checkpoints/last.pt", "checkpoints/best.pt"
@@ -77,28 +75,8 @@ def build_model_and_guide(config: LFADSConfig, info: RunInfo):
     return model, guide
 
 
-@contextmanager
-def atomic_path(path: str | Path):
-    """Yield a temporary path next to ``path``; on success it replaces ``path`` atomically.
-
-    A write interrupted at any moment leaves either the old file or none,
-    never a partial one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(path: Path, state: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 

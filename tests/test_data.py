@@ -12,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyro_lfads import data as data_module
 from pyro_lfads.data import (
     LFADSDataset,
     Split,
