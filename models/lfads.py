@@ -7,8 +7,13 @@
     r_t       = exp(W_rate f_t + b)                      rates
     x_t       ~ Poisson(r_t)                             observations
 
+The last two lines are the observation model, ``self.likelihood``: swap it
+for another in ``likelihoods.py`` (Gaussian, negative binomial, Gamma,
+zero-inflated Gamma, calcium) or one of your own.
+
 Sample sites: ``g0`` (B, G), ``u`` (B, T, U), ``obs`` (B, T, N); deterministic
-sites ``gen_states`` (B, T, G), ``factors`` (B, T, F) and ``rates`` (B, T, N).
+sites ``gen_states`` (B, T, G), ``factors`` (B, T, F), ``rates`` (B, T, N)
+and, where the observations' mean is not the rates (calcium), ``obs_mean``.
 B trials, T bins, G generator units, U inferred inputs, F factors, N neurons.
 """
 
@@ -80,9 +85,12 @@ class LFADSModel(nn.Module):
         config: hyperparameters.
         n_neurons: N, neurons reconstructed.
         n_ext_inputs: external (observed) inputs a_t fed to the generator.
+        likelihood: an observation model (see ``likelihoods.py``); by default
+            the one ``config.likelihood`` names.
     """
 
-    def __init__(self, config: LFADSConfig, n_neurons: int, n_ext_inputs: int = 0):
+    def __init__(self, config: LFADSConfig, n_neurons: int, n_ext_inputs: int = 0,
+                 likelihood: nn.Module | None = None):
         super().__init__()
         self.config = config
         self.n_neurons, self.n_ext_inputs = n_neurons, n_ext_inputs
@@ -90,7 +98,7 @@ class LFADSModel(nn.Module):
                                    config.cell_clip, config.dropout)
         self.ic_prior_mean = nn.Parameter(torch.zeros(config.gen_dim))
         self.input_prior = InputPrior(config.co_dim, config.ar_tau_init, config.ar_var_init) if config.co_dim else None
-        self.likelihood = make_likelihood(config.likelihood, config.fac_dim, n_neurons)
+        self.likelihood = likelihood if likelihood is not None else make_likelihood(config, n_neurons)
 
     def forward(self, batch, kl_scale: float = 1.0) -> torch.Tensor:
         """Score ``batch.recon_data`` (or simulate it when absent); returns the rates (B, T, N).
@@ -108,12 +116,14 @@ class LFADSModel(nn.Module):
             inputs = _generator_inputs(u, batch.ext_input, n_trials, n_time, g0)
             states = self.generator.run(g0, inputs)
             factors = self.generator.factors(states)
-            obs_dist, rates = self.likelihood(factors)
+            observation = self.likelihood(factors)
             pyro.deterministic("gen_states", states, event_dim=2)
             pyro.deterministic("factors", factors, event_dim=2)
-            pyro.deterministic("rates", rates, event_dim=2)
-            pyro.sample("obs", obs_dist, obs=batch.recon_data)
-        return rates
+            pyro.deterministic("rates", observation.rates, event_dim=2)
+            if observation.mean is not observation.rates:
+                pyro.deterministic("obs_mean", observation.mean, event_dim=2)
+            pyro.sample("obs", observation.distribution, obs=batch.recon_data)
+        return observation.rates
 
 
 def _generator_inputs(u, ext_input, n_trials: int, n_time: int, like: torch.Tensor) -> torch.Tensor:

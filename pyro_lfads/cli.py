@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from .errors import InputError
+from .synthetic.observations import OBSERVATIONS
 
 
 def _int_at_least(minimum: int):
@@ -43,9 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     synth = sub.add_parser("synth", help="write a synthetic data set with known ground truth")
-    synth.add_argument("system", choices=["lorenz"], help="which system: lorenz (Methods 2.1)")
+    synth.add_argument("system", choices=["lorenz", "calcium"],
+                       help="lorenz: the paper's Lorenz benchmark (Methods 2.1); calcium: dF/F imaging of it")
     synth.add_argument("--out", required=True, type=Path, help="output file, .h5 or .npz (LFADS format)")
     synth.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default 0)")
+    synth.add_argument("--likelihood", default="poisson", choices=OBSERVATIONS,
+                       help="lorenz only: how the rates are observed (default poisson)")
 
     fit = sub.add_parser("fit", help="fit LFADS to a data file, writing a run directory")
     fit.add_argument("data", type=Path, help="LFADS-format data file (.h5/.hdf5 or .npz)")
@@ -53,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--config", type=Path, help="YAML file of config keys (see LFADSConfig); others keep defaults")
     fit.add_argument("--max-epochs", type=_positive_int, help="override the config's max_epochs")
     fit.add_argument("--seed", type=_nonnegative_int, help="override the config's seed")
+    fit.add_argument("--likelihood", help="override the config's observation model: "
+                                          "poisson, gaussian, negbinom, gamma, zig or calcium")
     fit.add_argument("--overwrite", action="store_true",
                      help="replace a different run already in --out (default: refuse)")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -79,9 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_synth(args) -> None:
     from .data import save_dataset
+    from .synthetic.calcium import make_calcium_dataset
     from .synthetic.lorenz import make_lorenz_dataset
 
-    dataset = make_lorenz_dataset(seed=args.seed)
+    if args.system == "calcium":
+        if args.likelihood != "poisson":
+            raise InputError("--likelihood: applies to 'synth lorenz' only; calcium data is dF/F")
+        dataset = make_calcium_dataset(seed=args.seed)
+    else:
+        dataset = make_lorenz_dataset(seed=args.seed, likelihood=args.likelihood)
     save_dataset(dataset, args.out)
     print(f"wrote {args.out}: {dataset.train.n_trials} train and {dataset.valid.n_trials} valid trials, "
           f"{dataset.train.n_time} bins, {dataset.train.n_neurons} neurons")
@@ -91,7 +103,8 @@ def _config_for(args):
     from .config import LFADSConfig
 
     config = LFADSConfig.from_yaml(args.config) if args.config else LFADSConfig()
-    changes = {k: v for k, v in (("max_epochs", args.max_epochs), ("seed", args.seed)) if v is not None}
+    overrides = (("max_epochs", args.max_epochs), ("seed", args.seed), ("likelihood", args.likelihood))
+    changes = {k: v for k, v in overrides if v is not None}
     return config.replace(**changes)
 
 

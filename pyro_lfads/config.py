@@ -17,7 +17,6 @@ import yaml
 
 from .errors import InputError
 
-LIKELIHOODS = ("poisson",)
 ELBOS = ("trace", "meanfield")
 
 
@@ -36,7 +35,9 @@ class LFADSConfig:
         time_bins: bins per trial the model uses (the first ``time_bins`` of
             each trial); None uses all bins; data with fewer bins is refused.
     Model:
-        likelihood: observation model of the ``obs`` site.
+        likelihood: observation model of the ``obs`` site: poisson, gaussian,
+            negbinom, gamma, zig (zero-inflated Gamma) or calcium.
+        calcium_tau_init: initial indicator decay time of the calcium model, bins.
         ic_prior_var: kappa, the variance of the g0 prior.
         ic_post_var_min: floor on the variance of q(g0).
         ar_tau_init: initial AR(1) autocorrelation time of the input prior, bins.
@@ -74,6 +75,7 @@ class LFADSConfig:
     time_bins: int | None = None
 
     likelihood: str = "poisson"
+    calcium_tau_init: float = 10.0
     ic_prior_var: float = 0.1
     ic_post_var_min: float = 1e-4
     ar_tau_init: float = 10.0
@@ -115,7 +117,7 @@ class LFADSConfig:
                        "must be an integer >= 1 when co_dim > 0")
         if self.time_bins is not None:
             _check(source, "time_bins", self.time_bins, int, lambda v: v >= 1, "must be an integer >= 1 or null")
-        positive_floats = ("ic_prior_var", "ic_post_var_min", "ar_tau_init", "ar_var_init", "cell_clip",
+        positive_floats = ("calcium_tau_init", "ic_prior_var", "ic_post_var_min", "ar_tau_init", "ar_var_init", "cell_clip",
                            "learning_rate", "adam_eps", "lr_min", "grad_clip_norm")
         for name in positive_floats:
             _check(source, name, getattr(self, name), float, lambda v: v > 0, "must be a number > 0")
@@ -124,6 +126,8 @@ class LFADSConfig:
         for name in ("dropout", "adam_beta1", "adam_beta2"):
             _check(source, name, getattr(self, name), float, lambda v: 0 <= v < 1, "must be in [0, 1)")
         _check(source, "lr_decay", self.lr_decay, float, lambda v: 0 < v < 1, "must be in (0, 1)")
+        from pyro_lfads.models.likelihoods import LIKELIHOODS  # the registry, with user additions
+
         if self.likelihood not in LIKELIHOODS:
             raise InputError(f"{source}: likelihood: {self.likelihood!r} is not one of {', '.join(LIKELIHOODS)}")
         if self.elbo not in ELBOS:

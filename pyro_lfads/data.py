@@ -27,8 +27,9 @@ SPLITS = ("train", "valid")
 
 #: Values ``support`` may take: what the likelihood needs of the data.
 #: ``"counts"``: non-negative integers (Poisson, negative binomial);
-#: ``"nonnegative"``: reals >= 0; ``"real"``: any finite reals (Gaussian).
-SUPPORTS = ("counts", "nonnegative", "real")
+#: ``"nonnegative"``: reals >= 0 (zero-inflated Gamma); ``"positive"``: reals > 0
+#: (Gamma); ``"real"``: any finite reals (Gaussian, calcium).
+SUPPORTS = ("counts", "nonnegative", "positive", "real")
 
 HDF5_SUFFIXES = (".h5", ".hdf5")
 NPZ_SUFFIXES = (".npz",)
@@ -685,8 +686,13 @@ def _check_values(array: object, key: str, name: str, support: str, fail: _Fail)
     if name == "ext_input":
         return
     if negative:
-        need = _COUNTS_HINT if support == "counts" else "support='nonnegative' needs values >= 0"
+        need = _COUNTS_HINT if support == "counts" else f"support={support!r} needs values >= 0"
         fail(key, f"{negative} values are negative, but {need}")
+    if support == "positive":
+        zeros = int(np.count_nonzero(array == 0))
+        if zeros:
+            fail(key, f"{zeros} values are 0, but support='positive' (a Gamma likelihood) needs values > 0; "
+                      "use the zero-inflated Gamma ('zig') for data with zeros")
     if support == "counts" and array.dtype.kind == "f":
         fractional = array != np.floor(array)
         if fractional.any():

@@ -6,7 +6,7 @@ Both have event shape (T, D): T time bins, D inferred inputs.
 from __future__ import annotations
 
 import torch
-from pyro.distributions import Normal, TorchDistribution, constraints
+from pyro.distributions import Gamma, Normal, TorchDistribution, constraints
 
 
 class AR1Process(TorchDistribution):
@@ -118,4 +118,52 @@ class PathNormal(TorchDistribution):
         full = batch_shape + self.event_shape
         new.loc, new.scale, new.path = self.loc.expand(full), self.scale.expand(full), self.path.expand(full)
         super(PathNormal, new).__init__(batch_shape, self.event_shape, validate_args=False)
+        return new
+
+
+class ZeroInflatedGamma(TorchDistribution):
+    """x = 0 with probability 1 - q; else x = s_min + y with y ~ Gamma(shape, rate).
+
+    A mixed density (a point mass at 0 and a continuous part on (s_min, inf)),
+    as lfads-torch's zero-inflated Gamma. Values in (0, s_min] are scored as
+    if just above s_min. Zeros never produce NaN in the value or its gradient.
+
+    Args (broadcastable): q in (0, 1), shape > 0, rate > 0, s_min >= 0.
+    """
+
+    arg_constraints = {"q": constraints.unit_interval, "shape": constraints.positive,
+                       "rate": constraints.positive, "s_min": constraints.nonnegative}
+    support = constraints.nonnegative
+    _tiny = 1e-6
+
+    def __init__(self, q, shape, rate, s_min, validate_args=None):
+        self.q, self.shape, self.rate, self.s_min = torch.broadcast_tensors(
+            torch.as_tensor(q), torch.as_tensor(shape), torch.as_tensor(rate), torch.as_tensor(s_min))
+        super().__init__(self.q.shape, validate_args=validate_args)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.q * (self.s_min + self.shape / self.rate)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        if self._validate_args:
+            self._validate_sample(value)
+        is_zero = value <= 0
+        excess = torch.where(is_zero, torch.ones_like(value), (value - self.s_min).clamp_min(self._tiny))
+        continuous = torch.log(self.q.clamp_min(self._tiny)) + Gamma(self.shape, self.rate).log_prob(excess)
+        return torch.where(is_zero, torch.log1p(-self.q.clamp_max(1 - self._tiny)), continuous)
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            shape = self._extended_shape(sample_shape)
+            nonzero = torch.rand(shape, device=self.q.device) < self.q.expand(shape)
+            amount = self.s_min.expand(shape) + Gamma(self.shape, self.rate).sample(sample_shape)
+            return torch.where(nonzero, amount, torch.zeros_like(amount))
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        new = self._get_checked_instance(ZeroInflatedGamma, _instance)
+        new.q, new.shape, new.rate, new.s_min = (x.expand(batch_shape) for x in
+                                                 (self.q, self.shape, self.rate, self.s_min))
+        super(ZeroInflatedGamma, new).__init__(batch_shape, validate_args=False)
         return new

@@ -18,6 +18,8 @@ Output keys (lfads-torch's names; shapes per split, B trials, T bins):
     {split}_co_stds             (B, T, U)  posterior standard deviation of u
     {split}_ic_mean             (B, G)     mean of q(g0)
     {split}_ic_std              (B, G)     standard deviation of q(g0)
+    {split}_obs_mean            (B, T, N)  predicted mean observation, where it is not the
+                                           rates (calcium: the fluorescence), and its _std
 plus the attributes ``samples`` and ``time_bins``.
 """
 
@@ -38,7 +40,8 @@ from .files import atomic_path
 from .run import load_fitted
 
 POSTERIOR_FILE = "posterior.h5"
-SAMPLED_SITES = {"rates": "output_params", "factors": "factors", "gen_states": "gen_states", "u": "co"}
+SAMPLED_SITES = {"rates": "output_params", "factors": "factors", "gen_states": "gen_states", "u": "co",
+                 "obs_mean": "obs_mean"}
 
 
 @torch.no_grad()
@@ -49,7 +52,7 @@ def posterior_chunks(model, guide, split: Split, *, samples: int, time_bins: int
     Keys are those of the module docstring without the ``{split}_`` prefix.
     """
     chunk = max(1, max_rows // samples)
-    return_sites = ["rates", "factors", "gen_states"] + (["u"] if model.config.co_dim else [])
+    return_sites = ["rates", "factors", "gen_states", "obs_mean"] + (["u"] if model.config.co_dim else [])
     predictive = Predictive(model, guide=guide, num_samples=1, return_sites=return_sites)
     for start in range(0, split.n_trials, chunk):
         trials = slice(start, min(start + chunk, split.n_trials))

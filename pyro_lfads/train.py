@@ -290,8 +290,8 @@ def fit(dataset: LFADSDataset, config: LFADSConfig, run_dir: str | Path, *, devi
     pyro.clear_param_store()
     pyro.set_rng_seed(config.seed)
     model, guide = build_model_and_guide(config, info)
-    recon = dataset.train.recon_data[:, : info.n_time]
-    model.likelihood.init_from_data(torch.as_tensor(recon.mean(axis=(0, 1)), dtype=torch.float32))
+    train_recon = torch.as_tensor(dataset.train.recon_data[:, : info.n_time], dtype=torch.float32)
+    model.likelihood.init_from_data(train_recon)
     trainer = Trainer(model, guide, dataset, config, run_dir, device=device, progress=progress)
     if resume:
         trainer.resume(run_dir / LAST)

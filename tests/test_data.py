@@ -290,7 +290,7 @@ BAD_FILES = [
     ("factor-zero", _set(conversion_factor=np.int64(0)), {}, "conversion_factor", "positive finite scalar"),
     ("factor-array", _set(conversion_factor=np.ones(3)), {}, "conversion_factor", "got shape (3,)"),
     ("factor-text", _set(conversion_factor=np.bytes_(b"2.0")), {}, "conversion_factor", "positive finite scalar"),
-    ("support", _set(), {"support": "poisson"}, "support", "'poisson' is not one of 'counts', 'nonnegative', 'real'"),
+    ("support", _set(), {"support": "poisson"}, "support", "'poisson' is not one of 'counts', 'nonnegative', 'positive', 'real'"),
     ("min-time-bins-bad", _set(), {"min_time_bins": 0}, "min_time_bins", "positive integer"),
 ]
 
@@ -383,7 +383,7 @@ def test_unusable_extras_are_skipped_with_a_warning(tmp_path):
 
 def test_dataset_from_arrays_errors():
     good = np.ones((3, 4, 2))
-    with pytest.raises(InputError, match=r"^<arrays>: support: 'gauss' is not one of 'counts', 'nonnegative', 'real'$"):
+    with pytest.raises(InputError, match=r"^<arrays>: support: 'gauss' is not one of 'counts', 'nonnegative', 'positive', 'real'$"):
         dataset_from_arrays(good, good, support="gauss")
     with pytest.raises(InputError, match=r"^<arrays>: train_recon_data: 1 values are not finite \(1 NaN, 0 infinite\)"):
         bad = good.copy()

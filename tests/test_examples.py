@@ -19,3 +19,14 @@ def test_fit_lorenz_example_runs(tmp_path):
     figures = json.loads(text[text.index("{"): text.rindex("}") + 1])
     assert {"rate_r2", "bits_per_spike", "smoothing_rate_r2"} <= set(figures)
     assert (tmp_path / "rates.png").stat().st_size > 10_000
+
+
+def test_custom_likelihood_example_runs(tmp_path):
+    result = subprocess.run([sys.executable, str(EXAMPLES / "custom_likelihood.py"), "--out", str(tmp_path),
+                             "--max-epochs", "2", "--conditions", "4", "--compare"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    figures = json.loads(text[text.index("{"): text.rindex("}") + 1])
+    assert figures["studentt"]["likelihood"] == "studentt" and "rate_r2" in figures["studentt"]
+    assert (tmp_path / "studentt" / "posterior.h5").is_file()

@@ -47,7 +47,7 @@ def test_full_shapes_dtypes_and_metadata(full):
         assert full.extras[f"{split}_latents"].shape == (n, 100, 3)
         assert full.extras[f"{split}_latents"].dtype == np.float32
     assert full.conversion_factor == pytest.approx(100.0)
-    assert full.source == "lorenz(seed=0)"
+    assert full.source == "lorenz(seed=0, likelihood=poisson)"
 
 
 def test_split_within_each_condition(full):

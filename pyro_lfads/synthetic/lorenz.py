@@ -24,6 +24,8 @@ import numpy as np
 from pyro_lfads.data import LFADSDataset, Split
 from pyro_lfads.errors import InputError
 
+from .observations import OBSERVATIONS, draw_observations
+
 LORENZ_SIGMA = 10.0
 LORENZ_RHO = 28.0
 LORENZ_BETA = 8.0 / 3.0
@@ -82,6 +84,7 @@ def make_lorenz_dataset(
     baseline_rate_hz: float = 5.0,
     readout_scale: float = 3**-0.5,
     train_fraction: float = 0.8,
+    likelihood: str = "poisson",
 ) -> LFADSDataset:
     """Simulate the Lorenz benchmark.
 
@@ -96,15 +99,20 @@ def make_lorenz_dataset(
         readout_scale: std of the readout weights; the default gives each
             neuron's log rate a std of about 1.
         train_fraction: fraction of each condition's trials put in train.
+        likelihood: how the rates are observed (see ``observations.py``):
+            poisson (the paper's), negbinom (over-dispersed gamma-Poisson
+            counts), gaussian, gamma or zig (zero-inflated Gamma).
 
     Returns:
         An LFADSDataset whose splits hold, with ``trials`` the split's trial count:
-        ``encod_data`` = ``recon_data``: (trials, n_time, n_neurons) float32 spike counts;
-        ``truth``: (trials, n_time, n_neurons) float32 true rates in spikes/s;
+        ``encod_data`` = ``recon_data``: (trials, n_time, n_neurons) float32
+        observations (spike counts for poisson and negbinom);
+        ``truth``: (trials, n_time, n_neurons) float32 true signal (rates in
+        spikes/s for counts; see ``observations.py`` for the others);
         ``inds``: (trials,) int64 original trial index,
         ``condition * trials_per_condition + repeat``.
-        ``conversion_factor`` is ``1000 / bin_ms``, so ``truth / conversion_factor``
-        is the expected count per bin. ``extras`` holds, per split,
+        ``truth / conversion_factor`` is the expected observation per bin
+        (``conversion_factor`` = ``1000 / bin_ms`` for counts, 1 otherwise). ``extras`` holds, per split,
         ``{split}_conditions``: (trials,) int64 condition index and
         ``{split}_latents``: (trials, n_time, 3) float32 z-scored Lorenz state.
 
@@ -131,47 +139,64 @@ def make_lorenz_dataset(
             f"leaves the train or valid split empty"
         )
 
+    _check_likelihood(likelihood)
     rng = np.random.default_rng(seed)
+    latents = lorenz_latents(rng, n_conditions, n_time)
+    readout = rng.normal(0.0, readout_scale, size=(3, n_neurons))
+    log_rates_hz = np.log(baseline_rate_hz) + latents @ readout  # (conditions, time, neurons)
+    data, truth, conversion_factor = draw_observations(likelihood, rng, log_rates_hz, bin_ms / 1000.0,
+                                                       trials_per_condition)
+    is_train = split_trials(rng, n_conditions, trials_per_condition, n_train)
+    return assemble_dataset(data, truth, latents, is_train, conversion_factor,
+                            source=f"lorenz(seed={seed}, likelihood={likelihood})")
 
-    # Latents: (conditions, time, 3), z-scored per Lorenz variable.
+
+def lorenz_latents(rng: np.random.Generator, n_conditions: int, n_time: int) -> np.ndarray:
+    """(conditions, n_time, 3) Lorenz states from random points on the attractor, z-scored per variable."""
     starts = _attractor_points(rng, n_conditions)
     latents = _trajectory(starts, n_time).transpose(1, 0, 2)
-    latents = (latents - latents.mean(axis=(0, 1))) / latents.std(axis=(0, 1))
+    return (latents - latents.mean(axis=(0, 1))) / latents.std(axis=(0, 1))
 
-    # Rates in spikes/s: (conditions, time, neurons).
-    readout = rng.normal(0.0, readout_scale, size=(3, n_neurons))
-    rates_hz = baseline_rate_hz * np.exp(latents @ readout)
 
-    # Spikes: (conditions, repeats, time, neurons).
-    bin_s = bin_ms / 1000.0
-    counts_shape = (n_conditions, trials_per_condition, n_time, n_neurons)
-    spikes = rng.poisson(np.broadcast_to(rates_hz[:, None] * bin_s, counts_shape))
-
-    # Split each condition's repeats; trials within a split stay in original order.
+def split_trials(rng: np.random.Generator, n_conditions: int, trials_per_condition: int, n_train: int) -> np.ndarray:
+    """(conditions, trials_per_condition) bool: which repeats of each condition go to train."""
     is_train = np.zeros((n_conditions, trials_per_condition), dtype=bool)
     for condition in range(n_conditions):
         is_train[condition, rng.permutation(trials_per_condition)[:n_train]] = True
+    return is_train
 
-    condition_of_trial = np.repeat(np.arange(n_conditions, dtype=np.int64), trials_per_condition)
-    spikes = spikes.reshape(-1, n_time, n_neurons).astype(np.float32)
+
+def assemble_dataset(data: np.ndarray, truth: np.ndarray, latents: np.ndarray, is_train: np.ndarray,
+                     conversion_factor: float, source: str) -> LFADSDataset:
+    """Split per-condition simulations into an LFADSDataset.
+
+    Args:
+        data: (conditions, repeats, time, neurons) observations.
+        truth: (conditions, time, neurons) the true signal of each condition.
+        latents: (conditions, time, d) the true latent state.
+        is_train: (conditions, repeats) bool, from :func:`split_trials`.
+    """
+    n_conditions, repeats, n_time, n_neurons = data.shape
+    condition_of_trial = np.repeat(np.arange(n_conditions, dtype=np.int64), repeats)
+    data = data.reshape(-1, n_time, n_neurons).astype(np.float32)
     splits = {}
     extras = {}
     for name, mask in (("train", is_train.ravel()), ("valid", ~is_train.ravel())):
         inds = np.flatnonzero(mask).astype(np.int64)
         conditions = condition_of_trial[inds]
-        splits[name] = Split(
-            encod_data=spikes[inds],
-            recon_data=spikes[inds],
-            truth=rates_hz[conditions].astype(np.float32),
-            inds=inds,
-        )
+        splits[name] = Split(encod_data=data[inds], recon_data=data[inds],
+                             truth=truth[conditions].astype(np.float32), inds=inds)
         extras[f"{name}_conditions"] = conditions
         extras[f"{name}_latents"] = latents[conditions].astype(np.float32)
-
     return LFADSDataset(
         train=splits["train"],
         valid=splits["valid"],
-        conversion_factor=1000.0 / bin_ms,
-        source=f"lorenz(seed={seed})",
+        conversion_factor=conversion_factor,
+        source=source,
         extras=extras,
     )
+
+
+def _check_likelihood(likelihood: object) -> None:
+    if likelihood not in OBSERVATIONS:
+        raise InputError(f"likelihood: {likelihood!r} is not one of {', '.join(OBSERVATIONS)}")

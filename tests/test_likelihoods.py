@@ -1,0 +1,147 @@
+"""Observation models: log densities against scipy, support checks, and each one end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import signal, stats
+
+from pyro_lfads.config import LFADSConfig
+from pyro_lfads.data import LFADSDataset, Split, validate_dataset
+from pyro_lfads.errors import InputError
+from pyro_lfads.evaluate import evaluate_run
+from pyro_lfads.models.likelihoods import LIKELIHOODS, make_likelihood
+from pyro_lfads.posterior import read_posterior, write_posterior
+from pyro_lfads.synthetic.calcium import make_calcium_dataset
+from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
+from pyro_lfads.train import fit
+
+B, T, F, N = 3, 9, 4, 5
+
+
+def observation(name, seed=0, **config):
+    torch.manual_seed(seed)
+    likelihood = make_likelihood(LFADSConfig(fac_dim=F, likelihood=name, **config), N)
+    with torch.no_grad():  # spread the parameters away from their initial values
+        for param in likelihood.parameters():
+            param.add_(0.3 * torch.randn_like(param))
+    factors = torch.randn(B, T, F)
+    return likelihood, likelihood(factors)
+
+
+def test_poisson_matches_scipy():
+    _, obs = observation("poisson")
+    x = torch.poisson(obs.rates.detach())
+    expected = stats.poisson.logpmf(x.numpy(), obs.rates.detach().numpy()).sum((1, 2))
+    np.testing.assert_allclose(obs.distribution.log_prob(x).detach().numpy(), expected, rtol=1e-4)
+
+
+def test_gaussian_matches_scipy():
+    lik, obs = observation("gaussian")
+    x = torch.randn(B, T, N)
+    sd = (0.5 * lik.log_var).exp().detach().numpy()
+    expected = stats.norm.logpdf(x.numpy(), obs.mean.detach().numpy(), sd).sum((1, 2))
+    np.testing.assert_allclose(obs.distribution.log_prob(x).detach().numpy(), expected, rtol=1e-4)
+
+
+def test_negative_binomial_matches_scipy_and_its_mean_is_the_rate():
+    lik, obs = observation("negbinom")
+    k = lik.log_dispersion.exp().detach().numpy()
+    mu = obs.rates.detach().numpy()
+    x = torch.as_tensor(np.random.default_rng(0).poisson(3 * mu).astype("float32"))
+    expected = stats.nbinom.logpmf(x.numpy(), k, k / (k + mu)).sum((1, 2))
+    np.testing.assert_allclose(obs.distribution.log_prob(x).detach().numpy(), expected, rtol=1e-4)
+    draws = obs.distribution.sample((4000,))
+    np.testing.assert_allclose(draws.mean(0).numpy(), mu, rtol=0.15, atol=0.05)
+
+
+def test_gamma_matches_scipy():
+    lik, obs = observation("gamma")
+    shape = lik.log_shape.exp().detach().numpy()
+    mean = obs.mean.detach().numpy()
+    x = torch.rand(B, T, N) * 3 + 0.01
+    expected = stats.gamma.logpdf(x.numpy(), shape, scale=mean / shape).sum((1, 2))
+    np.testing.assert_allclose(obs.distribution.log_prob(x).detach().numpy(), expected, rtol=1e-4)
+
+
+def test_zero_inflated_gamma_matches_scipy_and_zeros_give_no_nan():
+    lik, _ = observation("zig")
+    data = torch.where(torch.rand(20, T, N) < 0.6, torch.zeros(20, T, N), 0.2 + torch.rand(20, T, N))
+    lik.init_from_data(data)
+    factors = torch.randn(B, T, F, requires_grad=True)
+    obs = lik(factors)
+    x = data[:B]
+    q = torch.sigmoid(lik.gate(factors)).detach().numpy()
+    shape = lik.log_shape.exp().detach().numpy()
+    mean = lik.readout(factors).exp().detach().numpy()
+    s_min = lik.s_min.numpy()
+    xn = x.numpy()
+    continuous = np.log(q) + stats.gamma.logpdf(np.maximum(xn - s_min, 1e-6), shape, scale=mean / shape)
+    expected = np.where(xn == 0, np.log1p(-q), continuous).sum((1, 2))
+    log_prob = obs.distribution.log_prob(x)
+    np.testing.assert_allclose(log_prob.detach().numpy(), expected, rtol=1e-4)
+    log_prob.sum().backward()
+    assert torch.isfinite(factors.grad).all()
+    assert torch.isfinite(lik.log_shape.grad).all() and torch.isfinite(lik.gate.weight.grad).all()
+    np.testing.assert_allclose(obs.rates.detach().numpy(), q * (s_min + mean), rtol=1e-5)
+
+
+def test_calcium_matches_an_independent_filter():
+    lik, obs = observation("calcium", calcium_tau_init=6.0)
+    rates = obs.rates.detach().numpy()
+    decay = lik.decay().detach().numpy()
+    c = np.empty_like(rates)
+    for b in range(B):
+        for n in range(N):
+            zi = [decay[n] * rates[b, 0, n] / (1 - decay[n])]
+            c[b, :, n] = signal.lfilter([1.0], [1.0, -decay[n]], rates[b, :, n], zi=zi)[0]
+    fluorescence = lik.baseline.detach().numpy() + lik.log_gain.exp().detach().numpy() * c
+    np.testing.assert_allclose(obs.mean.detach().numpy(), fluorescence, rtol=1e-4, atol=1e-5)
+    x = torch.randn(B, T, N)
+    sd = (0.5 * lik.log_var).exp().detach().numpy()
+    expected = stats.norm.logpdf(x.numpy(), fluorescence, sd).sum((1, 2))
+    np.testing.assert_allclose(obs.distribution.log_prob(x).detach().numpy(), expected, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name,values,problem", [
+    ("poisson", lambda x: x - 1, "negative"),
+    ("negbinom", lambda x: x + 0.25, "whole numbers"),
+    ("gamma", lambda x: x * 0, "values are 0"),
+    ("zig", lambda x: x - 5, "negative"),
+    ("gaussian", lambda x: np.where(x > 0, np.inf, x), "not finite"),
+    ("calcium", lambda x: np.where(x > 0, np.nan, x), "not finite"),
+])
+def test_support_violations_are_refused_in_one_line(name, values, problem, tmp_path):
+    counts = np.random.default_rng(0).poisson(1.0, size=(6, 10, 4)).astype("float32")
+    bad = values(counts).astype("float32")
+    dataset = LFADSDataset(Split(bad, bad), Split(counts, counts))  # unvalidated on purpose
+    with pytest.raises(InputError, match=problem) as info:
+        validate_dataset(dataset, support=LIKELIHOODS[name].support)
+    assert "\n" not in str(info.value) and "train_encod_data" in str(info.value)
+    with pytest.raises(InputError, match=problem):
+        fit(dataset, LFADSConfig(likelihood=name, max_epochs=1), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def tiny(likelihood):
+    if likelihood == "calcium":
+        return make_calcium_dataset(seed=1, n_conditions=6, trials_per_condition=5, n_neurons=8, n_frames=20)
+    return make_lorenz_dataset(seed=1, n_conditions=6, trials_per_condition=5, n_neurons=8, n_time=20,
+                               likelihood=likelihood)
+
+
+@pytest.mark.parametrize("likelihood", sorted(LIKELIHOODS))
+def test_every_likelihood_fits_samples_and_evaluates(likelihood, tmp_path):
+    dataset = tiny(likelihood)
+    config = LFADSConfig(likelihood=likelihood, gen_dim=8, fac_dim=3, ic_enc_dim=8, ci_enc_dim=4, con_dim=4,
+                         co_dim=1, batch_size=8, max_epochs=2, kl_ramp_steps=4, posterior_samples=3)
+    fit(dataset, config, tmp_path, progress=False)
+    write_posterior(tmp_path, dataset, progress=False)
+    posterior = read_posterior(tmp_path, "valid")
+    assert np.isfinite(posterior["output_params"]).all()
+    assert ("obs_mean" in posterior) == (likelihood == "calcium")
+    result = evaluate_run(tmp_path, dataset)
+    assert result["likelihood"] == likelihood
+    assert np.isfinite(result["rate_r2"]) and np.isfinite(result["elbo_per_trial"])
+    assert ("bits_per_spike" in result) == (likelihood in ("poisson", "negbinom"))
