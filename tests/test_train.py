@@ -106,3 +106,18 @@ def test_short_fit_on_tiny_lorenz_beats_smoothing(tiny_lorenz, tmp_path):
     smoothing = GaussianSmoothing().fit(tiny_lorenz.train.recon_data)
     smoothing_r2 = rate_r2(truth, smoothing.predict(tiny_lorenz.valid.recon_data))
     assert lfads_r2 > smoothing_r2 + 0.05, (lfads_r2, smoothing_r2)
+
+
+def test_encoder_may_read_fewer_neurons_and_bins_than_the_model_reconstructs(tiny_lorenz, tiny_config, tmp_path):
+    """Held-out neurons (narrower encod data) and forward prediction (shorter encod data)."""
+    from pyro_lfads.data import LFADSDataset, Split
+
+    def narrow(split):
+        return Split(split.recon_data[:, :30, :15], split.recon_data, truth=split.truth)
+
+    dataset = LFADSDataset(narrow(tiny_lorenz.train), narrow(tiny_lorenz.valid), tiny_lorenz.conversion_factor)
+    fit(dataset, tiny_config.replace(max_epochs=1), tmp_path, progress=False)
+    write_posterior(tmp_path, dataset, samples=2, progress=False)
+    rates = read_posterior(tmp_path)["output_params"]
+    assert rates.shape == tiny_lorenz.valid.recon_data.shape  # all 20 neurons, all 40 bins
+    assert np.isfinite(rates).all()
