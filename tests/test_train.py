@@ -93,20 +93,13 @@ def test_bad_device_is_refused_in_one_line(tiny_lorenz, tiny_config, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_short_fit_on_tiny_lorenz_beats_smoothing(tiny_lorenz, tmp_path):
-    from pyro_lfads.config import LFADSConfig
-
-    # 1200 steps (about 30 s on 2 cores); measured: LFADS 0.81 against smoothing 0.68
-    config = LFADSConfig(gen_dim=32, fac_dim=8, ic_enc_dim=32, co_dim=0, batch_size=16,
-                         kl_ramp_steps=200, max_epochs=200, posterior_samples=10)
-    fit(tiny_lorenz, config, tmp_path, progress=False)
-    write_posterior(tmp_path, tiny_lorenz, progress=False)
-    truth = tiny_lorenz.truth_counts("valid")
-    lfads_r2 = rate_r2(truth, read_posterior(tmp_path)["output_params"])
-    smoothing = GaussianSmoothing().fit(tiny_lorenz.train.recon_data)
-    smoothing_r2 = rate_r2(truth, smoothing.predict(tiny_lorenz.valid.recon_data))
+def test_short_fit_on_tiny_lorenz_beats_smoothing(fitted_tiny_lorenz):
+    run_dir, dataset = fitted_tiny_lorenz
+    truth = dataset.truth_counts("valid")
+    lfads_r2 = rate_r2(truth, read_posterior(run_dir)["output_params"])
+    smoothing = GaussianSmoothing().fit(dataset.train.recon_data)
+    smoothing_r2 = rate_r2(truth, smoothing.predict(dataset.valid.recon_data))
     assert lfads_r2 > smoothing_r2 + 0.05, (lfads_r2, smoothing_r2)
-
 
 def test_encoder_may_read_fewer_neurons_and_bins_than_the_model_reconstructs(tiny_lorenz, tiny_config, tmp_path):
     """Held-out neurons (narrower encod data) and forward prediction (shorter encod data)."""
