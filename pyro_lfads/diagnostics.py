@@ -15,11 +15,11 @@ from __future__ import annotations
 import arviz as az
 import numpy as np
 import torch
-from pyro import poutine
 from scipy.special import logsumexp
 
 from .batch import split_batch
 from .data import Split
+from .traces import guide_and_model_traces
 
 
 def _log_density(trace) -> torch.Tensor:
@@ -43,10 +43,7 @@ def log_importance_weights(model, guide, split: Split, *, samples: int, time_bin
     for start in range(0, split.n_trials, chunk):
         trials = slice(start, min(start + chunk, split.n_trials))
         batch = split_batch(split, trials, device, time_bins).repeat_trials(samples)
-        guide_trace = poutine.trace(guide).get_trace(batch, 1.0)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch, 1.0)
-        model_trace.compute_log_prob()
-        guide_trace.compute_log_prob()
+        model_trace, guide_trace = guide_and_model_traces(model, guide, batch)
         log_w = _log_density(model_trace) - _log_density(guide_trace)
         out[trials] = log_w.reshape(-1, samples).cpu().numpy()
     return out

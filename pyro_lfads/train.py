@@ -16,14 +16,13 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyro
 import pyro.optim
 import torch
-from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
@@ -33,6 +32,7 @@ from .data import LFADSDataset, Split, validate_dataset
 from .errors import InputError
 from .run import (BEST, CURVE_FILE, LAST, RunInfo, build_model_and_guide, load_checkpoint, same_run,
                   save_checkpoint, write_run_files)
+from .traces import guide_and_model_traces
 
 
 def ramp_weight(step: int, ramp_steps: int) -> float:
@@ -99,11 +99,7 @@ def evaluate_elbo(model, guide, split: Split, config: LFADSConfig, device) -> di
     guide.eval()
     recon = kl = 0.0
     for batch in iterate_batches(split, config.batch_size, None, device, config.time_bins):
-        guide_trace = poutine.trace(guide).get_trace(batch, 1.0)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch, 1.0)
-        model_trace.compute_log_prob()
-        guide_trace.compute_log_prob()
-        r, k = elbo_terms(model_trace, guide_trace)
+        r, k = elbo_terms(*guide_and_model_traces(model, guide, batch))
         recon, kl = recon + r, kl + k
     model.train(was_training)
     guide.train(was_training)
@@ -121,7 +117,7 @@ class TrainerState:
     best_valid: float = math.inf
     best_epoch: int = -1
     last_decay_epoch: int = 0
-    train_losses: list = None
+    train_losses: list = field(default_factory=list)
     stopped: str = ""
 
 
@@ -142,7 +138,7 @@ class Trainer:
         self.optim = pyro.optim.Adam({"lr": config.learning_rate, "betas": (config.adam_beta1, config.adam_beta2),
                                       "eps": config.adam_eps})
         self.svi = SVI(self.model, self.guide, self.optim, loss=self._loss, loss_and_grads=self._loss_and_grads)
-        self.state = TrainerState(lr=config.learning_rate, train_losses=[])
+        self.state = TrainerState(lr=config.learning_rate)
         self.batch_order = torch.Generator().manual_seed(config.seed)
 
     # --- the objective -------------------------------------------------------------------

@@ -10,14 +10,10 @@ from pyro.infer import Trace_ELBO
 from pyro_lfads.distributions import AR1Process, PathNormal
 from pyro_lfads.guides.lfads import LFADSGuide
 from pyro_lfads.models.lfads import LFADSModel
+from pyro_lfads.traces import guide_and_model_traces
 
 
-def traced(model, guide, batch, kl_scale=1.0):
-    guide_trace = poutine.trace(guide).get_trace(batch, kl_scale)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch, kl_scale)
-    model_trace.compute_log_prob()
-    guide_trace.compute_log_prob()
-    return model_trace, guide_trace
+traced = guide_and_model_traces
 
 
 @pytest.mark.parametrize("co_dim,n_ext", [(2, 0), (0, 0), (2, 3), (0, 3)])

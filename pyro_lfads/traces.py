@@ -1,0 +1,17 @@
+"""Running a guide and replaying the model on its samples: the traces an ELBO is made of."""
+
+from __future__ import annotations
+
+from pyro import poutine
+
+
+def guide_and_model_traces(model, guide, batch, kl_scale: float = 1.0):
+    """(model trace, guide trace) for one draw of the latents per trial, log densities computed.
+
+    The guide samples g0 and u; the model is replayed on those very values.
+    """
+    guide_trace = poutine.trace(guide).get_trace(batch, kl_scale)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch, kl_scale)
+    model_trace.compute_log_prob()
+    guide_trace.compute_log_prob()
+    return model_trace, guide_trace
