@@ -1,15 +1,19 @@
 """Recovery of the true signal by each observation model, on its own synthetic data.
 
 Prints one JSON line per fit:
-    {"likelihood": ..., "data": ..., "recovery_r2": ..., "recovery_r2_affine": ...,
+    {"likelihood": ..., "data": ..., "recovery_r2": ..., "raw_r2": ...,
      "elbo_per_trial": ..., "epochs": ..., "seconds": ...}
-recovery_r2 is the pooled R2 of the posterior-mean rates (mean signal for
-Gaussian/Gamma) against the truth on validation trials; recovery_r2_affine
-first maps each neuron's estimate to the truth by a linear regression fitted
-on the training trials (fair when an estimate lives on another scale, as the
-Gaussian model's fluorescence does next to spike rates). Two extra fits
-compare models on the same data: Poisson on over-dispersed counts, and the
-Gaussian model on calcium traces. elbo_per_trial is the held-out ELBO.
+recovery_r2 is the pooled R2, on validation trials, of the posterior-mean
+rates (the mean signal for Gaussian and Gamma) against the truth after each
+neuron's estimate is mapped to the truth by a linear regression fitted on the
+training trials. That is the identifiable part: in the calcium model, a
+neuron's gain and rate scale (and its baseline and rate offset) trade off
+exactly, so its rates are only defined up to such a map; the Gaussian model
+of calcium traces returns fluorescence, on another scale. raw_r2 is the R2
+without the map (what ``pyro-lfads evaluate`` reports as rate_r2). Two extra
+fits compare models on the same data: Poisson on over-dispersed counts, and
+the Gaussian model on calcium traces. elbo_per_trial is the held-out ELBO per
+trial (nats), comparable between models of the same data.
 
 Run: python benchmarks/likelihoods.py [--epochs 200] [--only calcium,zig] [--out DIR]
 """
@@ -30,9 +34,9 @@ from pyro_lfads.metrics import rate_r2
 from pyro_lfads.synthetic.calcium import make_calcium_dataset
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
 
-# (model likelihood, data kind); the first six are each model on its own data
-CASES = [("poisson", "poisson"), ("negbinom", "negbinom"), ("gaussian", "gaussian"), ("gamma", "gamma"),
-         ("zig", "zig"), ("calcium", "calcium"), ("poisson", "negbinom"), ("gaussian", "calcium")]
+# (model likelihood, data kind): each model on its own data, and each comparison next to its reference
+CASES = [("calcium", "calcium"), ("gaussian", "calcium"), ("negbinom", "negbinom"), ("poisson", "negbinom"),
+         ("poisson", "poisson"), ("gaussian", "gaussian"), ("gamma", "gamma"), ("zig", "zig")]
 CALCIUM_TAU_FRAMES = 0.4 / 0.03  # GCaMP6f-like decay at 33 Hz imaging, as the simulation uses
 
 
@@ -62,8 +66,8 @@ def run_case(likelihood: str, kind: str, epochs: int, out: Path) -> dict:
     pyro_lfads.fit(dataset, config, run_dir, overwrite=True, progress=False)
     pyro_lfads.write_posterior(run_dir, dataset, progress=False)
     result = pyro_lfads.evaluate_run(run_dir, dataset)
-    return {"likelihood": likelihood, "data": kind, "recovery_r2": result["rate_r2"],
-            "recovery_r2_affine": affine_r2(dataset, run_dir), "elbo_per_trial": result["elbo_per_trial"],
+    return {"likelihood": likelihood, "data": kind, "recovery_r2": affine_r2(dataset, run_dir),
+            "raw_r2": result["rate_r2"], "elbo_per_trial": result["elbo_per_trial"],
             "epochs": epochs, "seconds": round(time.perf_counter() - start, 1)}
 
 

@@ -200,6 +200,11 @@ class CalciumLikelihood(nn.Module):
     leave. The decay d = exp(-1 / tau) has tau in bins, learned per neuron,
     starting at ``tau_init``. ``rates`` are the spike rates r_t; ``mean``
     is the predicted fluorescence.
+
+    Fluorescence alone fixes each neuron's rates only up to a scale and an
+    offset: gain x scale and baseline x offset trade off exactly. Compare
+    the rates with other quantities per neuron up to a linear map (as
+    ``benchmarks/likelihoods.py`` does), or fix the gain if it is known.
     """
 
     support = "real"
