@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from pyro_lfads.diagnostics import elbo_per_trial, iwae_per_trial, log_importance_weights, pareto_khat
@@ -43,3 +44,34 @@ def test_khat_is_low_for_a_fitted_guide_and_flags_a_collapsed_one(fitted_tiny_lo
     broken = pareto_khat(log_importance_weights(model, guide, dataset.valid, samples=100))
     assert np.mean(healthy < 0.7) > 0.5, np.median(healthy)
     assert np.median(broken) > np.median(healthy) + 0.3, (np.median(healthy), np.median(broken))
+
+
+@pytest.mark.filterwarnings("ignore:Estimated shape parameter:UserWarning")  # a 1-epoch model: large k expected
+def test_inference_data_groups_shapes_netcdf_and_loo(tiny_lorenz, tiny_config, tmp_path):
+    import arviz as az
+
+    from pyro_lfads.diagnostics import to_inference_data
+
+    fit(tiny_lorenz, tiny_config.replace(max_epochs=1), tmp_path, progress=False)
+    _, _, model, guide = load_fitted(tmp_path)
+    split = tiny_lorenz.valid
+    data = to_inference_data(model, guide, split, samples=6, bin_ms=10.0)
+    for group in ("posterior", "posterior_predictive", "observed_data", "log_likelihood"):
+        assert group in data.groups(), group
+    n, t, neurons = split.recon_data.shape
+    post = data.posterior
+    assert post["rates"].shape == (1, 6, n, t, neurons)
+    assert post["g0"].shape == (1, 6, n, tiny_config.gen_dim)
+    assert post["u"].shape == (1, 6, n, t, tiny_config.co_dim)
+    assert post["factors"].dims == ("chain", "draw", "trial", "time", "factor")
+    assert data.log_likelihood["obs"].shape == (1, 6, n, t, neurons)
+    np.testing.assert_array_equal(data.observed_data["obs"].values, split.recon_data)
+    # the log-likelihood is the Poisson log pmf of the data at each draw's rates
+    from scipy import stats
+    expected = stats.poisson.logpmf(split.recon_data[None], post["rates"].values[0])
+    np.testing.assert_allclose(data.log_likelihood["obs"].values[0], expected, rtol=1e-4, atol=1e-4)
+    path = tmp_path / "inference_data.nc"
+    data.to_netcdf(str(path))
+    again = az.from_netcdf(str(path))
+    np.testing.assert_allclose(again.posterior["rates"].values, post["rates"].values)
+    assert np.isfinite(float(az.loo(again).elpd_loo))
