@@ -16,7 +16,8 @@ import numpy as np
 from pyro_lfads.data import LFADSDataset
 from pyro_lfads.errors import InputError
 
-from .lorenz import _check_float, _check_int, assemble_dataset, lorenz_latents, split_trials
+from .arguments import check_float, check_int
+from .lorenz import assemble_dataset, lorenz_latents, split_trials
 
 
 def make_calcium_dataset(
@@ -60,11 +61,11 @@ def make_calcium_dataset(
                                  ("trials_per_condition", trials_per_condition, 2),
                                  ("n_neurons", n_neurons, 1), ("n_frames", n_frames, 2),
                                  ("frame_bins", frame_bins, 1)):
-        _check_int(name, value, minimum)
+        check_int(name, value, minimum)
     for name, value in (("bin_ms", bin_ms), ("baseline_rate_hz", baseline_rate_hz), ("decay_s", decay_s),
                         ("gain_mean", gain_mean), ("train_fraction", train_fraction)):
-        _check_float(name, value)
-    _check_float("noise_std", noise_std, allow_zero=True)
+        check_float(name, value)
+    check_float("noise_std", noise_std, allow_zero=True)
     n_train = round(train_fraction * trials_per_condition)
     if not 0 < n_train < trials_per_condition:
         raise InputError(f"train_fraction: {train_fraction} leaves the train or valid split empty")

@@ -16,14 +16,13 @@ determines the data set exactly.
 
 from __future__ import annotations
 
-import math
-import numbers
 
 import numpy as np
 
 from pyro_lfads.data import LFADSDataset, Split
 from pyro_lfads.errors import InputError
 
+from .arguments import check_float, check_int
 from .observations import OBSERVATIONS, draw_observations
 
 LORENZ_SIGMA = 10.0
@@ -58,20 +57,6 @@ def _attractor_points(rng: np.random.Generator, n_points: int) -> np.ndarray:
     n_steps = max(_MIN_ATTRACTOR_STEPS, 10 * n_points)
     run = _trajectory(rng.normal(size=3), _BURN_IN_STEPS + n_steps)[_BURN_IN_STEPS:]
     return run[rng.choice(n_steps, size=n_points, replace=False)]
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise InputError(f"{name}: must be an integer, got {value!r}")
-    if value < minimum:
-        raise InputError(f"{name}: must be >= {minimum}, got {value}")
-
-
-def _check_float(name: str, value: object, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise InputError(f"{name}: must be a finite number, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise InputError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
 def make_lorenz_dataset(
@@ -119,17 +104,17 @@ def make_lorenz_dataset(
     Raises:
         InputError: an argument is out of range, or a split would be empty.
     """
-    _check_int("seed", seed, 0)
-    _check_int("n_conditions", n_conditions, 1)
-    _check_int("trials_per_condition", trials_per_condition, 2)
-    _check_int("n_neurons", n_neurons, 1)
-    _check_int("n_time", n_time, 1)
+    check_int("seed", seed, 0)
+    check_int("n_conditions", n_conditions, 1)
+    check_int("trials_per_condition", trials_per_condition, 2)
+    check_int("n_neurons", n_neurons, 1)
+    check_int("n_time", n_time, 1)
     if n_conditions * n_time < 2:
         raise InputError("n_conditions, n_time: need at least 2 states in all to z-score the latents")
-    _check_float("bin_ms", bin_ms)
-    _check_float("baseline_rate_hz", baseline_rate_hz)
-    _check_float("readout_scale", readout_scale, allow_zero=True)
-    _check_float("train_fraction", train_fraction)
+    check_float("bin_ms", bin_ms)
+    check_float("baseline_rate_hz", baseline_rate_hz)
+    check_float("readout_scale", readout_scale, allow_zero=True)
+    check_float("train_fraction", train_fraction)
     if train_fraction >= 1:
         raise InputError(f"train_fraction: must be in (0, 1), got {train_fraction}")
     n_train = round(train_fraction * trials_per_condition)
