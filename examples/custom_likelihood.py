@@ -51,7 +51,7 @@ class StudentTLikelihood(nn.Module):
     def forward(self, factors: torch.Tensor) -> Observation:
         mean = self.readout(factors)
         distribution = dist.StudentT(self.log_df.exp(), mean, self.log_scale.exp())  # edit: StudentT
-        return Observation(distribution.to_event(2), mean, mean)
+        return Observation(distribution, mean, mean)
 
 
 register_likelihood("studentt", StudentTLikelihood)

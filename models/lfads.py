@@ -28,7 +28,7 @@ from pyro import poutine
 from torch import nn
 
 from pyro_lfads.config import LFADSConfig
-from pyro_lfads.distributions import AR1Process
+from pyro_lfads.distributions import AR1Process, WeightedElements
 from pyro_lfads.nn import ClippedGRUCell, FactorReadout
 
 from .likelihoods import make_likelihood
@@ -103,6 +103,8 @@ class LFADSModel(nn.Module):
     def forward(self, batch, kl_scale: float = 1.0) -> torch.Tensor:
         """Score ``batch.recon_data`` (or simulate it when absent); returns the rates (B, T, N).
 
+        Each entry's log-likelihood is weighted by ``batch.recon_weight`` (all 1 when it is None).
+
         ``kl_scale`` (> 0) multiplies the log densities of the latent sites
         ``g0`` and ``u`` (KL annealing); the guide applies the same scale.
         """
@@ -122,7 +124,10 @@ class LFADSModel(nn.Module):
             pyro.deterministic("rates", observation.rates, event_dim=2)
             if observation.mean is not observation.rates:
                 pyro.deterministic("obs_mean", observation.mean, event_dim=2)
-            pyro.sample("obs", observation.distribution, obs=batch.recon_data)
+            likelihood = observation.distribution  # element-wise, batch shape (B, T, N)
+            if batch.recon_weight is not None:  # coordinated dropout, sample validation
+                likelihood = WeightedElements(likelihood, batch.recon_weight)
+            pyro.sample("obs", likelihood.to_event(2), obs=batch.recon_data)
         return observation.rates
 
 

@@ -5,8 +5,9 @@ An observation model is an ``nn.Module`` with
 
 - ``support``: what the data must be ("counts", "nonnegative", "positive" or
   "real"), checked by :mod:`pyro_lfads.data` before training;
-- ``forward(factors) -> Observation``: the distribution of ``obs`` (batch
-  shape (B,), event shape (T, N)), the ``rates`` (B, T, N) users want back
+- ``forward(factors) -> Observation``: the element-wise distribution of
+  ``obs`` (batch shape (B, T, N), one entry per trial, bin and neuron; the
+  model masks entries and declares (T, N) the event), the ``rates`` (B, T, N) users want back
   (counts per bin for spikes and calcium; the mean signal otherwise) and the
   predicted ``mean`` of the observations (B, T, N);
 - ``init_from_data(data)``: data-driven initialisation from the training
@@ -32,7 +33,8 @@ from pyro_lfads.distributions import ZeroInflatedGamma
 
 
 class Observation(NamedTuple):
-    """What an observation model gives the generative program, each (B, T, N) or a distribution."""
+    """What an observation model gives the generative program: a distribution of batch shape
+    (B, T, N) and two (B, T, N) tensors."""
 
     distribution: dist.Distribution
     rates: torch.Tensor
@@ -69,7 +71,7 @@ class PoissonLikelihood(nn.Module):
 
     def forward(self, factors: torch.Tensor) -> Observation:
         rates = self.readout(factors).exp()
-        return Observation(dist.Poisson(rates).to_event(2), rates, rates)
+        return Observation(dist.Poisson(rates), rates, rates)
 
 
 class GaussianLikelihood(nn.Module):
@@ -93,7 +95,7 @@ class GaussianLikelihood(nn.Module):
 
     def forward(self, factors: torch.Tensor) -> Observation:
         mean = self.readout(factors)
-        return Observation(dist.Normal(mean, (0.5 * self.log_var).exp()).to_event(2), mean, mean)
+        return Observation(dist.Normal(mean, (0.5 * self.log_var).exp()), mean, mean)
 
 
 class NegativeBinomialLikelihood(nn.Module):
@@ -117,7 +119,7 @@ class NegativeBinomialLikelihood(nn.Module):
     def forward(self, factors: torch.Tensor) -> Observation:
         rates = self.readout(factors).exp()
         k = self.log_dispersion.exp()
-        return Observation(dist.GammaPoisson(k, k / rates).to_event(2), rates, rates)
+        return Observation(dist.GammaPoisson(k, k / rates), rates, rates)
 
 
 class GammaLikelihood(nn.Module):
@@ -143,7 +145,7 @@ class GammaLikelihood(nn.Module):
     def forward(self, factors: torch.Tensor) -> Observation:
         mean = self.readout(factors).exp()
         shape = self.log_shape.exp()
-        return Observation(dist.Gamma(shape, shape / mean).to_event(2), mean, mean)
+        return Observation(dist.Gamma(shape, shape / mean), mean, mean)
 
 
 class ZeroInflatedGammaLikelihood(nn.Module):
@@ -184,7 +186,7 @@ class ZeroInflatedGammaLikelihood(nn.Module):
         q = torch.sigmoid(self.gate(factors))
         mean = self.readout(factors).exp()
         shape = self.log_shape.exp()
-        distribution = ZeroInflatedGamma(q, shape, shape / mean, self.s_min).to_event(2)
+        distribution = ZeroInflatedGamma(q, shape, shape / mean, self.s_min)
         rates = q * (self.s_min + mean)
         return Observation(distribution, rates, rates)
 
@@ -248,7 +250,7 @@ class CalciumLikelihood(nn.Module):
     def forward(self, factors: torch.Tensor) -> Observation:
         rates = self.readout(factors).exp()
         fluorescence = self.baseline + self.log_gain.exp() * self.indicator(rates)
-        distribution = dist.Normal(fluorescence, (0.5 * self.log_var).exp()).to_event(2)
+        distribution = dist.Normal(fluorescence, (0.5 * self.log_var).exp())
         return Observation(distribution, rates, fluorescence)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import numpy as np
@@ -20,12 +20,16 @@ class Batch:
         recon_data: (B, T, N) what the model scores; None to simulate.
         ext_input: (B, T, E) observed inputs to the generator, or None.
         n_time: T, the bins the generator runs (recon_data's when present).
+        recon_weight: (B, T, N) weight of each entry of recon_data in the
+            likelihood, 0 for unscored entries; None weighs all by 1 (see
+            :mod:`pyro_lfads.masking`).
     """
 
     encod_data: torch.Tensor
     recon_data: torch.Tensor | None
     ext_input: torch.Tensor | None
     n_time: int
+    recon_weight: torch.Tensor | None = None
 
     @property
     def n_trials(self) -> int:
@@ -35,7 +39,12 @@ class Batch:
         """Each trial ``times`` times in a row: trial i becomes rows i*times .. i*times+times-1."""
         def rep(x):
             return None if x is None else x.repeat_interleave(times, dim=0)
-        return Batch(rep(self.encod_data), rep(self.recon_data), rep(self.ext_input), self.n_time)
+        return Batch(rep(self.encod_data), rep(self.recon_data), rep(self.ext_input), self.n_time,
+                     rep(self.recon_weight))
+
+    def replace(self, **changes) -> "Batch":
+        """A copy with some fields changed."""
+        return replace(self, **changes)
 
 
 def split_batch(split: Split, index, device: torch.device | str = "cpu", time_bins: int | None = None) -> Batch:
@@ -51,7 +60,8 @@ def split_batch(split: Split, index, device: torch.device | str = "cpu", time_bi
     recon = tensor(split.recon_data, time_bins)
     encod = tensor(split.encod_data, time_bins)
     ext = tensor(split.ext_input, time_bins)
-    return Batch(encod, recon, ext, int(recon.shape[1]))
+    weight = tensor(split.recon_mask, time_bins)  # scored entries weigh 1, the others 0
+    return Batch(encod, recon, ext, int(recon.shape[1]), weight)
 
 
 def iterate_batches(split: Split, batch_size: int, generator: torch.Generator | None,

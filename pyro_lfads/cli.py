@@ -119,8 +119,10 @@ def cmd_fit(args) -> None:
                            min_time_bins=config.time_bins)
     trainer = fit(dataset, config, args.out, device=args.device, overwrite=args.overwrite, progress=not args.quiet)
     st = trainer.state
+    best = (f"best sample-validation cost {st.best_valid:.4f} nats/entry" if config.sv_rate > 0 else
+            f"best validation loss {st.best_valid:.2f} nats/trial")
     print(f"fitted {st.epoch} epochs ({st.step} steps, stopped: {st.stopped or 'resumable'}); "
-          f"best validation loss {st.best_valid:.2f} nats/trial at epoch {st.best_epoch}; run in {args.out}")
+          f"{best} at epoch {st.best_epoch}; run in {args.out}")
 
 
 def cmd_posterior(args) -> None:

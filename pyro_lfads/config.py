@@ -18,6 +18,7 @@ import yaml
 from .errors import InputError
 
 ELBOS = ("trace", "meanfield")
+DEFAULT_CD_RATE = 0.3
 
 
 @dataclass
@@ -46,6 +47,17 @@ class LFADSConfig:
             [-cell_clip, cell_clip].
         dropout: dropout probability on encoder inputs, controller inputs and
             the generator state before the factor readout.
+        cd_rate: coordinated dropout: the fraction of encoder input entries
+            zeroed at each training step, the likelihood then scoring only
+            those (and every held-out neuron and forward bin); 0 turns it off.
+            Stops the identity overfit (spikes copied through the controller).
+            None (the default) means 0.3 with inferred inputs (co_dim > 0),
+            where that overfit happens, and 0 without, where it only costs
+            data (see :attr:`coordinated_dropout_rate`).
+        sv_rate: sample validation: the fixed fraction of held-in entries
+            hidden from the encoder and from training; their reconstruction
+            cost on the validation trials (``valid_sv_recon``) then chooses
+            the best checkpoint. 0 turns it off.
     Training:
         batch_size: trials per SVI step.
         learning_rate, adam_beta1, adam_beta2, adam_eps: Adam settings.
@@ -82,6 +94,8 @@ class LFADSConfig:
     ar_var_init: float = 0.1
     cell_clip: float = 5.0
     dropout: float = 0.05
+    cd_rate: float | None = None
+    sv_rate: float = 0.0
 
     batch_size: int = 128
     learning_rate: float = 0.01
@@ -123,7 +137,9 @@ class LFADSConfig:
             _check(source, name, getattr(self, name), float, lambda v: v > 0, "must be a number > 0")
         for name in ("l2_gen_scale", "l2_con_scale"):
             _check(source, name, getattr(self, name), float, lambda v: v >= 0, "must be a number >= 0")
-        for name in ("dropout", "adam_beta1", "adam_beta2"):
+        if self.cd_rate is not None:
+            _check(source, "cd_rate", self.cd_rate, float, lambda v: 0 <= v < 1, "must be in [0, 1) or null")
+        for name in ("dropout", "sv_rate", "adam_beta1", "adam_beta2"):
             _check(source, name, getattr(self, name), float, lambda v: 0 <= v < 1, "must be in [0, 1)")
         _check(source, "lr_decay", self.lr_decay, float, lambda v: 0 < v < 1, "must be in (0, 1)")
         from pyro_lfads.models.likelihoods import LIKELIHOODS  # the registry, with user additions
@@ -132,6 +148,13 @@ class LFADSConfig:
             raise InputError(f"{source}: likelihood: {self.likelihood!r} is not one of {', '.join(LIKELIHOODS)}")
         if self.elbo not in ELBOS:
             raise InputError(f"{source}: elbo: {self.elbo!r} is not one of {', '.join(ELBOS)}")
+
+    @property
+    def coordinated_dropout_rate(self) -> float:
+        """The coordinated dropout rate in force: ``cd_rate``, or its default when None."""
+        if self.cd_rate is not None:
+            return self.cd_rate
+        return DEFAULT_CD_RATE if self.co_dim > 0 else 0.0
 
     def replace(self, **changes) -> "LFADSConfig":
         """A copy with some fields changed (validated)."""

@@ -62,6 +62,10 @@ class Split:
         ext_input: (trials, time, inputs) observed inputs to the generator, or None.
         truth: (trials, time, neurons) true rates in file units, or None.
         inds: (trials,) trial indices in the original recording, or None.
+        recon_mask: (trials, time, neurons) bool, the entries of recon_data
+            the likelihood scores; None scores all. Never read from or
+            written to files: training sets it for sample validation
+            (:mod:`pyro_lfads.masking`).
     """
 
     encod_data: np.ndarray
@@ -69,6 +73,7 @@ class Split:
     ext_input: np.ndarray | None = None
     truth: np.ndarray | None = None
     inds: np.ndarray | None = None
+    recon_mask: np.ndarray | None = None
 
     @property
     def n_trials(self) -> int:

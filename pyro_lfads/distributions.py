@@ -1,6 +1,6 @@
-"""Custom distributions: the AR(1) input prior and the controller's path posterior.
-
-Both have event shape (T, D): T time bins, D inferred inputs.
+"""Custom distributions: the AR(1) input prior and the controller's path posterior (event
+shape (T, D): T time bins, D inferred inputs), the zero-inflated Gamma, and per-entry
+weights on an observation model.
 """
 
 from __future__ import annotations
@@ -166,4 +166,47 @@ class ZeroInflatedGamma(TorchDistribution):
         new.q, new.shape, new.rate, new.s_min = (x.expand(batch_shape) for x in
                                                  (self.q, self.shape, self.rate, self.s_min))
         super(ZeroInflatedGamma, new).__init__(batch_shape, validate_args=False)
+        return new
+
+
+class WeightedElements(TorchDistribution):
+    """An element-wise distribution whose log density at each entry is multiplied by a weight.
+
+    log_prob(x)[i] = weight[i] * base.log_prob(x)[i]. A weight of 0 leaves an
+    entry unscored; coordinated dropout gives the entries it scores the weight
+    1 / rate, so that over its random masks the expected log-likelihood is that
+    of all entries. Sampling is the base distribution's.
+
+    Args:
+        base: a distribution of batch shape (..., T, N), empty event shape.
+        weight: (..., T, N) non-negative weights, broadcastable to that shape.
+    """
+
+    arg_constraints = {}
+
+    def __init__(self, base, weight: torch.Tensor, validate_args=None):
+        self.base, self.weight = base, weight
+        batch_shape = torch.broadcast_shapes(base.batch_shape, weight.shape)
+        super().__init__(batch_shape, base.event_shape, validate_args=False)
+
+    @property
+    def support(self):
+        return self.base.support
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.base.mean
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        log_p = self.base.log_prob(value)
+        return torch.where(self.weight > 0, log_p * self.weight, torch.zeros_like(log_p))
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        return self.base.sample(sample_shape)
+
+    def expand(self, batch_shape, _instance=None):
+        batch_shape = torch.Size(batch_shape)
+        new = self._get_checked_instance(WeightedElements, _instance)
+        new.base, new.weight = self.base.expand(batch_shape), self.weight.expand(batch_shape)
+        super(WeightedElements, new).__init__(batch_shape, self.base.event_shape, validate_args=False)
         return new

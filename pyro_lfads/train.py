@@ -9,6 +9,12 @@ where ELBO_w is Pyro's ELBO with the latent sites' log densities scaled by w
 (``poutine.scale`` inside the model and guide, so the KL term is w * KL) and
 L2 is the penalty on the recurrent weights. From step ``kl_ramp_steps`` on,
 w = 1 and the ELBO is the true one.
+
+With coordinated dropout (``coordinated_dropout_rate`` > 0) the training ELBO scores only the
+held-in entries the encoder did not see; with sample validation
+(``sv_rate`` > 0) a fixed subset of entries is never seen nor scored, and
+their cost on the validation trials picks the best checkpoint (see
+:mod:`pyro_lfads.masking`). The validation ELBO never uses coordinated dropout.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from .batch import iterate_batches
 from .config import LFADSConfig
 from .data import LFADSDataset, Split, validate_dataset
 from .errors import InputError
+from .masking import check_heldin_layout, coordinated_dropout, hide_for_validation, sample_validation_mask
 from .run import (BEST, CURVE_FILE, LAST, RunInfo, build_model_and_guide, load_checkpoint, same_run,
                   save_checkpoint, write_run_files)
 from .traces import guide_and_model_traces
@@ -121,6 +128,27 @@ class TrainerState:
     stopped: str = ""
 
 
+class TrainingSplits:
+    """The views of the data that training reads.
+
+    Attributes:
+        train: training trials, sample-validation entries hidden when sv_rate > 0.
+        valid: validation trials, the same entries hidden (the validation ELBO).
+        valid_held: validation trials scoring only the hidden entries, or None
+            when sv_rate = 0.
+        n_held: number of hidden validation entries.
+    """
+
+    def __init__(self, dataset: LFADSDataset, config: LFADSConfig):
+        self.train, self.valid, self.valid_held, self.n_held = dataset.train, dataset.valid, None, 0
+        if config.sv_rate > 0:
+            held_train = sample_validation_mask(dataset.train, config.sv_rate, config.seed)
+            held_valid = sample_validation_mask(dataset.valid, config.sv_rate, config.seed + 1)
+            self.train, _ = hide_for_validation(dataset.train, held_train, config.sv_rate)
+            self.valid, self.valid_held = hide_for_validation(dataset.valid, held_valid, config.sv_rate)
+            self.n_held = int(held_valid.sum())
+
+
 class Trainer:
     """Fits a model/guide pair on a data set, writing into a run directory.
 
@@ -140,6 +168,8 @@ class Trainer:
         self.svi = SVI(self.model, self.guide, self.optim, loss=self._loss, loss_and_grads=self._loss_and_grads)
         self.state = TrainerState(lr=config.learning_rate)
         self.batch_order = torch.Generator().manual_seed(config.seed)
+        self.dropout_masks = torch.Generator().manual_seed(config.seed + 1)
+        self.splits = TrainingSplits(dataset, config)
 
     # --- the objective -------------------------------------------------------------------
     def _loss(self, model, guide, batch, kl_scale):
@@ -167,8 +197,10 @@ class Trainer:
         self.guide.train()
         totals = np.zeros(3)
         n = 0
-        for batch in iterate_batches(self.dataset.train, self.config.batch_size, self.batch_order,
+        for batch in iterate_batches(self.splits.train, self.config.batch_size, self.batch_order,
                                      self.device, self.config.time_bins):
+            if self.config.coordinated_dropout_rate > 0:
+                batch = coordinated_dropout(batch, self.config.coordinated_dropout_rate, self.dropout_masks)
             weight = ramp_weight(self.state.step, self.config.kl_ramp_steps)
             loss = self.svi.step(batch, weight)
             recon, kl = elbo_terms(*self.elbo.last_traces)
@@ -199,7 +231,7 @@ class Trainer:
         while st.epoch < cfg.max_epochs and st.lr > cfg.lr_min:
             start = time.perf_counter()
             train = self.train_epoch()
-            valid = evaluate_elbo(self.model, self.guide, self.dataset.valid, cfg, self.device)
+            valid = self.validate()
             st.epoch += 1
             self._maybe_decay(train["loss"])
             record = {"epoch": st.epoch, "step": st.step, "lr": st.lr,
@@ -207,9 +239,10 @@ class Trainer:
                       **{f"train_{k}": v for k, v in train.items()},
                       **{f"valid_{k}": v for k, v in valid.items()},
                       "seconds": time.perf_counter() - start}
-            improved = valid["loss"] < st.best_valid
+            score = valid["sv_recon"] if "sv_recon" in valid else valid["loss"]
+            improved = score < st.best_valid
             if improved:
-                st.best_valid, st.best_epoch = valid["loss"], st.epoch
+                st.best_valid, st.best_epoch = score, st.epoch
             st.stopped = ("lr_min" if st.lr <= cfg.lr_min else
                           "max_epochs" if st.epoch >= cfg.max_epochs else "")
             self._append_curve(record)
@@ -222,6 +255,15 @@ class Trainer:
         bar.close()
         return st
 
+    def validate(self) -> dict:
+        """Validation ELBO terms per trial; with sample validation also ``sv_recon``, the
+        reconstruction cost per hidden entry (nats), which chooses the best checkpoint."""
+        valid = evaluate_elbo(self.model, self.guide, self.splits.valid, self.config, self.device)
+        if self.splits.valid_held is not None:
+            held = evaluate_elbo(self.model, self.guide, self.splits.valid_held, self.config, self.device)
+            valid["sv_recon"] = held["recon"] * self.splits.valid_held.n_trials / max(self.splits.n_held, 1)
+        return valid
+
     # --- checkpoints ---------------------------------------------------------------------
     def _append_curve(self, record: dict) -> None:
         with open(self.run_dir / CURVE_FILE, "a") as handle:
@@ -232,6 +274,7 @@ class Trainer:
             "model": self.model.state_dict(), "guide": self.guide.state_dict(),
             "optim": self.optim.get_state(), "trainer": asdict(self.state), "epoch": self.state.epoch,
             "rng": {"pyro": pyro.util.get_rng_state(), "batch_order": self.batch_order.get_state(),
+                    "dropout_masks": self.dropout_masks.get_state(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
         })
 
@@ -249,6 +292,7 @@ class Trainer:
         self._set_lr(self.state.lr)
         pyro.util.set_rng_state(state["rng"]["pyro"])
         self.batch_order.set_state(state["rng"]["batch_order"])
+        self.dropout_masks.set_state(state["rng"]["dropout_masks"])
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         _truncate_curve(self.run_dir / CURVE_FILE, self.state.epoch)
@@ -272,6 +316,8 @@ def fit(dataset: LFADSDataset, config: LFADSConfig, run_dir: str | Path, *, devi
     run_dir = Path(run_dir)
     check_device(device)
     validate_dataset(dataset, support=_likelihood_support(config), min_time_bins=config.time_bins)
+    if config.coordinated_dropout_rate > 0 or config.sv_rate > 0:
+        check_heldin_layout(dataset)
     info = RunInfo.describe(dataset, config)
     previous = same_run(run_dir, config, info) if run_dir.exists() else None
     if previous is False and not overwrite:
