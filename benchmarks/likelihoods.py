@@ -65,7 +65,7 @@ def run_case(likelihood: str, kind: str, epochs: int, out: Path) -> dict:
     start = time.perf_counter()
     pyro_lfads.fit(dataset, config, run_dir, overwrite=True, progress=False)
     pyro_lfads.write_posterior(run_dir, dataset, progress=False)
-    result = pyro_lfads.evaluate_run(run_dir, dataset)
+    result = pyro_lfads.evaluate_run(run_dir, dataset, baselines=())["lfads"]
     return {"likelihood": likelihood, "data": kind, "recovery_r2": affine_r2(dataset, run_dir),
             "raw_r2": result["rate_r2"], "elbo_per_trial": result["elbo_per_trial"],
             "epochs": epochs, "seconds": round(time.perf_counter() - start, 1)}

@@ -1,4 +1,4 @@
-"""The ``pyro-lfads`` command: synth, fit, posterior, evaluate, demo.
+"""The ``pyro-lfads`` command: synth, from-nwb, fit, posterior, evaluate, decode, demo.
 
 Bad input gives one line on stderr (``pyro-lfads: error: ...``) and exit status 2.
 """
@@ -36,6 +36,27 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
                         help="where to compute: cpu (default), cuda or cuda:N")
 
 
+def _add_scoring(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lag-bins", type=_nonnegative_int, default=0,
+                        help="velocity decoding: behaviour at bin t is decoded from rates at t - LAG (default 0)")
+    parser.add_argument("--psth-sigma-bins", type=float, default=5.0,
+                        help="PSTH R2: std of the Gaussian that smooths the reference spikes, bins (default 5)")
+
+
+def _baseline_list(text: str) -> tuple[str, ...]:
+    """An argparse type: comma-separated baseline names, or 'none'."""
+    from .scoring import BASELINES
+
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if names == ("none",):
+        return ()
+    unknown = [name for name in names if name not in BASELINES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of {', '.join(BASELINES)} or none, "
+                                         f"got {text!r}")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyro-lfads",
@@ -44,12 +65,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     synth = sub.add_parser("synth", help="write a synthetic data set with known ground truth")
-    synth.add_argument("system", choices=["lorenz", "calcium"],
-                       help="lorenz: the paper's Lorenz benchmark (Methods 2.1); calcium: dF/F imaging of it")
+    synth.add_argument("system", choices=["lorenz", "calcium", "nlb-lorenz"],
+                       help="lorenz: the paper's Lorenz benchmark (Methods 2.1); calcium: dF/F imaging of it; "
+                            "nlb-lorenz: Lorenz with held-out neurons, forward bins, conditions and behaviour")
     synth.add_argument("--out", required=True, type=Path, help="output file, .h5 or .npz (LFADS format)")
     synth.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default 0)")
     synth.add_argument("--likelihood", default="poisson", choices=OBSERVATIONS,
                        help="lorenz only: how the rates are observed (default poisson)")
+    synth.add_argument("--format", default="lfads", choices=["lfads", "nlb"],
+                       help="nlb-lorenz only: LFADS HDF5 keys (default) or NLB tensor keys "
+                            "(train_spikes_heldin, ...); both load with 'fit'")
+
+    nwb = sub.add_parser("from-nwb", help="bin an NWB file's spikes into trials: an LFADS data file")
+    nwb.add_argument("nwb_file", type=Path, help="NWB file with a units table and a trials table")
+    nwb.add_argument("--out", required=True, type=Path, help="LFADS data file to write (.h5 or .npz)")
+    nwb.add_argument("--bin-ms", type=float, default=5.0, help="bin width in ms (default 5)")
+    nwb.add_argument("--align-to", default="start_time", help="trials-table column of alignment times "
+                                                               "(default start_time; e.g. move_onset_time)")
+    nwb.add_argument("--window-ms", type=float, nargs=2, default=(0.0, 700.0), metavar=("START", "END"),
+                     help="observed window around the alignment time, ms (default 0 700)")
+    nwb.add_argument("--forward-ms", type=float, default=0.0, help="forward-prediction ms after the window")
+    nwb.add_argument("--behavior", help="TimeSeries to bin as behaviour (e.g. hand_vel)")
+    nwb.add_argument("--condition", help="trials-table column of condition labels")
+    nwb.add_argument("--heldout", help="boolean units-table column marking held-out neurons (e.g. heldout)")
+    nwb.add_argument("--valid-fraction", type=float, default=0.2,
+                     help="fraction of trials for validation when the trials table has no 'split' column")
+    nwb.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of that random split")
 
     fit = sub.add_parser("fit", help="fit LFADS to a data file, writing a run directory")
     fit.add_argument("data", type=Path, help="LFADS-format data file (.h5/.hdf5 or .npz)")
@@ -70,9 +111,20 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device(post)
 
-    ev = sub.add_parser("evaluate", help="score a run's validation trials against truth and smoothing")
+    ev = sub.add_parser("evaluate", help="score a run's validation trials, LFADS next to smoothing and GPFA")
     ev.add_argument("run_dir", type=Path, help="run directory with a posterior")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    _add_scoring(ev)
+    ev.add_argument("--baselines", type=_baseline_list, default=("smoothing", "gpfa"),
+                    help="comma-separated baselines to fit and score: smoothing, gpfa, or none "
+                         "(default smoothing,gpfa)")
+
+    dec = sub.add_parser("decode", help="fit a ridge decoder of behaviour from a run's rates or factors")
+    dec.add_argument("run_dir", type=Path, help="run directory with a posterior, on data with *_behavior")
+    dec.add_argument("--from", dest="source", choices=["rates", "factors"], default="rates",
+                     help="decode from posterior mean rates (default) or factors")
+    dec.add_argument("--lag-bins", type=_nonnegative_int, default=0,
+                     help="behaviour at bin t is decoded from bin t - LAG (default 0)")
 
     demo = sub.add_parser("demo", help="synthesise Lorenz data, fit, average, evaluate and plot")
     demo.add_argument("--out", type=Path, default=Path("lfads_demo"), help="output directory (default ./lfads_demo)")
@@ -85,18 +137,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_synth(args) -> None:
     from .data import save_dataset
+    from .nlb import save_nlb_tensors
     from .synthetic.calcium import make_calcium_dataset
     from .synthetic.lorenz import make_lorenz_dataset
+    from .synthetic.lorenz_nlb import make_nlb_lorenz_dataset
 
+    if args.likelihood != "poisson" and args.system != "lorenz":
+        raise InputError(f"--likelihood: applies to 'synth lorenz' only, not {args.system}")
+    if args.format != "lfads" and args.system != "nlb-lorenz":
+        raise InputError(f"--format: applies to 'synth nlb-lorenz' only, not {args.system}")
     if args.system == "calcium":
-        if args.likelihood != "poisson":
-            raise InputError("--likelihood: applies to 'synth lorenz' only; calcium data is dF/F")
         dataset = make_calcium_dataset(seed=args.seed)
+    elif args.system == "nlb-lorenz":
+        dataset = make_nlb_lorenz_dataset(seed=args.seed)
     else:
         dataset = make_lorenz_dataset(seed=args.seed, likelihood=args.likelihood)
-    save_dataset(dataset, args.out)
+    if args.format == "nlb":
+        save_nlb_tensors(dataset, args.out, n_heldin=dataset.train.encod_data.shape[2])
+    else:
+        save_dataset(dataset, args.out)
     print(f"wrote {args.out}: {dataset.train.n_trials} train and {dataset.valid.n_trials} valid trials, "
           f"{dataset.train.n_time} bins, {dataset.train.n_neurons} neurons")
+
+
+def cmd_from_nwb(args) -> None:
+    from .data import save_dataset
+    from .nwb import load_nwb
+
+    dataset = load_nwb(args.nwb_file, bin_ms=args.bin_ms, align_to=args.align_to, window_ms=tuple(args.window_ms),
+                       forward_ms=args.forward_ms, behavior=args.behavior, condition=args.condition,
+                       heldout=args.heldout, valid_fraction=args.valid_fraction, seed=args.seed)
+    save_dataset(dataset, args.out)
+    split = dataset.train
+    print(f"wrote {args.out}: {split.n_trials} train and {dataset.valid.n_trials} valid trials, "
+          f"{split.encod_data.shape[1]} observed + {split.n_time - split.encod_data.shape[1]} forward bins, "
+          f"{split.encod_data.shape[2]} held-in + {split.n_neurons - split.encod_data.shape[2]} held-out neurons")
 
 
 def _config_for(args):
@@ -139,13 +214,34 @@ def cmd_posterior(args) -> None:
 def cmd_evaluate(args) -> None:
     from .evaluate import evaluate_run
 
-    result = evaluate_run(args.run_dir)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        width = max(map(len, result))
-        for key, value in result.items():
-            print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    result = evaluate_run(args.run_dir, baselines=args.baselines, lag_bins=args.lag_bins,
+                          psth_sigma_bins=args.psth_sigma_bins)
+    print(json.dumps(result) if args.json else format_table(result))
+
+
+def format_table(result: dict) -> str:
+    """Methods as columns, figures as rows; a blank where a method lacks a figure."""
+    methods = list(result)
+    rows = list(dict.fromkeys(key for figures in result.values() for key in figures))
+    cells = [[_cell(result[m].get(row)) for m in methods] for row in rows]
+    width = max(len(row) for row in rows)
+    widths = [max(len(m), *(len(c[i]) for c in cells)) for i, m in enumerate(methods)]
+    lines = [" " * width + "".join(f"  {m:>{w}}" for m, w in zip(methods, widths))]
+    for row, cell in zip(rows, cells):
+        lines.append(f"{row:<{width}}" + "".join(f"  {c:>{w}}" for c, w in zip(cell, widths)))
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def cmd_decode(args) -> None:
+    from .decode import decode_run
+
+    print(json.dumps(decode_run(args.run_dir, source=args.source, lag_bins=args.lag_bins)))
 
 
 def cmd_demo(args) -> None:
@@ -154,8 +250,8 @@ def cmd_demo(args) -> None:
     run_demo(args.out, device=args.device, max_epochs=args.max_epochs, progress=not args.quiet)
 
 
-COMMANDS = {"synth": cmd_synth, "fit": cmd_fit, "posterior": cmd_posterior, "evaluate": cmd_evaluate,
-            "demo": cmd_demo}
+COMMANDS = {"synth": cmd_synth, "from-nwb": cmd_from_nwb, "fit": cmd_fit, "posterior": cmd_posterior,
+            "evaluate": cmd_evaluate, "decode": cmd_decode, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,7 +125,9 @@ def load_dataset(
 ) -> LFADSDataset:
     """Read an LFADS data set from an HDF5 (``.h5``, ``.hdf5``) or ``.npz`` file.
 
-    The layout is that of the original LFADS and of lfads-torch. Required:
+    The layout is that of the original LFADS and of lfads-torch. An HDF5
+    file of Neural Latents Benchmark tensors (``train_spikes_heldin``, ...)
+    is read with :func:`pyro_lfads.nlb.load_nlb_tensors` instead. Required:
     ``train_encod_data``, ``train_recon_data``, ``valid_encod_data`` and
     ``valid_recon_data``, or the older ``train_data`` and ``valid_data`` (then
     encod = recon = that array, one shared object). Shapes:
@@ -163,6 +165,12 @@ def load_dataset(
     """
     source = str(path)
     _check_options(source, support, min_time_bins)
+    from pyro_lfads.nlb import is_nlb_file, load_nlb_tensors  # nlb builds on this module
+
+    if is_nlb_file(path):
+        dataset = load_nlb_tensors(path)
+        _validate(dataset, support, min_time_bins, {})
+        return dataset
     arrays, problems, all_keys = _read_file(Path(path), source)
     dataset, names = _dataset_from_file(arrays, problems, all_keys, source)
     _validate(dataset, support, min_time_bins, names)

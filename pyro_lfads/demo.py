@@ -14,7 +14,8 @@ import numpy as np
 
 from .config import LFADSConfig
 from .data import save_dataset
-from .evaluate import evaluate_run, smoothing_baseline
+from .evaluate import evaluate_run
+from .scoring import baseline_rates
 from .plots import plot_rates
 from .posterior import read_posterior, write_posterior
 from .synthetic.lorenz import make_lorenz_dataset
@@ -44,12 +45,13 @@ def run_demo(out: str | Path, *, device: str = "cpu", max_epochs: int | None = N
     result = evaluate_run(run_dir, dataset)
     (out / "evaluation.json").write_text(json.dumps(result, indent=2))
     posterior = read_posterior(run_dir, "valid")
-    _, smoothed = smoothing_baseline(dataset, dataset.valid.n_time)
+    _, smoothed = baseline_rates("smoothing", dataset)
     spread = tuple(int(i) for i in np.linspace(0, dataset.valid.n_trials - 1, 3))  # different conditions
     figure = plot_rates(dataset.valid.recon_data, posterior["output_params"], out / "rates.png",
                         truth=dataset.truth_counts("valid"), smoothed=smoothed, trials=spread)
     print(f"[4/4] evaluation: {out / 'evaluation.json'}; figure: {figure}")
-    print(f"validation rate R2 {result['rate_r2']:.3f} (smoothing {result['smoothing_rate_r2']:.3f}), "
-          f"bits/spike {result['bits_per_spike']:.3f}")
+    lfads, smoothing, gpfa = result["lfads"], result["smoothing"], result["gpfa"]
+    print(f"validation rate R2: LFADS {lfads['rate_r2']:.3f}, smoothing {smoothing['rate_r2']:.3f}, "
+          f"GPFA {gpfa['rate_r2']:.3f}; LFADS bits/spike {lfads['bits_per_spike']:.3f}")
     print(json.dumps(result))
     return result

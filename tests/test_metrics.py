@@ -4,9 +4,25 @@ import math
 
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter1d
+from sklearn.linear_model import Ridge
+from sklearn.metrics import r2_score
+from sklearn.model_selection import GridSearchCV, GroupKFold
 
 from pyro_lfads.errors import InputError
-from pyro_lfads.metrics import bits_per_spike, poisson_nll, rate_r2, rate_r2_per_neuron
+from pyro_lfads.metrics import (
+    DEFAULT_RIDGE_ALPHAS,
+    bits_per_spike,
+    co_bps,
+    condition_psth,
+    fit_velocity_decoder,
+    fp_bps,
+    poisson_nll,
+    psth_r2,
+    rate_r2,
+    rate_r2_per_neuron,
+    velocity_r2,
+)
 
 # 1 trial x 2 bins x 2 neurons; columns are neurons.
 TRUE = np.array([[[1.0, 2.0], [3.0, 6.0]]])
@@ -88,3 +104,217 @@ def test_likelihood_metrics_check_values():
         poisson_nll(-np.ones((1, 2, 2)), np.ones((1, 2, 2)))
     with pytest.raises(InputError, match="no spikes"):
         bits_per_spike(np.zeros((1, 2, 2)), np.ones((1, 2, 2)))
+
+
+# ---------------------------------------------------------------- NLB metrics
+
+
+def test_co_bps_by_hand():
+    # 1 trial x 2 bins x 2 held-out neurons.
+    spikes = np.array([[[1.0, 0.0], [3.0, 2.0]]])
+    rates = np.array([[[2.0, 0.5], [2.0, 1.0]]])
+    # null rates: neuron 0 mean (1 + 3) / 2 = 2, neuron 1 mean (0 + 2) / 2 = 1.
+    # log p(k | r) = k log r - r - log k!
+    ll_model = (math.log(2) - 2 - 0) + (0 - 0.5 - 0) + (3 * math.log(2) - 2 - math.log(6)) + (
+        2 * math.log(1.0) - 1.0 - math.log(2)
+    )
+    ll_null = (math.log(2) - 2 - 0) + (0 - 1.0 - 0) + (3 * math.log(2) - 2 - math.log(6)) + (
+        2 * math.log(1.0) - 1.0 - math.log(2)
+    )
+    # the only difference is neuron 1, bin 0: -0.5 vs -1.0 -> gain 0.5 nats over 6 spikes.
+    assert ll_model - ll_null == pytest.approx(0.5)
+    expected = (ll_model - ll_null) / (6 * math.log(2))
+    assert co_bps(rates, spikes) == pytest.approx(expected)
+    assert co_bps(rates, spikes) == bits_per_spike(spikes, rates)
+
+
+def test_fp_bps_by_hand():
+    # 2 trials x 1 forward bin x 2 neurons.
+    spikes = np.array([[[2.0, 1.0]], [[0.0, 1.0]]])
+    rates = np.array([[[1.5, 2.0]], [[0.5, 1.0]]])
+    # null rates: neuron 0 mean 1, neuron 1 mean 1.
+    ll_model = (2 * math.log(1.5) - 1.5 - math.log(2)) + (math.log(2.0) - 2.0) + (0 - 0.5) + (0 - 1.0)
+    ll_null = (2 * math.log(1.0) - 1.0 - math.log(2)) + (0 - 1.0) + (0 - 1.0) + (0 - 1.0)
+    expected = (ll_model - ll_null) / (4 * math.log(2))
+    assert fp_bps(rates, spikes) == pytest.approx(expected)
+
+
+def test_bps_errors_name_the_nlb_arguments():
+    with pytest.raises(InputError, match="eval_rates_heldout: must be > 0"):
+        co_bps(np.zeros((1, 2, 2)), np.ones((1, 2, 2)))
+    with pytest.raises(InputError, match="eval_spikes_forward: holds negative"):
+        fp_bps(np.ones((1, 2, 2)), -np.ones((1, 2, 2)))
+    with pytest.raises(InputError, match="shapes differ"):
+        co_bps(np.ones((1, 2, 2)), np.ones((1, 3, 2)))
+
+
+def _linear_behavior(seed, n_trials, n_time=20, n_neurons=4):
+    """Rates (trials, T, 4) of independent bins and a 2-D behaviour that is exactly linear in them."""
+    rng = np.random.default_rng(seed)
+    rates = rng.gamma(2.0, size=(n_trials, n_time, n_neurons))
+    weights = np.array([[1.0, -0.5], [0.3, 2.0], [-1.0, 0.0], [0.5, 0.5]])
+    return rates, rates @ weights + np.array([3.0, -1.0])
+
+
+def test_velocity_r2_of_an_exact_linear_behaviour_is_one():
+    train_rates, train_behavior = _linear_behavior(0, 20)
+    eval_rates, eval_behavior = _linear_behavior(1, 10)
+    assert velocity_r2(train_rates, train_behavior, eval_rates, eval_behavior) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_velocity_r2_lag_pairs_rates_at_t_minus_lag_with_behaviour_at_t():
+    lag = 2
+    train_rates, train_linear = _linear_behavior(0, 30)
+    eval_rates, eval_linear = _linear_behavior(1, 15)
+    rng = np.random.default_rng(2)
+
+    def shifted(linear):
+        # behaviour at bin t = linear function of the rates at bin t - 2; the first 2 bins are noise.
+        behavior = rng.normal(size=linear.shape)
+        behavior[:, lag:] = linear[:, :-lag]
+        return behavior
+
+    train_behavior, eval_behavior = shifted(train_linear), shifted(eval_linear)
+    r2_lagged = velocity_r2(train_rates, train_behavior, eval_rates, eval_behavior, lag_bins=lag)
+    r2_unlagged = velocity_r2(train_rates, train_behavior, eval_rates, eval_behavior, lag_bins=0)
+    assert r2_lagged == pytest.approx(1.0, abs=1e-4)
+    assert r2_unlagged < 0.2  # bins are independent, so the unlagged rates say nothing
+
+
+def test_velocity_decoder_penalty_is_a_trial_grouped_grid_search_on_training_trials():
+    rng = np.random.default_rng(3)
+    train_rates = rng.gamma(2.0, size=(12, 10, 5))
+    train_behavior = train_rates @ rng.normal(size=(5, 2)) + 3.0 * rng.normal(size=(12, 10, 2))
+    eval_rates, eval_behavior = rng.gamma(2.0, size=(6, 10, 5)), rng.normal(size=(6, 10, 2))
+    decoder = fit_velocity_decoder(train_rates, train_behavior, cv=4)
+    # the same search by hand: rows grouped by trial, 4 folds
+    groups = np.repeat(np.arange(12), 10)
+    search = GridSearchCV(Ridge(), {"alpha": DEFAULT_RIDGE_ALPHAS}, scoring="r2", cv=GroupKFold(n_splits=4))
+    search.fit(train_rates.reshape(-1, 5), train_behavior.reshape(-1, 2), groups=groups)
+    assert decoder.alpha in DEFAULT_RIDGE_ALPHAS
+    assert decoder.alpha == search.best_params_["alpha"]
+    np.testing.assert_allclose(decoder.coef_, search.best_estimator_.coef_)
+    # the score uses that training-only decoder on the evaluation rows
+    expected = r2_score(eval_behavior.reshape(-1, 2), decoder.predict(eval_rates.reshape(-1, 5)))
+    assert velocity_r2(train_rates, train_behavior, eval_rates, eval_behavior, cv=4) == pytest.approx(expected)
+
+
+def test_velocity_decoder_penalty_tracks_the_training_noise():
+    rng = np.random.default_rng(4)
+    rates = rng.gamma(2.0, size=(10, 20, 8))
+    noise_only = rng.normal(size=(10, 20, 2))
+    exact = rates @ rng.normal(size=(8, 2))
+    alphas = (1e-4, 1e-2, 1.0, 1e2, 1e4)
+    assert fit_velocity_decoder(rates, noise_only, alphas=alphas).alpha == max(alphas)
+    assert fit_velocity_decoder(rates, exact, alphas=alphas).alpha == min(alphas)
+
+
+def test_velocity_r2_leaves_out_nan_behaviour_bins():
+    train_rates, train_behavior = _linear_behavior(5, 10)
+    eval_rates, eval_behavior = _linear_behavior(6, 5)
+    noisy = eval_behavior + np.random.default_rng(7).normal(size=eval_behavior.shape)
+    with_nan = noisy.copy()
+    with_nan[:, :5] = np.nan
+    decoder = fit_velocity_decoder(train_rates, train_behavior)
+    expected = r2_score(noisy[:, 5:].reshape(-1, 2), decoder.predict(eval_rates[:, 5:].reshape(-1, 4)))
+    assert velocity_r2(train_rates, train_behavior, eval_rates, with_nan) == pytest.approx(expected)
+
+
+def test_psth_r2_by_hand():
+    # psth rows: conditions 0, 1, 2 (2 bins x 2 neurons); the eval trials hold conditions 0 and 1 only.
+    psth = np.array(
+        [
+            [[1.0, 2.0], [3.0, 4.0]],
+            [[2.0, 0.0], [4.0, 2.0]],
+            [[9.0, 9.0], [9.0, 9.0]],  # condition 2: no eval trial, left out
+        ]
+    )
+    eval_rates = np.array(
+        [
+            [[1.0, 1.0], [3.0, 5.0]],  # condition 0
+            [[1.0, 3.0], [3.0, 3.0]],  # condition 0 -> mean [[1, 2], [3, 4]]: exact
+            [[2.0, 1.0], [5.0, 2.0]],  # condition 1 -> [[2, 1], [5, 2]]
+        ]
+    )
+    conditions = np.array([0, 0, 1])
+    # neuron 0: true 1, 3, 2, 4 (mean 2.5, SS_tot 2.25 + 0.25 + 0.25 + 2.25 = 5), residuals 0, 0, 0, -1 -> R2 = 1 - 1/5
+    # neuron 1: true 2, 4, 0, 2 (mean 2, SS_tot 0 + 4 + 4 + 0 = 8), residuals 0, 0, -1, 0 -> R2 = 1 - 1/8
+    expected = ((1 - 1 / 5) + (1 - 1 / 8)) / 2
+    assert psth_r2(eval_rates, conditions, psth) == pytest.approx(expected)
+    # the same with explicit labels, in another row order
+    assert psth_r2(eval_rates, np.array([7, 7, 3]), psth[[1, 0, 2]], np.array([3, 7, 5])) == pytest.approx(expected)
+
+
+def test_condition_psth_with_a_tiny_kernel_is_the_condition_mean():
+    spikes = np.array(
+        [
+            [[1.0, 0.0], [2.0, 4.0]],
+            [[0.0, 3.0], [1.0, 1.0]],
+            [[5.0, 1.0], [0.0, 0.0]],
+            [[3.0, 2.0], [2.0, 0.0]],
+        ]
+    )
+    ids, psth = condition_psth(spikes, np.array([2, 0, 2, 0]), sigma_bins=1e-3)
+    np.testing.assert_array_equal(ids, [0, 2])
+    expected = np.array(
+        [
+            [[1.5, 2.5], [1.5, 0.5]],  # trials 1 and 3
+            [[3.0, 0.5], [1.0, 2.0]],  # trials 0 and 2
+        ]
+    )
+    np.testing.assert_allclose(psth, expected)
+
+
+def test_condition_psth_matches_scipy_with_edge_normalisation():
+    spikes = np.random.default_rng(8).poisson(1.0, size=(6, 30, 3)).astype(float)
+    conditions = np.array([1, 0, 1, 1, 0, 1])
+    ids, psth = condition_psth(spikes, conditions, sigma_bins=2.5)
+    smoothed = gaussian_filter1d(spikes, 2.5, axis=1, mode="constant") / gaussian_filter1d(
+        np.ones(30), 2.5, mode="constant"
+    )[None, :, None]
+    np.testing.assert_array_equal(ids, [0, 1])
+    np.testing.assert_allclose(psth[0], smoothed[[1, 4]].mean(axis=0))
+    np.testing.assert_allclose(psth[1], smoothed[[0, 2, 3, 5]].mean(axis=0))
+    # edge normalisation keeps a constant trial constant
+    _, flat = condition_psth(np.ones((2, 30, 1)), np.array([0, 0]), sigma_bins=4.0)
+    np.testing.assert_allclose(flat, 1.0)
+
+
+def _raises(match, fn, *args, **kwargs):
+    with pytest.raises(InputError, match=match) as info:
+        fn(*args, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_velocity_r2_bad_inputs():
+    rates, behavior = _linear_behavior(0, 6, n_time=5)
+    _raises("train_rates: expected a 3-D", velocity_r2, rates[0], behavior, rates, behavior)
+    _raises("train_rates: holds NaN", velocity_r2, np.full_like(rates, np.nan), behavior, rates, behavior)
+    _raises("train_behavior: .* differ", velocity_r2, rates, behavior[:4], rates, behavior)
+    _raises("eval_behavior: .* differ", velocity_r2, rates, behavior, rates, behavior[:, :4])
+    _raises("eval_rates: has 3 neurons", velocity_r2, rates, behavior, rates[..., :3], behavior)
+    _raises("eval_behavior: has 1 dimensions", velocity_r2, rates, behavior, rates, behavior[..., :1])
+    _raises("lag_bins: must be < the 5", velocity_r2, rates, behavior, rates, behavior, lag_bins=5)
+    _raises("lag_bins: must be an integer >= 0", velocity_r2, rates, behavior, rates, behavior, lag_bins=-1)
+    _raises("cv", velocity_r2, rates, behavior, rates, behavior, cv=1)
+    _raises("alphas", velocity_r2, rates, behavior, rates, behavior, alphas=(0.0, 1.0))
+    _raises("at least 2 trials", velocity_r2, rates[:1], behavior[:1], rates, behavior)
+    _raises("every bin", velocity_r2, rates, np.full_like(behavior, np.nan), rates, behavior)
+    _raises("infinite", velocity_r2, rates, np.full_like(behavior, np.inf), rates, behavior)
+
+
+def test_psth_bad_inputs():
+    rates = np.ones((3, 2, 2))
+    psth = np.ones((2, 2, 2))
+    conditions = np.array([0, 1, 1])
+    _raises("eval_rates: expected a 3-D", psth_r2, rates[0], conditions, psth)
+    _raises("eval_conditions: expected shape \\(3,\\)", psth_r2, rates, conditions[:2], psth)
+    _raises("psth: has 3 time bins", psth_r2, rates, conditions, np.ones((2, 3, 2)))
+    _raises("psth: has 1 neurons", psth_r2, rates, conditions, np.ones((2, 2, 1)))
+    _raises("psth: holds NaN", psth_r2, rates, conditions, np.full((2, 2, 2), np.nan))
+    _raises("no row in psth", psth_r2, rates, np.array([0, 1, 4]), psth)
+    _raises("psth_conditions", psth_r2, rates, conditions, psth, np.array([0, 0]))
+    _raises("spikes: holds negative", condition_psth, -np.ones((2, 3, 1)), np.array([0, 1]), 1.0)
+    _raises("spikes: holds NaN", condition_psth, np.full((2, 3, 1), np.nan), np.array([0, 1]), 1.0)
+    _raises("conditions: expected shape", condition_psth, np.ones((2, 3, 1)), np.array([0, 1, 1]), 1.0)
+    _raises("sigma_bins", condition_psth, np.ones((2, 3, 1)), np.array([0, 1]), 0.0)
