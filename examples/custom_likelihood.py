@@ -85,7 +85,7 @@ def main() -> None:
         run_dir = args.out / likelihood
         pyro_lfads.fit(dataset, config, run_dir, overwrite=True, progress=False)
         pyro_lfads.write_posterior(run_dir, dataset, progress=False)
-        results[likelihood] = pyro_lfads.evaluate_run(run_dir, dataset)
+        results[likelihood] = pyro_lfads.evaluate_run(run_dir, dataset)  # real-valued: LFADS figures only
     print(json.dumps(results, indent=2))
 
 

@@ -33,7 +33,7 @@ def main() -> None:
     pyro_lfads.fit(dataset, config, run_dir, overwrite=True)
     pyro_lfads.write_posterior(run_dir, dataset)
 
-    result = pyro_lfads.evaluate_run(run_dir, dataset)
+    result = pyro_lfads.evaluate_run(run_dir, dataset, baselines=("smoothing",))  # GPFA: add "gpfa"
     print(json.dumps(result, indent=2))
     posterior = pyro_lfads.read_posterior(run_dir, "valid")
     figure = plot_rates(dataset.valid.recon_data, posterior["output_params"], args.out / "rates.png",

@@ -212,9 +212,13 @@ def fit_velocity_decoder(train_rates: np.ndarray, train_behavior: np.ndarray, *,
         raise InputError(f"lag_bins: must be an integer >= 0, got {lag_bins!r}")
     if isinstance(cv, bool) or not isinstance(cv, numbers.Integral) or cv < 2:
         raise InputError(f"cv: must be an integer >= 2, got {cv!r}")
-    alphas = np.asarray(alphas, dtype=np.float64)
+    message = f"alphas: must be a non-empty 1-D sequence of finite values > 0, got {alphas!r}"
+    try:
+        alphas = np.asarray(alphas, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(message) from None
     if alphas.ndim != 1 or alphas.size == 0 or not np.all(np.isfinite(alphas) & (alphas > 0)):
-        raise InputError(f"alphas: must be a non-empty 1-D sequence of finite values > 0, got {alphas.tolist()}")
+        raise InputError(message)
     x, y, trial = _decoder_rows("train_rates", train_rates, "train_behavior", train_behavior, int(lag_bins))
     n_trials = np.unique(trial).size
     if n_trials < 2:

@@ -38,10 +38,12 @@ def test_fit_posterior_evaluate_on_tiny_data(tiny_lorenz, tiny_yaml, tmp_path, c
                  "--quiet"]) == 0
     assert main(["posterior", str(run), "--samples", "3", "--quiet"]) == 0
     capsys.readouterr()
-    assert main(["evaluate", str(run), "--json"]) == 0
+    assert main(["evaluate", str(run), "--json", "--baselines", "smoothing"]) == 0
     result = json.loads(capsys.readouterr().out)
-    for key in ("rate_r2", "rate_r2_per_neuron", "bits_per_spike", "smoothing_rate_r2"):
-        assert np.isfinite(result[key]), key
+    assert set(result) == {"lfads", "smoothing"}
+    for key in ("rate_r2", "rate_r2_per_neuron", "bits_per_spike", "psth_r2"):
+        assert np.isfinite(result["lfads"][key]), key
+    assert np.isfinite(result["smoothing"]["rate_r2"])
     with h5py.File(run / "posterior.h5") as h5:
         n_valid, n_time, n_neurons = tiny_lorenz.valid.recon_data.shape
         assert h5["valid_output_params"].shape == (n_valid, n_time, n_neurons)

@@ -17,7 +17,7 @@ def test_fit_lorenz_example_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     text = result.stdout
     figures = json.loads(text[text.index("{"): text.rindex("}") + 1])
-    assert {"rate_r2", "bits_per_spike", "smoothing_rate_r2"} <= set(figures)
+    assert {"rate_r2", "bits_per_spike"} <= set(figures["lfads"]) and "rate_r2" in figures["smoothing"]
     assert (tmp_path / "rates.png").stat().st_size > 10_000
 
 
@@ -28,5 +28,5 @@ def test_custom_likelihood_example_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     text = result.stdout
     figures = json.loads(text[text.index("{"): text.rindex("}") + 1])
-    assert figures["studentt"]["likelihood"] == "studentt" and "rate_r2" in figures["studentt"]
+    assert figures["studentt"]["lfads"]["likelihood"] == "studentt" and "rate_r2" in figures["studentt"]["lfads"]
     assert (tmp_path / "studentt" / "posterior.h5").is_file()

@@ -131,17 +131,31 @@ def tiny(likelihood):
                                likelihood=likelihood)
 
 
+def heldout_and_forward(dataset):
+    """The encoders read 5 of 8 neurons and 15 of 20 bins; the model reconstructs all of them."""
+    def narrow(split):
+        return Split(np.ascontiguousarray(split.recon_data[:, :15, :5]), split.recon_data, truth=split.truth)
+    return LFADSDataset(narrow(dataset.train), narrow(dataset.valid), dataset.conversion_factor,
+                        extras=dataset.extras)
+
+
 @pytest.mark.parametrize("likelihood", sorted(LIKELIHOODS))
-def test_every_likelihood_fits_samples_and_evaluates(likelihood, tmp_path):
-    dataset = tiny(likelihood)
+def test_every_likelihood_fits_samples_and_evaluates_with_heldout_neurons_and_forward_bins(likelihood, tmp_path):
+    dataset = heldout_and_forward(tiny(likelihood))
     config = LFADSConfig(likelihood=likelihood, gen_dim=8, fac_dim=3, ic_enc_dim=8, ci_enc_dim=4, con_dim=4,
                          co_dim=1, batch_size=8, max_epochs=2, kl_ramp_steps=4, posterior_samples=3)
+    assert config.coordinated_dropout_rate > 0  # coordinated dropout on, as by default with a controller
     fit(dataset, config, tmp_path, progress=False)
     write_posterior(tmp_path, dataset, progress=False)
     posterior = read_posterior(tmp_path, "valid")
+    assert posterior["output_params"].shape == dataset.valid.recon_data.shape  # 8 neurons, 20 bins
     assert np.isfinite(posterior["output_params"]).all()
     assert ("obs_mean" in posterior) == (likelihood == "calcium")
-    result = evaluate_run(tmp_path, dataset)
-    assert result["likelihood"] == likelihood
-    assert np.isfinite(result["rate_r2"]) and np.isfinite(result["elbo_per_trial"])
-    assert ("bits_per_spike" in result) == (likelihood in ("poisson", "negbinom"))
+    result = evaluate_run(tmp_path, dataset, baselines=("smoothing",))
+    lfads = result["lfads"]
+    assert lfads["likelihood"] == likelihood
+    assert np.isfinite(lfads["rate_r2"]) and np.isfinite(lfads["elbo_per_trial"])
+    counts = likelihood in ("poisson", "negbinom")
+    assert ("bits_per_spike" in lfads) == counts and ("smoothing" in result) == counts
+    if counts:
+        assert np.isfinite([lfads["co_bps"], lfads["fp_bps"], result["smoothing"]["co_bps"]]).all()

@@ -1,0 +1,59 @@
+"""``pyro-lfads decode``: a ridge decoder of behaviour from a fitted run's rates or factors.
+
+The decoder (:func:`pyro_lfads.metrics.fit_velocity_decoder`, penalty chosen by
+cross-validation over training trials) is fitted on the training trials'
+posterior means over the observed bins, and scored on the validation trials.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .errors import InputError
+from .evaluate import first_bins, run_dataset
+from .files import atomic_path
+from .metrics import fit_velocity_decoder, velocity_r2
+from .posterior import read_posterior
+from .run import read_run
+from .scoring import Layout
+
+DECODING_FILE = "decoding.h5"
+SOURCES = {"rates": "output_params", "factors": "factors"}
+
+
+def decode_run(run_dir: str | Path, dataset=None, *, source: str = "rates", lag_bins: int = 0) -> dict:
+    """Fit and score the behaviour decoder; write RUN_DIR/decoding.h5; return the figures.
+
+    Args:
+        source: "rates" (posterior mean rates, all neurons) or "factors".
+        lag_bins: behaviour at bin t is decoded from bin t - lag_bins.
+
+    Returns:
+        ``{"from", "lag_bins", "vel_r2", "alpha", "n_train_trials", "n_valid_trials"}``.
+        ``decoding.h5`` holds ``valid_behavior_pred`` (trials, T - lag_bins, B),
+        the decoded behaviour of bins lag_bins .. T - 1, with ``alpha``,
+        ``lag_bins``, ``source`` and ``vel_r2`` as attributes.
+    """
+    if source not in SOURCES:
+        raise InputError(f"--from: {source!r} is not one of {', '.join(SOURCES)}")
+    _, info = read_run(run_dir)
+    dataset = first_bins(dataset if dataset is not None else run_dataset(run_dir), info.n_time)
+    behavior = [dataset.extras.get(f"{split}_behavior") for split in ("train", "valid")]
+    if any(b is None for b in behavior):
+        raise InputError(f"{dataset.source}: train_behavior / valid_behavior: missing; decoding needs the "
+                         "behaviour (trials, time, dims) of both splits")
+    n_time = Layout.of(dataset).n_time
+    features = [read_posterior(run_dir, split)[SOURCES[source]][:, :n_time] for split in ("train", "valid")]
+    decoder = fit_velocity_decoder(features[0], behavior[0], lag_bins=lag_bins)
+    r2 = velocity_r2(features[0], behavior[0], features[1], behavior[1], lag_bins=lag_bins)
+    valid = features[1][:, : n_time - lag_bins]
+    predicted = decoder.predict(valid.reshape(-1, valid.shape[-1])).reshape(*valid.shape[:2], -1)
+    path = Path(run_dir) / DECODING_FILE
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.create_dataset("valid_behavior_pred", data=predicted.astype(np.float32))
+        h5.attrs.update({"alpha": float(decoder.alpha), "lag_bins": lag_bins, "source": source, "vel_r2": r2})
+    return {"from": source, "lag_bins": lag_bins, "vel_r2": r2, "alpha": float(decoder.alpha),
+            "n_train_trials": dataset.train.n_trials, "n_valid_trials": dataset.valid.n_trials}
