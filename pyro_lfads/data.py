@@ -551,13 +551,9 @@ def _as_int64(value: object, source: str, label: str) -> np.ndarray:
     nonfinite = np.count_nonzero(~np.isfinite(array))
     if nonfinite:
         raise InputError(f"{source}: {label}: {nonfinite} values are NaN or infinite; {need}")
-    fractional = array != np.floor(array)
-    if fractional.any():
-        example = float(array[fractional].flat[0])
-        raise InputError(
-            f"{source}: {label}: {np.count_nonzero(fractional)} values are not whole numbers "
-            f"(e.g. {example:g}); {need}"
-        )
+    fractional = fractional_problem(array)
+    if fractional:
+        raise InputError(f"{source}: {label}: {fractional}; {need}")
     if array.size and np.abs(array).max() >= 2.0**63:
         raise InputError(f"{source}: {label}: values are too large for int64")
     return array.astype(np.int64)
@@ -569,6 +565,14 @@ def _as_factor(value: object, source: str) -> float:
         what = f"shape {array.shape}" if array.size != 1 else f"dtype {array.dtype}"
         raise InputError(f"{source}: conversion_factor: must be a positive finite scalar, got {what}")
     return float(array.reshape(()))
+
+
+def fractional_problem(array: np.ndarray) -> str | None:
+    """``"N values are not whole numbers (e.g. x)"`` for an array with fractions, else None."""
+    fractional = array != np.floor(array)
+    if not fractional.any():
+        return None
+    return f"{np.count_nonzero(fractional)} values are not whole numbers (e.g. {float(array[fractional].flat[0]):g})"
 
 
 def _dtype_problem(dtype: np.dtype) -> str:
@@ -707,14 +711,9 @@ def _check_values(array: object, key: str, name: str, support: str, fail: _Fail)
             fail(key, f"{zeros} values are 0, but support='positive' (a Gamma likelihood) needs values > 0; "
                       "use the zero-inflated Gamma ('zig') for data with zeros")
     if support == "counts" and array.dtype.kind == "f":
-        fractional = array != np.floor(array)
-        if fractional.any():
-            example = float(array[fractional].flat[0])
-            fail(
-                key,
-                f"{np.count_nonzero(fractional)} values are not whole numbers (e.g. {example:g}), "
-                f"but {_COUNTS_HINT}; use support='nonnegative' or 'real' for continuous data",
-            )
+        fractional = fractional_problem(array)
+        if fractional:
+            fail(key, f"{fractional}, but {_COUNTS_HINT}; use support='nonnegative' or 'real' for continuous data")
 
 
 def _check_inds(inds: object, key: str, fail: _Fail) -> None:

@@ -32,7 +32,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pyro_lfads.data import LFADSDataset, dataset_from_arrays, validate_dataset
+from pyro_lfads.data import LFADSDataset, dataset_from_arrays, fractional_problem, validate_dataset
 from pyro_lfads.errors import InputError
 from pyro_lfads.files import atomic_path
 
@@ -277,13 +277,9 @@ def _counts(arrays: dict[str, np.ndarray], source: str, key: str) -> np.ndarray:
     negative = int(np.count_nonzero(array < 0))
     if negative:
         raise InputError(f"{source}: {key}: {negative} values are negative, but spike counts must be >= 0")
-    fractional = array != np.floor(array)
-    if fractional.any():
-        example = float(array[fractional].flat[0])
-        raise InputError(
-            f"{source}: {key}: {int(np.count_nonzero(fractional))} values are not whole numbers "
-            f"(e.g. {example:g}), but spike counts must be integers"
-        )
+    fractional = fractional_problem(array)
+    if fractional:
+        raise InputError(f"{source}: {key}: {fractional}, but spike counts must be integers")
     return array
 
 

@@ -22,3 +22,13 @@ def check_float(name: str, value: object, allow_zero: bool = False) -> None:
         raise InputError(f"{name}: must be a finite number, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise InputError(f"{name}: must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def train_count(train_fraction: object, trials_per_condition: int) -> int:
+    """Trials of each condition that go to train; refuses a fraction leaving either split empty."""
+    check_float("train_fraction", train_fraction)
+    n_train = round(train_fraction * trials_per_condition)
+    if train_fraction >= 1 or not 0 < n_train < trials_per_condition:
+        raise InputError(f"train_fraction: {train_fraction} of {trials_per_condition} trials per condition "
+                         "leaves the train or valid split empty")
+    return n_train

@@ -14,9 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from pyro_lfads.data import LFADSDataset
-from pyro_lfads.errors import InputError
 
-from .arguments import check_float, check_int
+from .arguments import check_float, check_int, train_count
 from .lorenz import assemble_dataset, lorenz_latents, split_trials
 
 
@@ -63,12 +62,10 @@ def make_calcium_dataset(
                                  ("frame_bins", frame_bins, 1)):
         check_int(name, value, minimum)
     for name, value in (("bin_ms", bin_ms), ("baseline_rate_hz", baseline_rate_hz), ("decay_s", decay_s),
-                        ("gain_mean", gain_mean), ("train_fraction", train_fraction)):
+                        ("gain_mean", gain_mean)):
         check_float(name, value)
     check_float("noise_std", noise_std, allow_zero=True)
-    n_train = round(train_fraction * trials_per_condition)
-    if not 0 < n_train < trials_per_condition:
-        raise InputError(f"train_fraction: {train_fraction} leaves the train or valid split empty")
+    n_train = train_count(train_fraction, trials_per_condition)
 
     rng = np.random.default_rng(seed)
     n_fine = n_frames * frame_bins

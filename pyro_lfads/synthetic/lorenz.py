@@ -22,7 +22,7 @@ import numpy as np
 from pyro_lfads.data import LFADSDataset, Split
 from pyro_lfads.errors import InputError
 
-from .arguments import check_float, check_int
+from .arguments import check_float, check_int, train_count
 from .observations import OBSERVATIONS, draw_observations
 
 LORENZ_SIGMA = 10.0
@@ -114,15 +114,7 @@ def make_lorenz_dataset(
     check_float("bin_ms", bin_ms)
     check_float("baseline_rate_hz", baseline_rate_hz)
     check_float("readout_scale", readout_scale, allow_zero=True)
-    check_float("train_fraction", train_fraction)
-    if train_fraction >= 1:
-        raise InputError(f"train_fraction: must be in (0, 1), got {train_fraction}")
-    n_train = round(train_fraction * trials_per_condition)
-    if not 0 < n_train < trials_per_condition:
-        raise InputError(
-            f"train_fraction: {train_fraction} of {trials_per_condition} trials per condition "
-            f"leaves the train or valid split empty"
-        )
+    n_train = train_count(train_fraction, trials_per_condition)
 
     _check_likelihood(likelihood)
     rng = np.random.default_rng(seed)

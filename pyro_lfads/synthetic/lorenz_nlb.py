@@ -22,9 +22,8 @@ from __future__ import annotations
 import numpy as np
 
 from pyro_lfads.data import LFADSDataset, Split
-from pyro_lfads.errors import InputError
 
-from .arguments import check_float, check_int
+from .arguments import check_float, check_int, train_count
 from .lorenz import lorenz_latents, split_trials
 from .observations import draw_observations
 
@@ -70,13 +69,9 @@ def make_nlb_lorenz_dataset(
                                  ("behavior_dim", behavior_dim, 1), ("behavior_lag_bins", behavior_lag_bins, 0)):
         check_int(name, value, minimum)
     for name, value, zero in (("bin_ms", bin_ms, False), ("baseline_rate_hz", baseline_rate_hz, False),
-                              ("readout_scale", readout_scale, True), ("behavior_noise", behavior_noise, True),
-                              ("train_fraction", train_fraction, False)):
+                              ("readout_scale", readout_scale, True), ("behavior_noise", behavior_noise, True)):
         check_float(name, value, allow_zero=zero)
-    n_train = round(train_fraction * trials_per_condition)
-    if not 0 < n_train < trials_per_condition:
-        raise InputError(f"train_fraction: {train_fraction} of {trials_per_condition} trials per condition "
-                         "leaves the train or valid split empty")
+    n_train = train_count(train_fraction, trials_per_condition)
 
     rng = np.random.default_rng(seed)
     lag, n_bins, n_neurons = behavior_lag_bins, n_time + n_forward, n_heldin + n_heldout
