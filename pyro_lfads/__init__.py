@@ -5,7 +5,7 @@ The Python API in a few names (see README.md and examples/):
     dataset = load_dataset("data.h5")            # or dataset_from_arrays(...), make_lorenz_dataset()
     fit(dataset, LFADSConfig(), "run")           # SVI; writes the run directory
     write_posterior("run", dataset)              # Predictive posterior averages -> run/posterior.h5
-    evaluate_run("run", dataset)                 # rate R2, bits/spike, smoothing baseline
+    evaluate_run("run", dataset)                 # NLB figures, LFADS next to smoothing and GPFA
 """
 
 __version__ = "0.1.0"

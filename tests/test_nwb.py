@@ -171,3 +171,20 @@ def test_without_pynwb_the_error_says_how_to_install_it(nwb_file, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynwb", None)
     with pytest.raises(InputError, match=r"reading NWB needs pynwb: pip install 'pyro-lfads\[nwb\]'$"):
         load_nwb(nwb_file)
+
+
+def test_cli_from_nwb_writes_a_data_file_that_loads_alike(nwb_file, tmp_path, capsys):
+    from pyro_lfads.cli import main
+    from pyro_lfads.data import load_dataset
+
+    out = tmp_path / "session.h5"
+    assert main(["from-nwb", str(nwb_file), "--out", str(out), "--bin-ms", str(BIN_MS),
+                 "--align-to", "move_onset_time", "--window-ms", *map(str, WINDOW_MS),
+                 "--forward-ms", str(FORWARD_MS), "--behavior", "hand_vel", "--condition", "condition",
+                 "--heldout", "heldout"]) == 0
+    assert "10 observed + 2 forward bins, 2 held-in + 1 held-out neurons" in capsys.readouterr().out
+    expected, written = load(nwb_file), load_dataset(out)
+    np.testing.assert_array_equal(written.valid.recon_data, expected.valid.recon_data)
+    np.testing.assert_array_equal(written.train.encod_data, expected.train.encod_data)
+    np.testing.assert_array_equal(written.extras["train_behavior"], expected.extras["train_behavior"])
+    assert main(["from-nwb", str(nwb_file), "--out", str(out), "--align-to", "nope"]) == 2
