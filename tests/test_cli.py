@@ -157,7 +157,7 @@ def test_a_different_run_in_out_is_refused_without_overwrite(tmp_path, lorenz_fi
 def test_help_documents_every_command():
     code, stdout, _ = run_cli("--help")
     assert code == 0
-    for command in ("synth", "fit", "posterior", "evaluate", "demo"):
+    for command in ("synth", "from-nwb", "fit", "posterior", "evaluate", "decode", "demo"):
         assert command in stdout
     code, stdout, _ = run_cli("fit", "--help")
     for flag in ("--out", "--config", "--max-epochs", "--device", "--seed", "--overwrite"):
