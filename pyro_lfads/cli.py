@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .errors import InputError
@@ -153,7 +154,11 @@ def cmd_synth(args) -> None:
     else:
         dataset = make_lorenz_dataset(seed=args.seed, likelihood=args.likelihood)
     if args.format == "nlb":
-        save_nlb_tensors(dataset, args.out, n_heldin=dataset.train.encod_data.shape[2])
+        with warnings.catch_warnings(record=True) as caught:  # arrays NLB files have no key for
+            warnings.simplefilter("always")
+            save_nlb_tensors(dataset, args.out, n_heldin=dataset.train.encod_data.shape[2])
+        for warning in caught:
+            print(f"note: {warning.message}", file=sys.stderr)
     else:
         save_dataset(dataset, args.out)
     print(f"wrote {args.out}: {dataset.train.n_trials} train and {dataset.valid.n_trials} valid trials, "
