@@ -347,6 +347,16 @@ def _read_file(path: Path, source: str) -> tuple[dict[str, np.ndarray], dict[str
     return _read_hdf5(path, source)
 
 
+def check_hdf5_signature(path: Path, source: str, problem: str) -> None:
+    """Raise InputError ``<source>: <problem>`` unless ``path`` starts with the HDF5 signature."""
+    try:
+        is_hdf5 = h5py.is_hdf5(path)
+    except Exception as exc:  # h5py raises many kinds for unreadable files
+        raise InputError(f"{source}: cannot be read: {_one_line(exc)}") from None
+    if not is_hdf5:
+        raise InputError(f"{source}: {problem}")
+
+
 def _wanted(key: str) -> bool:
     return key == "conversion_factor" or key.startswith(("train_", "valid_"))
 
@@ -354,12 +364,7 @@ def _wanted(key: str) -> bool:
 def _read_hdf5(path: Path, source: str) -> tuple[dict[str, np.ndarray], dict[str, str], list[str]]:
     # h5py and HDF5 raise OSError, KeyError, ValueError, RuntimeError, ... for
     # damaged files; any of them means the file is unreadable.
-    try:
-        is_hdf5 = h5py.is_hdf5(path)
-    except Exception as exc:
-        raise InputError(f"{source}: cannot be read: {_one_line(exc)}") from None
-    if not is_hdf5:
-        raise InputError(f"{source}: is not an HDF5 file (no HDF5 signature found)")
+    check_hdf5_signature(path, source, "is not an HDF5 file (no HDF5 signature found)")
     arrays: dict[str, np.ndarray] = {}
     problems: dict[str, str] = {}
     try:

@@ -32,7 +32,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pyro_lfads.data import LFADSDataset, dataset_from_arrays, fractional_problem, validate_dataset
+from pyro_lfads.data import (LFADSDataset, check_hdf5_signature, dataset_from_arrays, fractional_problem,
+                             validate_dataset)
 from pyro_lfads.errors import InputError
 from pyro_lfads.files import atomic_path
 
@@ -218,12 +219,7 @@ def _read(path: Path, source: str) -> dict[str, np.ndarray]:
         raise InputError(f"{source}: file does not exist")
     if path.is_dir():
         raise InputError(f"{source}: is a directory, not a file")
-    try:
-        is_hdf5 = h5py.is_hdf5(path)
-    except Exception as exc:
-        raise InputError(f"{source}: cannot be read: {_one_line(exc)}") from None
-    if not is_hdf5:
-        raise InputError(f"{source}: is not an HDF5 file; an NLB tensor file is HDF5 (nlb_tools save_to_h5)")
+    check_hdf5_signature(path, source, "is not an HDF5 file; an NLB tensor file is HDF5 (nlb_tools save_to_h5)")
     arrays: dict[str, np.ndarray] = {}
     try:
         with h5py.File(path, "r") as handle:
