@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .batch import Batch
+from .config import LFADSConfig
 from .data import LFADSDataset, Split
 from .errors import InputError
 
@@ -88,3 +89,24 @@ def hide_for_validation(split: Split, held: np.ndarray, rate: float) -> tuple[Sp
     common = dict(encod_data=encod, recon_data=split.recon_data, ext_input=split.ext_input,
                   truth=split.truth, inds=split.inds)
     return Split(**common, recon_mask=scored_in_training), Split(**common, recon_mask=scored_for_validation)
+
+
+class TrainingSplits:
+    """The views of the data that training reads.
+
+    Attributes:
+        train: training trials, sample-validation entries hidden when sv_rate > 0.
+        valid: validation trials, the same entries hidden (the validation ELBO).
+        valid_held: validation trials scoring only the hidden entries, or None
+            when sv_rate = 0.
+        n_held: number of hidden validation entries.
+    """
+
+    def __init__(self, dataset: LFADSDataset, config: LFADSConfig):
+        self.train, self.valid, self.valid_held, self.n_held = dataset.train, dataset.valid, None, 0
+        if config.sv_rate > 0:
+            held_train = sample_validation_mask(dataset.train, config.sv_rate, config.seed)
+            held_valid = sample_validation_mask(dataset.valid, config.sv_rate, config.seed + 1)
+            self.train, _ = hide_for_validation(dataset.train, held_train, config.sv_rate)
+            self.valid, self.valid_held = hide_for_validation(dataset.valid, held_valid, config.sv_rate)
+            self.n_held = int(held_valid.sum())

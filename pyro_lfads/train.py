@@ -36,7 +36,7 @@ from .batch import iterate_batches
 from .config import LFADSConfig
 from .data import LFADSDataset, Split, validate_dataset
 from .errors import InputError
-from .masking import check_heldin_layout, coordinated_dropout, hide_for_validation, sample_validation_mask
+from .masking import TrainingSplits, check_heldin_layout, coordinated_dropout
 from .run import (BEST, CURVE_FILE, LAST, RunInfo, build_model_and_guide, load_checkpoint, same_run,
                   save_checkpoint, write_run_files)
 from .traces import guide_and_model_traces
@@ -126,27 +126,6 @@ class TrainerState:
     last_decay_epoch: int = 0
     train_losses: list = field(default_factory=list)
     stopped: str = ""
-
-
-class TrainingSplits:
-    """The views of the data that training reads.
-
-    Attributes:
-        train: training trials, sample-validation entries hidden when sv_rate > 0.
-        valid: validation trials, the same entries hidden (the validation ELBO).
-        valid_held: validation trials scoring only the hidden entries, or None
-            when sv_rate = 0.
-        n_held: number of hidden validation entries.
-    """
-
-    def __init__(self, dataset: LFADSDataset, config: LFADSConfig):
-        self.train, self.valid, self.valid_held, self.n_held = dataset.train, dataset.valid, None, 0
-        if config.sv_rate > 0:
-            held_train = sample_validation_mask(dataset.train, config.sv_rate, config.seed)
-            held_valid = sample_validation_mask(dataset.valid, config.sv_rate, config.seed + 1)
-            self.train, _ = hide_for_validation(dataset.train, held_train, config.sv_rate)
-            self.valid, self.valid_held = hide_for_validation(dataset.valid, held_valid, config.sv_rate)
-            self.n_held = int(held_valid.sum())
 
 
 class Trainer:
