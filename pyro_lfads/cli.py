@@ -1,4 +1,4 @@
-"""The ``pyro-lfads`` command: synth, from-nwb, fit, posterior, evaluate, decode, demo.
+"""The ``pyro-lfads`` command: synth, from-nwb, fit, posterior, evaluate, decode, diagnose, report, demo.
 
 Bad input gives one line on stderr (``pyro-lfads: error: ...``) and exit status 2.
 """
@@ -12,6 +12,7 @@ import time
 import warnings
 from pathlib import Path
 
+from .diagnose import DEFAULT_DRAWS, DEFAULT_IMPORTANCE_SAMPLES
 from .errors import InputError
 from .synthetic.observations import OBSERVATIONS
 
@@ -42,6 +43,12 @@ def _add_scoring(parser: argparse.ArgumentParser) -> None:
                         help="velocity decoding: behaviour at bin t is decoded from rates at t - LAG (default 0)")
     parser.add_argument("--psth-sigma-bins", type=float, default=5.0,
                         help="PSTH R2: std of the Gaussian that smooths the reference spikes, bins (default 5)")
+
+
+def _add_bin_ms(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bin-ms", type=float, default=10.0,
+                        help="the data's bin width in ms, for time axes and spikes/s (default 10, as 'synth' "
+                             "writes; for 'from-nwb' files, its --bin-ms)")
 
 
 def _baseline_list(text: str) -> tuple[str, ...]:
@@ -126,6 +133,27 @@ def build_parser() -> argparse.ArgumentParser:
                      help="decode from posterior mean rates (default) or factors")
     dec.add_argument("--lag-bins", type=_nonnegative_int, default=0,
                      help="behaviour at bin t is decoded from bin t - LAG (default 0)")
+
+    diag = sub.add_parser("diagnose", help="PSIS k-hat, IWAE and posterior predictive checks of a run; "
+                                           "writes RUN_DIR/inference_data.nc and diagnostics.json")
+    diag.add_argument("run_dir", type=Path, help="run directory written by 'fit'")
+    diag.add_argument("--split", choices=["valid", "train"], default="valid", help="trials to diagnose (default valid)")
+    diag.add_argument("--samples", type=_int_at_least(2), default=DEFAULT_DRAWS,
+                      help=f"posterior draws per trial kept in inference_data.nc and used by the predictive checks "
+                           f"(default {DEFAULT_DRAWS}; the file grows with draws x trials x bins x neurons)")
+    diag.add_argument("--importance-samples", type=_int_at_least(2), default=DEFAULT_IMPORTANCE_SAMPLES,
+                      help=f"draws per trial for k-hat and IWAE (default {DEFAULT_IMPORTANCE_SAMPLES})")
+    _add_bin_ms(diag)
+    diag.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device(diag)
+
+    rep = sub.add_parser("report", help="figures of a run as PNG files and an index.html that shows them "
+                                        "(runs 'diagnose' first when needed)")
+    rep.add_argument("run_dir", type=Path, help="run directory written by 'fit'")
+    rep.add_argument("--out", type=Path, help="directory for the PNGs and index.html (default RUN_DIR/report)")
+    _add_bin_ms(rep)
+    rep.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device(rep)
 
     demo = sub.add_parser("demo", help="synthesise Lorenz data, fit, average, evaluate and plot")
     demo.add_argument("--out", type=Path, default=Path("lfads_demo"), help="output directory (default ./lfads_demo)")
@@ -249,6 +277,26 @@ def cmd_decode(args) -> None:
     print(json.dumps(decode_run(args.run_dir, source=args.source, lag_bins=args.lag_bins)))
 
 
+def cmd_diagnose(args) -> None:
+    from .diagnose import diagnose_run
+    from .train import check_device
+
+    check_device(args.device)
+    summary = diagnose_run(args.run_dir, samples=args.samples, importance_samples=args.importance_samples,
+                           split=args.split, bin_ms=args.bin_ms, device=args.device, progress=not args.quiet)
+    print(json.dumps(summary))
+
+
+def cmd_report(args) -> None:
+    from .report import write_report
+    from .train import check_device
+
+    check_device(args.device)
+    index = write_report(args.run_dir, out=args.out, bin_ms=args.bin_ms, device=args.device,
+                         progress=not args.quiet)
+    print(f"wrote {index}")
+
+
 def cmd_demo(args) -> None:
     from .demo import run_demo
 
@@ -256,7 +304,8 @@ def cmd_demo(args) -> None:
 
 
 COMMANDS = {"synth": cmd_synth, "from-nwb": cmd_from_nwb, "fit": cmd_fit, "posterior": cmd_posterior,
-            "evaluate": cmd_evaluate, "decode": cmd_decode, "demo": cmd_demo}
+            "evaluate": cmd_evaluate, "decode": cmd_decode, "diagnose": cmd_diagnose, "report": cmd_report,
+            "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -270,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pyro-lfads: interrupted", file=sys.stderr)
         return 130
-    if args.command in ("fit", "posterior", "demo"):
+    if args.command in ("fit", "posterior", "diagnose", "report", "demo"):
         print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 0
 

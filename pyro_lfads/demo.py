@@ -1,5 +1,9 @@
 """``pyro-lfads demo``: the paper's Lorenz benchmark end to end, in minutes on a laptop CPU.
 
+Synthesise, fit, average the posterior, score against the truth and a
+smoothing baseline, diagnose (k-hat, IWAE, predictive checks) and write the
+report (``RUN_DIR/report/index.html``).
+
 The Lorenz system is autonomous (no inputs drive it), so the demo fits LFADS
 without inferred inputs (``co_dim = 0``): the initial condition alone explains
 each trial. Everything else is the default configuration.
@@ -14,10 +18,12 @@ import numpy as np
 
 from .config import LFADSConfig
 from .data import save_dataset
+from .diagnose import diagnose_run
 from .evaluate import evaluate_run
 from .scoring import baseline_rates
 from .plots import plot_rates
 from .posterior import read_posterior, write_posterior
+from .report import write_report
 from .synthetic.lorenz import make_lorenz_dataset
 from .train import fit
 
@@ -25,7 +31,7 @@ DEMO_CONFIG = LFADSConfig(co_dim=0, max_epochs=300)
 
 
 def run_demo(out: str | Path, *, device: str = "cpu", max_epochs: int | None = None, progress: bool = True) -> dict:
-    """Synthesise, fit, average, evaluate and plot into ``out``; returns the evaluation dict."""
+    """Synthesise, fit, average, evaluate, plot, diagnose and report into ``out``; returns the evaluation dict."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = DEMO_CONFIG if max_epochs is None else DEMO_CONFIG.replace(max_epochs=max_epochs)
@@ -33,13 +39,13 @@ def run_demo(out: str | Path, *, device: str = "cpu", max_epochs: int | None = N
     dataset = make_lorenz_dataset(seed=config.seed)
     save_dataset(dataset, data_path)
     dataset.source = str(data_path)
-    print(f"[1/4] synthetic Lorenz data (65 conditions x 20 trials, 30 neurons, 100 bins of 10 ms): {data_path}")
+    print(f"[1/5] synthetic Lorenz data (65 conditions x 20 trials, 30 neurons, 100 bins of 10 ms): {data_path}")
 
     run_dir = out / "run"
-    print(f"[2/4] fitting LFADS ({config.max_epochs} epochs at most) into {run_dir}")
+    print(f"[2/5] fitting LFADS ({config.max_epochs} epochs at most) into {run_dir}")
     fit(dataset, config, run_dir, device=device, overwrite=True, progress=progress)
 
-    print(f"[3/4] posterior averages ({config.posterior_samples} samples per trial)")
+    print(f"[3/5] posterior averages ({config.posterior_samples} samples per trial)")
     write_posterior(run_dir, dataset, device=device, progress=progress)
 
     result = evaluate_run(run_dir, dataset, baselines=("smoothing",))  # GPFA adds minutes: see 'evaluate'
@@ -49,10 +55,18 @@ def run_demo(out: str | Path, *, device: str = "cpu", max_epochs: int | None = N
     spread = tuple(int(i) for i in np.linspace(0, dataset.valid.n_trials - 1, 3))  # different conditions
     figure = plot_rates(dataset.valid.recon_data, posterior["output_params"], out / "rates.png",
                         truth=dataset.truth_counts("valid"), smoothed=smoothed, trials=spread)
-    print(f"[4/4] evaluation: {out / 'evaluation.json'}; figure: {figure}")
+    print(f"[4/5] evaluation: {out / 'evaluation.json'}; figure: {figure}")
     lfads, smoothing = result["lfads"], result["smoothing"]
     print(f"validation rate R2: LFADS {lfads['rate_r2']:.3f}, smoothing {smoothing['rate_r2']:.3f}; "
           f"PSTH R2: LFADS {lfads['psth_r2']:.3f}, smoothing {smoothing['psth_r2']:.3f}; "
           f"LFADS bits/spike {lfads['bits_per_spike']:.3f}")
     print(json.dumps(result))
+
+    print("[5/5] diagnostics (PSIS k-hat, IWAE, posterior predictive checks) and the report")
+    diagnostics = diagnose_run(run_dir, dataset, device=device, progress=progress)
+    index = write_report(run_dir, dataset, device=device, progress=progress)
+    print(f"k-hat below 0.7 on {diagnostics['khat_fraction_below_0_7']:.0%} of validation trials "
+          f"(median {diagnostics['khat_median']:.2f}); IWAE - ELBO {diagnostics['iwae_minus_elbo']:.2f} nats/trial; "
+          f"report: {index}")
+    print(json.dumps(diagnostics))
     return result

@@ -19,6 +19,7 @@ from scipy.special import logsumexp
 
 from .batch import split_batch
 from .data import Split
+from .models.likelihoods import LIKELIHOODS
 from .traces import guide_and_model_traces
 
 
@@ -31,6 +32,19 @@ def _log_density(trace) -> torch.Tensor:
     return total
 
 
+def _chunked_traces(model, guide, split: Split, samples: int, time_bins: int | None, device: str,
+                    max_rows: int):
+    """Yield (trial slice, batch, model trace, guide trace), ``samples`` draws per trial.
+
+    Rows of the batch and traces are trial-major: trial i's draws are rows i*samples .. i*samples+samples-1.
+    """
+    chunk = max(1, max_rows // samples)
+    for start in range(0, split.n_trials, chunk):
+        trials = slice(start, min(start + chunk, split.n_trials))
+        batch = split_batch(split, trials, device, time_bins).repeat_trials(samples)
+        yield (trials, batch, *guide_and_model_traces(model, guide, batch))
+
+
 @torch.no_grad()
 def log_importance_weights(model, guide, split: Split, *, samples: int, time_bins: int | None = None,
                            device: str = "cpu", max_rows: int = 4096) -> np.ndarray:
@@ -38,12 +52,9 @@ def log_importance_weights(model, guide, split: Split, *, samples: int, time_bin
 
     Model and guide should be in eval mode (dropout off), as ``load_fitted`` returns them.
     """
-    chunk = max(1, max_rows // samples)
     out = np.empty((split.n_trials, samples))
-    for start in range(0, split.n_trials, chunk):
-        trials = slice(start, min(start + chunk, split.n_trials))
-        batch = split_batch(split, trials, device, time_bins).repeat_trials(samples)
-        model_trace, guide_trace = guide_and_model_traces(model, guide, batch)
+    for trials, _, model_trace, guide_trace in _chunked_traces(model, guide, split, samples, time_bins, device,
+                                                               max_rows):
         log_w = _log_density(model_trace) - _log_density(guide_trace)
         out[trials] = log_w.reshape(-1, samples).cpu().numpy()
     return out
@@ -65,48 +76,98 @@ def pareto_khat(log_weights: np.ndarray) -> np.ndarray:
     return np.asarray(khat)
 
 
+#: dims of every variable of the InferenceData, after (chain, draw).
+DIMS = {"g0": ["trial", "gen"], "u": ["trial", "time", "input"], "factors": ["trial", "time", "factor"],
+        "rates": ["trial", "time", "neuron"], "obs": ["trial", "time", "neuron"],
+        "lp": ["trial"], "log_importance_weight": ["trial"]}
+
+
 @torch.no_grad()
 def to_inference_data(model, guide, split: Split, *, samples: int, time_bins: int | None = None,
-                      device: str = "cpu", bin_ms: float | None = None) -> az.InferenceData:
+                      device: str = "cpu", bin_ms: float | None = None, conditions: np.ndarray | None = None,
+                      max_rows: int = 4096) -> az.InferenceData:
     """Posterior draws of one split as an ``arviz.InferenceData`` (one chain of ``samples`` draws).
 
-    Groups and dims (trial, time, neuron, gen, factor, input):
+    Groups, each variable with dims (chain, draw, ...) and a ``units`` attribute:
         posterior: g0 (trial, gen), u (trial, time, input) when the model has
             inferred inputs, factors (trial, time, factor), rates (trial, time, neuron);
         posterior_predictive: obs (trial, time, neuron), simulated from each draw;
-        observed_data: obs (trial, time, neuron);
-        log_likelihood: obs (trial, time, neuron), log p(x | z) of each element,
-            so ``az.loo`` and ``az.waic`` work over trials, bins and neurons.
-    Rates are in counts per bin (time in bins of ``bin_ms`` when given).
-    Model and guide should be in eval mode. Memory grows with samples x trials.
+        observed_data: obs (trial, time, neuron), without chain and draw;
+        log_likelihood: obs (trial, time, neuron), log p(x | z) of each entry,
+            so ``az.loo`` and ``az.waic`` work over trials, bins and neurons;
+        sample_stats: lp (trial), log p(x, z) of the draw, and
+            log_importance_weight (trial), log p(x, z) - log q(z | x).
+    Coordinates: trial (the split's ``inds`` when it has them), time (ms from
+    the trial start when ``bin_ms`` is given, else bins), neuron, and
+    ``condition`` along trial when ``conditions`` (trials,) is given.
+    Rates are expected observations per bin (spike counts per bin for count data).
+    Model and guide should be in eval mode. Memory and file size grow with
+    samples x trials x time x neurons.
     """
-    batch = split_batch(split, slice(None), device, time_bins).repeat_trials(samples)
-    model_trace, guide_trace = guide_and_model_traces(model, guide, batch)
-    obs_site = model_trace.nodes["obs"]
-    base = obs_site["fn"].base_dist if hasattr(obs_site["fn"], "base_dist") else obs_site["fn"]
-    n = split.n_trials
+    parts: dict[str, dict[str, list[np.ndarray]]] = {group: {} for group in
+                                                      ("posterior", "posterior_predictive", "log_likelihood",
+                                                       "sample_stats", "observed_data")}
 
-    def draws(x: torch.Tensor) -> np.ndarray:
-        """(trials * samples, ...) -> (chain=1, draw, trial, ...)."""
-        x = x.reshape(n, samples, *x.shape[1:]).transpose(0, 1)
-        return x.cpu().numpy()[None]
+    def keep(group: str, name: str, value: torch.Tensor, per_draw: bool = True) -> None:
+        """Store rows (trials_in_chunk * samples, ...) as (samples, trials_in_chunk, ...)."""
+        value = value.cpu().numpy()
+        if per_draw:
+            value = value.reshape(-1, samples, *value.shape[1:]).swapaxes(0, 1)
+        parts[group].setdefault(name, []).append(value)
 
-    posterior = {"g0": draws(guide_trace.nodes["g0"]["value"]),
-                 "factors": draws(model_trace.nodes["factors"]["value"]),
-                 "rates": draws(model_trace.nodes["rates"]["value"])}
-    if "u" in guide_trace.nodes:
-        posterior["u"] = draws(guide_trace.nodes["u"]["value"])
-    observed = split_batch(split, slice(None), "cpu", time_bins).recon_data.numpy()
-    dims = {"g0": ["trial", "gen"], "u": ["trial", "time", "input"], "factors": ["trial", "time", "factor"],
-            "rates": ["trial", "time", "neuron"], "obs": ["trial", "time", "neuron"]}
-    coords = {"trial": np.arange(n), "time": np.arange(observed.shape[1]), "neuron": np.arange(observed.shape[2])}
-    data = az.from_dict(
-        posterior=posterior,
-        posterior_predictive={"obs": draws(base.sample())},
-        observed_data={"obs": observed},
-        log_likelihood={"obs": draws(base.log_prob(batch.recon_data))},
-        dims=dims, coords=coords,
-        attrs={"rates_units": "counts per bin", "bin_ms": bin_ms if bin_ms is not None else "unknown",
-               "inference": "variational (pyro-lfads guide)"},
-    )
+    for _, batch, model_trace, guide_trace in _chunked_traces(model, guide, split, samples, time_bins, device,
+                                                              max_rows):
+        obs = model_trace.nodes["obs"]["fn"]
+        elementwise = obs.base_dist if hasattr(obs, "base_dist") else obs
+        for name in ("g0", "u"):
+            if name in guide_trace.nodes:
+                keep("posterior", name, guide_trace.nodes[name]["value"])
+        for name in ("factors", "rates"):
+            keep("posterior", name, model_trace.nodes[name]["value"])
+        keep("posterior_predictive", "obs", elementwise.sample())
+        keep("log_likelihood", "obs", elementwise.log_prob(batch.recon_data))
+        lp = _log_density(model_trace)
+        keep("sample_stats", "lp", lp)
+        keep("sample_stats", "log_importance_weight", lp - _log_density(guide_trace))
+        keep("observed_data", "obs", batch.recon_data[::samples], per_draw=False)
+
+    axis = {group: 0 if group == "observed_data" else 1 for group in parts}
+    arrays = {group: {name: np.concatenate(chunks, axis=axis[group]) for name, chunks in variables.items()}
+              for group, variables in parts.items()}
+    for group, variables in arrays.items():
+        if group != "observed_data":
+            arrays[group] = {name: value[None] for name, value in variables.items()}  # one chain
+    observed = arrays["observed_data"]["obs"]
+    n_trials, n_time, n_neurons = observed.shape
+    trial_coords = np.asarray(split.inds) if split.inds is not None else np.arange(n_trials)
+    time_coords = np.arange(n_time) * (bin_ms if bin_ms is not None else 1)
+    data = az.from_dict(**arrays, dims=DIMS,
+                        coords={"trial": trial_coords, "time": time_coords, "neuron": np.arange(n_neurons)},
+                        attrs={"inference": "variational (pyro-lfads guide)", "likelihood": model.config.likelihood,
+                               "bin_ms": bin_ms if bin_ms is not None else "unknown"})
+    _describe(data, model.config.likelihood, bin_ms, conditions)
     return data
+
+
+def _describe(data: az.InferenceData, likelihood: str, bin_ms: float | None, conditions: np.ndarray | None) -> None:
+    """Set the ``units`` (and ``long_name``) attributes of every variable and coordinate, in place."""
+    counts = LIKELIHOODS[likelihood].support == "counts"
+    obs_units = "spike counts per bin" if counts else "data units per bin"
+    units = {"g0": ("dimensionless", "initial condition of the generator"),
+             "u": ("dimensionless", "inferred input"),
+             "factors": ("dimensionless", "latent factors"),
+             "rates": (f"expected {obs_units}", "rates"),
+             "obs": (obs_units, "observations"),
+             "lp": ("nats", "log p(x, z), summed over the trial"),
+             "log_importance_weight": ("nats", "log p(x, z) - log q(z | x)")}
+    for group in data.groups():
+        dataset = data[group]
+        if group == "log_likelihood":
+            dataset["obs"].attrs.update(units="nats", long_name="log p(x | z) of each entry")
+        else:
+            for name in dataset.data_vars:
+                dataset[name].attrs.update(units=units[name][0], long_name=units[name][1])
+        if "time" in dataset.coords:
+            dataset["time"].attrs["units"] = "ms from trial start" if bin_ms is not None else "bins"
+    if conditions is not None:
+        data.map(lambda dataset: dataset.assign_coords(condition=("trial", np.asarray(conditions))), inplace=True)

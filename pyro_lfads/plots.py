@@ -1,4 +1,8 @@
-"""Figures people look at. Functions draw with matplotlib's Agg backend and save PNG."""
+"""Figures people look at. Functions draw with matplotlib's Agg backend and save PNG.
+
+Every function draws one figure, saves it as a PNG at ``path`` and returns ``Path(path)``.
+Arrays are numpy; rates come in counts per bin and are drawn in spikes/s where ``bin_ms`` is given.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,28 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Lay out, save as PNG, close; return the path."""
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _time_s(n_time: int, bin_ms: float) -> np.ndarray:
+    """Bin start times in seconds."""
+    return np.arange(n_time) * bin_ms / 1000.0
+
+
+def _quantiles(draws: np.ndarray, interval: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lower bound, median and upper bound of the central ``interval`` over the first axis."""
+    tail = (1.0 - interval) / 2.0
+    lower, median, upper = np.quantile(draws, [tail, 0.5, 1.0 - tail], axis=0)
+    return lower, median, upper
 
 
 def plot_rates(spikes: np.ndarray, inferred: np.ndarray, path: str | Path, *, truth: np.ndarray | None = None,
@@ -19,7 +45,7 @@ def plot_rates(spikes: np.ndarray, inferred: np.ndarray, path: str | Path, *, tr
     Arrays are (trials, time, neurons) in counts per bin; rates are drawn in spikes/s.
     """
     n_time = inferred.shape[1]
-    time_s = np.arange(n_time) * bin_ms / 1000.0
+    time_s = _time_s(n_time, bin_ms)
     to_hz = 1000.0 / bin_ms
     fig, axes = plt.subplots(len(trials), len(neurons), figsize=(3.2 * len(neurons), 2.4 * len(trials)),
                              sharex=True, squeeze=False)
@@ -42,8 +68,293 @@ def plot_rates(spikes: np.ndarray, inferred: np.ndarray, path: str | Path, *, tr
             if row == len(trials) - 1:
                 ax.set_xlabel("time (s)")
     axes[0, 0].legend(fontsize=8, loc="upper right")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
+
+
+def plot_raster(spikes: np.ndarray, rates: np.ndarray, path: str | Path, *, truth: np.ndarray | None = None,
+                trials=(0, 1, 2), bin_ms: float = 10.0) -> Path:
+    """Spike raster, inferred rates and (optionally) true rates as heatmaps, one column per trial.
+
+    ``spikes``, ``rates`` and ``truth`` are (trials, time, neurons) in counts per bin; only the first
+    ``rates.shape[1]`` bins of ``spikes`` are shown. Rates are drawn in spikes/s, time in seconds,
+    true and inferred rates on one colour scale.
+    """
+    n_time, n_neurons = rates.shape[1], rates.shape[2]
+    shown = list(trials)
+    to_hz = 1000.0 / bin_ms
+    rate_rows = [("inferred rate", rates * to_hz)]
+    if truth is not None:
+        rate_rows.append(("true rate", truth[:, :n_time] * to_hz))
+    shown_rates = np.stack([values[shown] for _, values in rate_rows])
+    rate_range = (min(0.0, float(shown_rates.min())), float(shown_rates.max()))
+    shown_spikes = spikes[shown, :n_time]
+    spike_range = (min(0.0, float(shown_spikes.min())), max(float(shown_spikes.max()), 1.0))
+    rows = [("spikes", spikes[:, :n_time], "Greys", "count per bin", spike_range)]
+    rows += [(name, values, "viridis", "rate (spikes/s)", rate_range) for name, values in rate_rows]
+    extent = (0.0, n_time * bin_ms / 1000.0, n_neurons - 0.5, -0.5)
+    fig, axes = plt.subplots(len(rows), len(shown) + 1, squeeze=False,
+                             figsize=(3.8 * len(shown) + 0.6, 2.6 * len(rows)),
+                             gridspec_kw={"width_ratios": [1.0] * len(shown) + [0.05]})
+    for row, (name, values, cmap, unit, (bottom, top)) in enumerate(rows):
+        for col, trial in enumerate(shown):
+            ax = axes[row, col]
+            image = ax.imshow(values[trial].T, aspect="auto", interpolation="nearest", cmap=cmap,
+                              vmin=bottom, vmax=top, extent=extent)
+            ax.set_title(f"trial {trial}: {name}", fontsize=10)
+            if col == 0:
+                ax.set_ylabel("neuron")
+            if row == len(rows) - 1:
+                ax.set_xlabel("time (s)")
+        fig.colorbar(image, cax=axes[row, -1], label=unit)
+    return _save(fig, path)
+
+
+def _category_colors(n: int) -> list:
+    """``n`` distinguishable colours: tab10/tab20 when they suffice, else evenly spaced hues."""
+    if n <= 20:
+        cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+        return [cmap(i) for i in range(n)]
+    return [plt.get_cmap("hsv")(i / n) for i in range(n)]
+
+
+def plot_factor_pcs(factors: np.ndarray, path: str | Path, *, conditions: np.ndarray | None = None,
+                    max_trials: int = 200) -> Path:
+    """Single-trial factor trajectories in the space of their top principal components.
+
+    ``factors`` is (trials, time, factors) with at least 2 factors; PCA (up to 3 components) is fit on
+    all time points of all trials. ``conditions`` is (trials,) int labels used for colour; without them
+    trials are coloured by index. At most ``max_trials`` evenly spread trials are drawn; a dot marks
+    each trajectory's start. Raises ``ValueError`` with fewer than 2 factors.
+    """
+    from sklearn.decomposition import PCA
+
+    n_trials, n_time, n_factors = factors.shape
+    if n_factors < 2:
+        raise ValueError("plot_factor_pcs needs at least 2 factors")
+    pca = PCA(n_components=min(3, n_factors))
+    projected = pca.fit_transform(factors.reshape(n_trials * n_time, n_factors)).reshape(n_trials, n_time, -1)
+    shown = np.unique(np.linspace(0, n_trials - 1, min(n_trials, max_trials)).round().astype(int))
+    if conditions is None:
+        trial_colors = plt.get_cmap("viridis")(shown / max(n_trials - 1, 1))
+    else:
+        labels, codes = np.unique(np.asarray(conditions), return_inverse=True)
+        palette = _category_colors(len(labels))
+        trial_colors = [palette[codes[trial]] for trial in shown]
+    pairs = [(0, 1), (1, 2)] if pca.n_components_ == 3 else [(0, 1)]
+    fig, axes = plt.subplots(1, len(pairs), figsize=(5.2 * len(pairs) + 1.6, 5.0), squeeze=False)
+    for ax, (i, j) in zip(axes[0], pairs):
+        for trial, color in zip(shown, trial_colors):
+            ax.plot(projected[trial, :, i], projected[trial, :, j], "-", color=color, lw=0.8, alpha=0.6)
+            ax.plot(projected[trial, 0, i], projected[trial, 0, j], "o", color=color, ms=3)
+        ax.set_xlabel(f"PC{i + 1} ({100 * pca.explained_variance_ratio_[i]:.1f}% var.)")
+        ax.set_ylabel(f"PC{j + 1} ({100 * pca.explained_variance_ratio_[j]:.1f}% var.)")
+        ax.set_title(f"PC{i + 1} vs PC{j + 1}, {len(shown)} of {n_trials} trials (dot = start)", fontsize=10)
+    if conditions is None:
+        mappable = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(0, n_trials - 1))
+        fig.colorbar(mappable, ax=axes[0, -1], label="trial index")
+    else:
+        handles = [Line2D([], [], color=c, lw=2, label=str(label)) for label, c in zip(labels, palette)]
+        axes[0, -1].legend(handles=handles, title="condition", fontsize=8, loc="upper left",
+                           bbox_to_anchor=(1.02, 1.0), ncol=1 + len(labels) // 16)
+    return _save(fig, path)
+
+
+def plot_inputs(inputs: np.ndarray, path: str | Path, *, inputs_std: np.ndarray | None = None,
+                truth: np.ndarray | None = None, trials=(0, 1, 2), bin_ms: float = 10.0) -> Path:
+    """Inferred inputs u per trial (rows) and input dimension (columns).
+
+    ``inputs`` is (trials, time, U), the posterior mean; ``inputs_std`` the same shape, drawn as a
+    ±1 sd band; ``truth`` is (trials, time, U') true inputs, drawn dashed black on a twin y axis (all
+    U' channels in every panel). Time in seconds.
+    """
+    n_time, n_inputs = inputs.shape[1], inputs.shape[2]
+    time_s = _time_s(n_time, bin_ms)
+    fig, axes = plt.subplots(len(trials), n_inputs, sharex=True, squeeze=False,
+                             figsize=(max(4.0 * n_inputs, 5.0), 2.5 * len(trials)))
+    for row, trial in enumerate(trials):
+        for col in range(n_inputs):
+            ax = axes[row, col]
+            mean = inputs[trial, :, col]
+            handles = ax.plot(time_s, mean, color="tab:blue", lw=1.4, label="inferred u (mean)")
+            if inputs_std is not None:
+                std = inputs_std[trial, :, col]
+                handles.append(ax.fill_between(time_s, mean - std, mean + std, color="tab:blue", alpha=0.25,
+                                               lw=0, label="±1 sd"))
+            if truth is not None:
+                twin = ax.twinx()
+                lines = twin.plot(time_s, truth[trial, :n_time], "--", color="black", lw=1.0, alpha=0.8)
+                handles.append(lines[0])
+                lines[0].set_label("true input (right axis)")
+                if col == n_inputs - 1:
+                    twin.set_ylabel("true input")
+            ax.set_title(f"trial {trial}, input u{col}", fontsize=10)
+            if col == 0:
+                ax.set_ylabel("inferred input")
+            if row == len(trials) - 1:
+                ax.set_xlabel("time (s)")
+            if row == 0 and col == 0:
+                ax.legend(handles=handles, fontsize=8, loc="upper right")
+    return _save(fig, path)
+
+
+def _record_series(records: list[dict], key: str) -> np.ndarray:
+    """One value per record (NaN where missing or None)."""
+    return np.array([np.nan if record.get(key) is None else float(record[key]) for record in records])
+
+
+def plot_training_curves(records: list[dict], path: str | Path) -> Path:
+    """Training curves against epoch from the per-epoch records of ``training_curve.jsonl``.
+
+    Panels: loss (−ELBO), reconstruction and KL (train and valid), learning rate (log scale), KL weight
+    and, when recorded, the sample-validation reconstruction ``valid_sv_recon``. Loss-like panels use a
+    log y axis when their values are positive and span more than a factor of 20.
+    Raises ``ValueError`` on an empty list.
+    """
+    if not records:
+        raise ValueError("no training records")
+    panels = [("loss (−ELBO)", ["train_loss", "valid_loss"]), ("reconstruction", ["train_recon", "valid_recon"]),
+              ("KL", ["train_kl", "valid_kl"]), ("learning rate", ["lr"]), ("KL weight (annealing)", ["kl_weight"])]
+    if any(record.get("valid_sv_recon") is not None for record in records):
+        panels.append(("sample-validation reconstruction", ["valid_sv_recon"]))
+    epochs = _record_series(records, "epoch")
+    fig, axes = plt.subplots(2, 3, figsize=(13.0, 7.0), squeeze=False)
+    for ax, (title, keys) in zip(axes.flat, panels):
+        for key in keys:
+            ax.plot(epochs, _record_series(records, key), ".-", ms=3, lw=1.3, label=key.split("_")[0])
+        values = np.concatenate([_record_series(records, key) for key in keys])
+        values = values[np.isfinite(values)]
+        wide = values.size > 0 and values.min() > 0 and values.max() > 20 * values.min()
+        if keys == ["lr"] or (len(keys) == 2 and wide):
+            ax.set_yscale("log")
+        ax.set_title(title, fontsize=11)
+        ax.set_xlabel("epoch")
+        if len(keys) == 2:
+            ax.legend(fontsize=8)
+    for ax in axes.flat[len(panels):]:
+        ax.set_axis_off()
+    return _save(fig, path)
+
+
+def plot_rate_scatter(truth: np.ndarray, inferred: np.ndarray, path: str | Path, *,
+                      smoothed: np.ndarray | None = None, max_points: int = 20000, seed: int = 0) -> Path:
+    """True versus inferred (and smoothed) rates, in counts per bin, with R² in the title.
+
+    Arrays are (trials, time, neurons) in counts per bin. At most ``max_points`` randomly chosen
+    entries are drawn (the same for every panel); R² is computed on all entries.
+    """
+    from sklearn.metrics import r2_score
+
+    panels = [("LFADS", "inferred", inferred)]
+    if smoothed is not None:
+        panels.append(("smoothing", "smoothed", smoothed))
+    true_flat = truth.ravel()
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(true_flat.size, size=min(true_flat.size, max_points), replace=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.8 * len(panels), 4.6), squeeze=False)
+    for ax, (name, short, values) in zip(axes[0], panels):
+        flat = values.ravel()
+        top = float(max(true_flat[chosen].max(), flat[chosen].max())) * 1.05
+        ax.scatter(true_flat[chosen], flat[chosen], s=3, alpha=0.3, color="tab:blue", lw=0)
+        ax.plot([0.0, top], [0.0, top], "--", color="black", lw=1.0, label="identity")
+        ax.set_xlim(0.0, top)
+        ax.set_ylim(0.0, top)
+        ax.set_aspect("equal")
+        ax.set_xlabel("true rate (counts/bin)")
+        ax.set_ylabel(f"{short} rate (counts/bin)")
+        ax.set_title(f"{name}: R² = {r2_score(true_flat, flat):.3f}", fontsize=11)
+        ax.legend(fontsize=8, loc="upper left")
+    return _save(fig, path)
+
+
+def plot_ppc(ppc, path: str | Path) -> Path:
+    """Posterior predictive checks: value distribution, Fano factors and PSTHs, observed vs replicated.
+
+    ``ppc`` has ``values`` (V,), ``is_integer``, ``count_observed`` (V,), ``count_replicated`` (D, V),
+    ``fano_observed`` (N,) or None, ``fano_replicated`` (D, N) or None, ``psth_observed`` (C, T, N),
+    ``psth_replicated`` (D, C, T, N) and ``interval`` (the central predictive interval drawn, e.g. 0.9).
+    PSTHs are shown for the 3 most active neurons and up to 2 conditions, x in bins; an optional
+    ``conditions`` (C,) attribute names the conditions in the legend.
+    """
+    fig = plt.figure(figsize=(13.0, 8.0))
+    grid = fig.add_gridspec(2, 6)
+    ax = fig.add_subplot(grid[0, :3])
+    lower, median, upper = _quantiles(np.asarray(ppc.count_replicated), ppc.interval)
+    ax.errorbar(ppc.values, median, yerr=[median - lower, upper - median], fmt="s", ms=6, mfc="none",
+                color="tab:orange", capsize=3, label=f"replicated median, {ppc.interval:.0%} interval")
+    ax.plot(ppc.values, ppc.count_observed, "o", color="black", ms=3.5, label="observed")
+    if ppc.is_integer:
+        ax.set_yscale("log")
+        ax.set_xlabel(f"count per bin (last bin: ≥ {ppc.values[-1]:g})")
+    else:
+        ax.set_xlabel("value")
+    ax.set_ylabel("fraction of entries")
+    ax.set_title("(a) distribution of values", fontsize=11)
+    ax.legend(fontsize=8)
+
+    ax = fig.add_subplot(grid[0, 3:])
+    if ppc.fano_observed is None:
+        ax.text(0.5, 0.5, "Fano factor: not defined for these data", ha="center", va="center",
+                transform=ax.transAxes, fontsize=11)
+        ax.set_axis_off()
+    else:
+        observed = np.asarray(ppc.fano_observed)
+        replicated = np.asarray(ppc.fano_replicated)
+        lower, _, upper = _quantiles(replicated, ppc.interval)
+        mean = replicated.mean(axis=0)
+        finite = np.isfinite(observed) & np.isfinite(mean)
+        errors = np.clip([mean - lower, upper - mean], 0.0, None)[:, finite]
+        ax.errorbar(observed[finite], mean[finite], yerr=errors, fmt="o", ms=3, color="tab:orange", alpha=0.7,
+                    elinewidth=0.8, label=f"replicated mean, {ppc.interval:.0%} interval")
+        ends = [min(observed[finite].min(), lower[finite].min()), max(observed[finite].max(), upper[finite].max())]
+        ax.plot(ends, ends, "--", color="black", lw=1.0, label="identity")
+        ax.set_xlabel("observed Fano factor")
+        ax.set_ylabel("replicated Fano factor")
+        ax.set_title(f"(b) Fano factor per neuron ({int(finite.sum())} neurons)", fontsize=11)
+        ax.legend(fontsize=8)
+
+    condition_labels = getattr(ppc, "conditions", None)
+    psth_observed = np.asarray(ppc.psth_observed)
+    psth_replicated = np.asarray(ppc.psth_replicated)
+    neurons = np.argsort(psth_observed.mean(axis=(0, 1)))[::-1][:3]
+    bins = np.arange(psth_observed.shape[1])
+    for slot, neuron in enumerate(neurons):
+        ax = fig.add_subplot(grid[1, 2 * slot:2 * slot + 2])
+        for condition, color in zip(range(min(2, psth_observed.shape[0])), ["tab:blue", "tab:red"]):
+            name = f"condition {condition if condition_labels is None else condition_labels[condition]}"
+            lower, _, upper = _quantiles(psth_replicated[:, condition, :, neuron], ppc.interval)
+            ax.fill_between(bins, lower, upper, color=color, alpha=0.25, lw=0,
+                            label=f"{name}: replicated {ppc.interval:.0%}")
+            ax.plot(bins, psth_observed[condition, :, neuron], color=color, lw=1.4, label=f"{name}: observed")
+        ax.set_xlabel("time (bins)")
+        ax.set_ylabel("mean value per bin")
+        ax.set_title(f"(c) PSTH, neuron {neuron}", fontsize=11)
+        if slot == 0:
+            ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_khat(khat: np.ndarray, path: str | Path) -> Path:
+    """PSIS Pareto k-hat per trial: against trial index, coloured by zone, and as a histogram.
+
+    ``khat`` is (trials,). Zones: good (< 0.5), ok (0.5–0.7), unreliable (> 0.7).
+    """
+    khat = np.asarray(khat, dtype=float)
+    finite = khat[np.isfinite(khat)]
+    zones = [("good", "tab:green", khat < 0.5), ("ok", "tab:orange", (khat >= 0.5) & (khat <= 0.7)),
+             ("unreliable", "tab:red", khat > 0.7)]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.0, 4.2), gridspec_kw={"width_ratios": [1.6, 1.0]})
+    index = np.arange(khat.size)
+    for label, color, mask in zones:
+        left.plot(index[mask], khat[mask], "o", ms=3, color=color, label=f"{label}: {int(mask.sum())} trials")
+    for line in (left.axhline, right.axvline):
+        line(0.5, ls="--", color="tab:green", lw=1.0, label="good < 0.5")
+        line(0.7, ls="--", color="tab:red", lw=1.0, label="unreliable > 0.7")
+    left.set_xlabel("trial")
+    left.set_ylabel("Pareto k-hat")
+    left.legend(fontsize=8, loc="best")
+    right.hist(finite, bins=min(40, max(10, finite.size // 5)), color="tab:gray")
+    right.set_xlabel("Pareto k-hat")
+    right.set_ylabel("trials")
+    fraction = float(np.mean(finite < 0.7)) if finite.size else float("nan")
+    fig.suptitle(f"PSIS k-hat: {fraction:.0%} of trials below 0.7, median {np.median(finite):.2f}", fontsize=12)
+    return _save(fig, path)

@@ -115,6 +115,20 @@ def read_run(run_dir: str | Path) -> tuple[LFADSConfig, RunInfo]:
     return config, info
 
 
+def read_training_curve(run_dir: str | Path) -> list[dict]:
+    """The records of RUN_DIR/training_curve.jsonl, one dict per epoch; refuses a run with none."""
+    path = Path(run_dir) / CURVE_FILE
+    try:
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        records = []
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: unreadable training curve ({exc})") from None
+    if not records:
+        raise InputError(f"{run_dir}: no completed epoch yet; run 'pyro-lfads fit' first")
+    return records
+
+
 def same_run(run_dir: Path, config: LFADSConfig, info: RunInfo) -> bool | None:
     """None when ``run_dir`` holds no run; else whether it holds this config on this data.
 

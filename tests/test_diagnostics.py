@@ -55,9 +55,10 @@ def test_inference_data_groups_shapes_netcdf_and_loo(tiny_lorenz, tiny_config, t
     fit(tiny_lorenz, tiny_config.replace(max_epochs=1), tmp_path, progress=False)
     _, _, model, guide = load_fitted(tmp_path)
     split = tiny_lorenz.valid
-    data = to_inference_data(model, guide, split, samples=6, bin_ms=10.0)
-    for group in ("posterior", "posterior_predictive", "observed_data", "log_likelihood"):
-        assert group in data.groups(), group
+    conditions = tiny_lorenz.extras["valid_conditions"]
+    data = to_inference_data(model, guide, split, samples=6, bin_ms=10.0, conditions=conditions, max_rows=40)
+    assert set(data.groups()) == {"posterior", "posterior_predictive", "observed_data", "log_likelihood",
+                                  "sample_stats"}
     n, t, neurons = split.recon_data.shape
     post = data.posterior
     assert post["rates"].shape == (1, 6, n, t, neurons)
@@ -66,6 +67,24 @@ def test_inference_data_groups_shapes_netcdf_and_loo(tiny_lorenz, tiny_config, t
     assert post["factors"].dims == ("chain", "draw", "trial", "time", "factor")
     assert data.log_likelihood["obs"].shape == (1, 6, n, t, neurons)
     np.testing.assert_array_equal(data.observed_data["obs"].values, split.recon_data)
+    assert data.posterior_predictive["obs"].shape == (1, 6, n, t, neurons)
+    # coordinates and units
+    np.testing.assert_array_equal(post["trial"].values, split.inds)
+    np.testing.assert_array_equal(post["condition"].values, conditions)
+    np.testing.assert_allclose(post["time"].values, np.arange(t) * 10.0)
+    assert post["time"].attrs["units"] == "ms from trial start"
+    assert post["rates"].attrs["units"] == "expected spike counts per bin"
+    assert data.log_likelihood["obs"].attrs["units"] == "nats"
+    # sample_stats: lp = log p(x, z) of each draw = sum of log p(x | z) + log p(g0) + log p(u)
+    sample_stats = data.sample_stats
+    assert sample_stats["lp"].dims == ("chain", "draw", "trial") and sample_stats["lp"].shape == (1, 6, n)
+    assert sample_stats["log_importance_weight"].shape == (1, 6, n)
+    g0, u = torch.as_tensor(post["g0"].values[0]), torch.as_tensor(post["u"].values[0])
+    with torch.no_grad():
+        log_prior = (torch.distributions.Normal(model.ic_prior_mean, tiny_config.ic_prior_var ** 0.5)
+                     .log_prob(g0).sum(-1) + model.input_prior(t).log_prob(u))
+    expected_lp = data.log_likelihood["obs"].values[0].sum(axis=(-1, -2)) + log_prior.numpy()
+    np.testing.assert_allclose(sample_stats["lp"].values[0], expected_lp, rtol=1e-4)
     # the log-likelihood is the Poisson log pmf of the data at each draw's rates
     from scipy import stats
     expected = stats.poisson.logpmf(split.recon_data[None], post["rates"].values[0])
@@ -74,4 +93,36 @@ def test_inference_data_groups_shapes_netcdf_and_loo(tiny_lorenz, tiny_config, t
     data.to_netcdf(str(path))
     again = az.from_netcdf(str(path))
     np.testing.assert_allclose(again.posterior["rates"].values, post["rates"].values)
+    np.testing.assert_allclose(again.sample_stats["lp"].values, sample_stats["lp"].values)
+    assert again.posterior["rates"].attrs["units"] == "expected spike counts per bin"
     assert np.isfinite(float(az.loo(again).elpd_loo))
+    assert np.isfinite(float(az.waic(again).elpd_waic))
+
+
+def test_diagnose_run_writes_inference_data_and_a_summary_of_a_fitted_model(fitted_tiny_lorenz, tmp_path):
+    import shutil
+
+    import arviz as az
+
+    from pyro_lfads.diagnose import diagnose_run, read_diagnostics
+
+    fitted_dir, dataset = fitted_tiny_lorenz
+    run_dir = shutil.copytree(fitted_dir, tmp_path / "run")
+    summary = diagnose_run(run_dir, dataset, samples=8, importance_samples=100, bin_ms=10.0, progress=False)
+    data, saved = read_diagnostics(run_dir)
+    assert saved["summary"] == summary
+    n = dataset.valid.n_trials
+    per_trial = saved["per_trial"]
+    assert len(per_trial["khat"]) == len(per_trial["iwae"]) == len(per_trial["trial"]) == n
+    assert summary["khat_median"] == pytest.approx(np.median(per_trial["khat"]))
+    assert summary["khat_fraction_below_0_7"] == pytest.approx(np.mean(np.array(per_trial["khat"]) < 0.7))
+    assert summary["khat_fraction_below_0_7"] > 0.5, summary
+    assert summary["iwae_minus_elbo"] >= 0.0
+    assert summary["iwae_minus_elbo"] == pytest.approx(np.mean(np.subtract(per_trial["iwae"], per_trial["elbo"])))
+    # a fitted Poisson model reproduces the count distribution and covers most condition PSTHs; with 2
+    # trials per condition the observed PSTHs are mostly Poisson noise, so their R2 is low but positive
+    assert summary["ppc_count_total_variation"] < 0.05, summary
+    assert summary["ppc_psth_coverage"] > 0.6 and summary["ppc_psth_r2"] > 0.0, summary
+    assert data.posterior["rates"].shape == (1, 8, n, dataset.valid.n_time, dataset.valid.n_neurons)
+    assert "condition" in data.posterior.coords
+    assert np.isfinite(float(az.loo(data).elpd_loo))

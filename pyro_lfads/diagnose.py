@@ -1,0 +1,110 @@
+"""``pyro-lfads diagnose``: the checks variational inference does not give for free, on a fitted run.
+
+Writes into RUN_DIR:
+    inference_data.nc   the split's posterior draws as arviz InferenceData (NetCDF;
+                        ``az.from_netcdf`` reads it), see :func:`diagnostics.to_inference_data`
+    diagnostics.json    {"summary": {...}, "per_trial": {"trial", "khat", "elbo", "iwae"}}
+
+The summary (also returned) holds the PSIS k-hat distribution of the
+importance weights per trial, the ELBO and IWAE estimates of log p(x) per
+trial (nats) and the posterior predictive checks (:mod:`pyro_lfads.ppc`).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import arviz as az
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data import LFADSDataset
+from .diagnostics import elbo_per_trial, iwae_per_trial, log_importance_weights, pareto_khat, to_inference_data
+from .errors import InputError
+from .evaluate import first_bins, run_dataset
+from .files import atomic_path
+from .ppc import PPCResult, posterior_predictive_checks
+from .run import load_fitted
+
+INFERENCE_DATA_FILE, DIAGNOSTICS_FILE = "inference_data.nc", "diagnostics.json"
+DEFAULT_DRAWS, DEFAULT_IMPORTANCE_SAMPLES = 20, 200
+#: k-hat thresholds of Yao et al. (2018): below 0.5 good, 0.5-0.7 usable, above 0.7 unreliable.
+KHAT_GOOD, KHAT_OK = 0.5, 0.7
+
+
+def diagnose_run(run_dir: str | Path, dataset: LFADSDataset | None = None, *, split: str = "valid",
+                 samples: int = DEFAULT_DRAWS, importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
+                 bin_ms: float | None = None, device: str = "cpu", progress: bool = True) -> dict:
+    """Diagnose the best checkpoint of ``run_dir`` on ``split``; write the two files; return the summary.
+
+    ``samples``: posterior draws per trial kept in the InferenceData and used by the
+    predictive checks. ``importance_samples``: draws per trial for k-hat and IWAE
+    (PSIS wants a few hundred). ``bin_ms`` labels the time coordinate in ms.
+    Sampling is seeded with the run's seed, so the files are reproducible.
+    """
+    if split not in ("train", "valid"):
+        raise InputError(f"split: expected train or valid, got {split!r}")
+    for name, value in (("samples", samples), ("importance_samples", importance_samples)):
+        if value < 2:
+            raise InputError(f"{name}: must be >= 2, got {value}")
+    run_dir = Path(run_dir)
+    config, info, model, guide = load_fitted(run_dir, "best", device)
+    dataset = first_bins(dataset if dataset is not None else run_dataset(run_dir), info.n_time)
+    data_split = getattr(dataset, split)
+    conditions = dataset.extras.get(f"{split}_conditions")
+    options = dict(time_bins=config.time_bins, device=device)
+    steps = tqdm(total=3, desc="diagnose", unit="step", disable=not progress, dynamic_ncols=True)
+
+    torch.manual_seed(config.seed)
+    log_w = log_importance_weights(model, guide, data_split, samples=importance_samples, **options)
+    with warnings.catch_warnings():  # a large k-hat is the finding, reported below, not a warning
+        warnings.filterwarnings("ignore", "Estimated shape parameter", UserWarning)
+        khat = pareto_khat(log_w)
+    elbo, iwae = elbo_per_trial(log_w), iwae_per_trial(log_w)
+    steps.update()
+    inference_data = to_inference_data(model, guide, data_split, samples=samples, bin_ms=bin_ms,
+                                       conditions=conditions, **options)
+    steps.update()
+    ppc = predictive_checks(inference_data)
+    summary = {"split": split, "n_trials": data_split.n_trials, "importance_samples": importance_samples,
+               "khat_median": float(np.median(khat)), "khat_max": float(np.max(khat)),
+               "khat_fraction_below_0_5": float(np.mean(khat < KHAT_GOOD)),
+               "khat_fraction_below_0_7": float(np.mean(khat < KHAT_OK)),
+               "elbo_per_trial": float(elbo.mean()), "iwae_per_trial": float(iwae.mean()),
+               "iwae_minus_elbo": float(np.mean(iwae - elbo)), **ppc.summary}
+    per_trial = {"trial": inference_data.posterior["trial"].values.tolist(), "khat": khat.tolist(),
+                 "elbo": elbo.tolist(), "iwae": iwae.tolist()}
+    with atomic_path(run_dir / INFERENCE_DATA_FILE) as tmp:
+        inference_data.to_netcdf(str(tmp))
+    with atomic_path(run_dir / DIAGNOSTICS_FILE) as tmp:
+        tmp.write_text(json.dumps({"summary": summary, "per_trial": per_trial}, indent=1))
+    steps.update()
+    steps.close()
+    return summary
+
+
+def predictive_checks(inference_data: az.InferenceData) -> PPCResult:
+    """The posterior predictive checks of an InferenceData written by :func:`diagnose_run`."""
+    observed = inference_data.observed_data["obs"].values
+    replicated = inference_data.posterior_predictive["obs"].values
+    replicated = replicated.reshape(-1, *replicated.shape[2:])  # (chain * draw, trial, time, neuron)
+    coords = inference_data.posterior.coords
+    conditions = coords["condition"].values if "condition" in coords else None
+    return posterior_predictive_checks(observed, replicated, conditions=conditions)
+
+
+def read_diagnostics(run_dir: str | Path) -> tuple[az.InferenceData, dict]:
+    """(InferenceData, {"summary", "per_trial"}) written by :func:`diagnose_run`."""
+    run_dir = Path(run_dir)
+    paths = run_dir / INFERENCE_DATA_FILE, run_dir / DIAGNOSTICS_FILE
+    missing = [path.name for path in paths if not path.is_file()]
+    if missing:
+        raise InputError(f"{run_dir}: no {' or '.join(missing)}; run 'pyro-lfads diagnose {run_dir}' first")
+    try:
+        return az.from_netcdf(str(paths[0])), json.loads(paths[1].read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{run_dir}: unreadable diagnostics ({type(exc).__name__}: {exc}); "
+                         f"run 'pyro-lfads diagnose {run_dir}' again") from None

@@ -1,0 +1,140 @@
+"""``pyro-lfads report``: the figures of a fitted run as PNG files and an ``index.html`` that shows them.
+
+Reads RUN_DIR's ``training_curve.jsonl`` and the diagnostics (``inference_data.nc``,
+``diagnostics.json``; made first with default settings when missing or older
+than the best checkpoint) and the
+run's data set (for the true rates and inputs, when it has them). Posterior
+means are the means over the InferenceData's draws. True inferred inputs are
+read from the data set's ``{split}_inputs`` extra, (trials, time, inputs), when present.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import r2_score
+
+from . import plots
+from .data import LFADSDataset
+from .diagnose import INFERENCE_DATA_FILE, diagnose_run, predictive_checks, read_diagnostics
+from .evaluate import first_bins, run_dataset
+from .run import BEST, read_run, read_training_curve
+
+REPORT_DIR = "report"
+
+#: What each figure shows, in the order of the page.
+CAPTIONS = {
+    "training.png": "Training curves per epoch: the loss (negative ELBO), its reconstruction and KL terms for "
+                    "training and validation trials, the learning rate and the KL annealing weight.",
+    "raster.png": "Single validation trials: the spikes, the inferred rates (posterior mean) and the true rates "
+                  "when known, every neuron.",
+    "rates.png": "Inferred rates of a few neurons over the spikes (ticks), with the true rates when known.",
+    "rate_scatter.png": "True against inferred rates of every validation entry; the identity line is perfect "
+                        "recovery.",
+    "factors.png": "Single-trial factor trajectories in their top principal components, coloured by condition. "
+                   "Trials of a condition should follow one path.",
+    "inputs.png": "Inferred inputs u (posterior mean and one standard deviation), with the true inputs when known.",
+    "ppc.png": "Posterior predictive checks: data simulated from the posterior against the data. Spike-count "
+               "distribution, Fano factor per neuron and condition PSTHs; the band is the central predictive "
+               "interval.",
+    "khat.png": "Pareto k-hat of each trial's importance weights p(x, z) / q(z | x) (Yao et al. 2018). Below 0.7 "
+                "the guide is a usable proposal for the true posterior; above it, the posterior of that trial "
+                "is poorly approximated.",
+}
+
+
+def write_report(run_dir: str | Path, dataset: LFADSDataset | None = None, *, out: str | Path | None = None,
+                 bin_ms: float = 10.0, device: str = "cpu", progress: bool = True) -> Path:
+    """Draw the figures of ``run_dir`` into ``out`` (default RUN_DIR/report); returns the index.html path.
+
+    ``bin_ms`` converts counts per bin into spikes/s in the figures.
+    """
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / REPORT_DIR
+    config, info = read_run(run_dir)
+    records = read_training_curve(run_dir)
+    dataset = first_bins(dataset if dataset is not None else run_dataset(run_dir), info.n_time)
+    diagnostics_file = run_dir / INFERENCE_DATA_FILE
+    if not diagnostics_file.is_file() or diagnostics_file.stat().st_mtime < (run_dir / BEST).stat().st_mtime:
+        diagnose_run(run_dir, dataset, bin_ms=bin_ms, device=device, progress=progress)
+    inference_data, diagnostics = read_diagnostics(run_dir)
+    summary, split = diagnostics["summary"], diagnostics["summary"]["split"]
+    posterior = inference_data.posterior
+    mean = {name: posterior[name].mean(("chain", "draw")).values for name in posterior.data_vars}
+    spikes = inference_data.observed_data["obs"].values
+    truth = dataset.truth_counts(split)
+    truth = None if truth is None else truth[:, : spikes.shape[1]]
+    conditions = posterior.coords["condition"].values if "condition" in posterior.coords else None
+    trials = tuple(int(i) for i in np.linspace(0, spikes.shape[0] - 1, min(3, spikes.shape[0])))
+    out.mkdir(parents=True, exist_ok=True)
+
+    figures = [plots.plot_training_curves(records, out / "training.png"),
+               plots.plot_raster(spikes, mean["rates"], out / "raster.png", truth=truth, trials=trials,
+                                 bin_ms=bin_ms),
+               plots.plot_rates(spikes, mean["rates"], out / "rates.png", truth=truth, trials=trials,
+                                neurons=tuple(range(min(4, spikes.shape[2]))), bin_ms=bin_ms)]
+    numbers = {"likelihood": config.likelihood, "epochs trained": len(records),
+               "best epoch": _best_epoch(records),
+               "split": split, "trials": summary["n_trials"]}
+    if truth is not None:
+        figures.append(plots.plot_rate_scatter(truth, mean["rates"], out / "rate_scatter.png"))
+        numbers["rate R2 vs truth"] = float(r2_score(truth.ravel(), mean["rates"].ravel()))
+    figures.append(plots.plot_factor_pcs(mean["factors"], out / "factors.png", conditions=conditions))
+    if "u" in mean:
+        true_inputs = dataset.extras.get(f"{split}_inputs")
+        figures.append(plots.plot_inputs(mean["u"], out / "inputs.png",
+                                         inputs_std=posterior["u"].std(("chain", "draw")).values,
+                                         truth=None if true_inputs is None else true_inputs[:, : spikes.shape[1]],
+                                         trials=trials, bin_ms=bin_ms))
+    figures.append(plots.plot_ppc(predictive_checks(inference_data), out / "ppc.png"))
+    figures.append(plots.plot_khat(np.asarray(diagnostics["per_trial"]["khat"]), out / "khat.png"))
+    numbers.update(summary)
+    index = out / "index.html"
+    index.write_text(_page(run_dir, numbers, [figure.name for figure in figures]))
+    return index
+
+
+def _page(run_dir: Path, numbers: dict, figures: list[str]) -> str:
+    """A self-contained HTML page: the key numbers, then each figure with its caption."""
+    rows = "\n".join(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(_format(value))}</td></tr>"
+                     for key, value in numbers.items() if value is not None)
+    order = [name for name in CAPTIONS if name in figures]
+    sections = "\n".join(f'<figure id="{name[:-4]}"><img src="{name}" alt="{name[:-4]}">'
+                         f"<figcaption>{html.escape(CAPTIONS[name])}</figcaption></figure>" for name in order)
+    title = html.escape(f"pyro-lfads report: {run_dir.resolve().name}")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; margin-bottom: 2em; }}
+th, td {{ text-align: left; padding: 0.2em 1em; border-bottom: 1px solid #ddd; font-weight: normal; }}
+th {{ color: #555; }}
+figure {{ margin: 0 0 2.5em 0; }}
+img {{ max-width: 100%; border: 1px solid #eee; }}
+figcaption {{ color: #444; margin-top: 0.4em; }}
+</style></head>
+<body>
+<h1>{title}</h1>
+<p>Run directory: <code>{html.escape(str(run_dir.resolve()))}</code>. Numbers and figures are on the
+{html.escape(str(numbers["split"]))} trials; <code>diagnostics.json</code> and <code>inference_data.nc</code>
+in the run directory hold them in full.</p>
+<h2>Key numbers</h2>
+<table>
+{rows}
+</table>
+<h2>Figures</h2>
+{sections}
+</body></html>
+"""
+
+
+def _best_epoch(records: list[dict]) -> int:
+    """The epoch that chose best.pt: lowest sample-validation cost when recorded, else validation loss."""
+    key = "valid_sv_recon" if "valid_sv_recon" in records[0] else "valid_loss"
+    return int(records[int(np.argmin([record[key] for record in records]))]["epoch"])
+
+
+def _format(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
