@@ -251,7 +251,7 @@ def velocity_r2(train_rates: np.ndarray, train_behavior: np.ndarray, eval_rates:
     return float(r2_score(y, decoder.predict(x), multioutput="uniform_average"))
 
 
-def _smooth_spikes(spikes: np.ndarray, sigma_bins: float) -> np.ndarray:
+def smooth_over_time(spikes: np.ndarray, sigma_bins: float) -> np.ndarray:
     """Gaussian smoothing of (trials, T, N) along time, normalised at the trial edges.
 
     ``scipy.ndimage.gaussian_filter1d`` with zero padding (``mode="constant"``,
@@ -286,7 +286,7 @@ def condition_psth(spikes: np.ndarray, conditions: np.ndarray, sigma_bins: float
     conditions = _check_labels("conditions", conditions, spikes.shape[0])
     if not (isinstance(sigma_bins, numbers.Real) and np.isfinite(sigma_bins) and sigma_bins > 0):
         raise InputError(f"sigma_bins: must be a finite number > 0, got {sigma_bins!r}")
-    smoothed = _smooth_spikes(spikes, float(sigma_bins))
+    smoothed = smooth_over_time(spikes, float(sigma_bins))
     ids = np.unique(conditions)
     psth = np.stack([smoothed[conditions == c].mean(axis=0) for c in ids])
     return ids, psth

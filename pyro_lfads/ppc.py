@@ -9,7 +9,8 @@ on every replicate, and the observed value is compared with the central
   (for count data; quantile bins for real-valued data);
 - the Fano factor of each neuron: variance over trials of its spike count per
   trial, divided by the mean, within each condition, averaged over conditions;
-- the PSTH: the mean over the trials of a condition, per time bin and neuron.
+- the PSTH: the mean over the trials of a condition, per time bin and neuron,
+  smoothed along time by the same Gaussian for data and replicates.
 
 A calibrated model puts about ``interval`` of the observed values inside the
 replicates' interval (the ``*_coverage`` numbers).
@@ -23,6 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import r2_score
+
+from .metrics import smooth_over_time
+from .scoring import DEFAULT_PSTH_SIGMA_BINS
 
 #: Bins of the value histogram of real-valued data.
 REAL_VALUE_BINS = 20
@@ -43,7 +47,7 @@ class PPCResult:
         fano_observed: (N,) Fano factor of each neuron, or None for data with negative values.
         fano_replicated: (D, N), or None.
         conditions: (C,) condition labels.
-        psth_observed: (C, T, N) mean over each condition's trials, data units per bin.
+        psth_observed: (C, T, N) smoothed mean over each condition's trials, data units per bin.
         psth_replicated: (D, C, T, N).
         interval: the central predictive interval compared against, e.g. 0.9.
         summary: the JSON-ready numbers (see :func:`posterior_predictive_checks`).
@@ -63,10 +67,12 @@ class PPCResult:
 
 
 def posterior_predictive_checks(observed: np.ndarray, replicated: np.ndarray, *,
-                                conditions: np.ndarray | None = None, interval: float = 0.9) -> PPCResult:
+                                conditions: np.ndarray | None = None, interval: float = 0.9,
+                                psth_sigma_bins: float = DEFAULT_PSTH_SIGMA_BINS) -> PPCResult:
     """Compare ``observed`` (trials, T, N) with ``replicated`` (draws, trials, T, N).
 
     ``conditions`` (trials,) groups trials for the Fano factors and PSTHs (None: one group).
+    ``psth_sigma_bins``: std of the Gaussian that smooths the PSTHs along time, bins (0: none).
     ``summary`` holds ``ppc_count_total_variation`` (distance between the observed
     and the mean replicated value distributions, 0 to 1), ``ppc_count_coverage``,
     ``ppc_zero_fraction_observed`` / ``_replicated``, ``ppc_fano_observed_median``
@@ -94,8 +100,8 @@ def posterior_predictive_checks(observed: np.ndarray, replicated: np.ndarray, *,
     fano_replicated = np.stack([fano_factor(draw, conditions) for draw in replicated]) if nonnegative else None
 
     labels = np.unique(conditions)
-    psth_observed = condition_means(observed, conditions, labels)
-    psth_replicated = np.stack([condition_means(draw, conditions, labels) for draw in replicated])
+    psth_observed = condition_means(observed, conditions, labels, psth_sigma_bins)
+    psth_replicated = np.stack([condition_means(draw, conditions, labels, psth_sigma_bins) for draw in replicated])
 
     summary = {
         "ppc_draws": int(replicated.shape[0]),
@@ -141,9 +147,12 @@ def fano_factor(data: np.ndarray, conditions: np.ndarray) -> np.ndarray:
         return np.nanmean(np.stack(ratios), axis=0)
 
 
-def condition_means(data: np.ndarray, conditions: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Mean over the trials of each condition in ``labels``: (C, T, N) from data (trials, T, N)."""
-    return np.stack([data[conditions == label].mean(0) for label in labels])
+def condition_means(data: np.ndarray, conditions: np.ndarray, labels: np.ndarray,
+                    sigma_bins: float = 0.0) -> np.ndarray:
+    """Mean over the trials of each condition in ``labels``: (C, T, N) from data (trials, T, N),
+    smoothed along time by a Gaussian of std ``sigma_bins`` bins when > 0 (:func:`metrics.smooth_over_time`)."""
+    means = np.stack([data[conditions == label].mean(0) for label in labels])
+    return smooth_over_time(means, sigma_bins) if sigma_bins > 0 else means
 
 
 def _histogram_bins(observed: np.ndarray, is_integer: bool) -> tuple[np.ndarray, np.ndarray]:

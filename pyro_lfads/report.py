@@ -1,11 +1,10 @@
 """``pyro-lfads report``: the figures of a fitted run as PNG files and an ``index.html`` that shows them.
 
-Reads RUN_DIR's ``training_curve.jsonl`` and the diagnostics (``inference_data.nc``,
-``diagnostics.json``; made first with default settings when missing or older
-than the best checkpoint) and the
-run's data set (for the true rates and inputs, when it has them). Posterior
-means are the means over the InferenceData's draws. True inferred inputs are
-read from the data set's ``{split}_inputs`` extra, (trials, time, inputs), when present.
+Reads RUN_DIR's ``training_curve.jsonl``, the diagnostics (``inference_data.nc``,
+``diagnostics.json``; made first with default settings when missing or older than
+the best checkpoint) and the run's data set (for the true rates, and the true
+inputs from its ``{split}_inputs`` extra (trials, time, inputs) when present).
+Posterior means are the means over the InferenceData's draws.
 """
 
 from __future__ import annotations
@@ -45,6 +44,22 @@ CAPTIONS = {
 }
 
 
+#: What each key number is (shown next to it); numbers not listed here are shown without a note.
+NOTES = {
+    "rate R2 vs truth": "posterior mean rates against the true rates, every entry",
+    "khat_median": "median PSIS k-hat of the trials' importance weights",
+    "khat_fraction_below_0_7": "fraction of trials where the guide is a usable proposal (k-hat < 0.7)",
+    "khat_fraction_below_0_5": "fraction of trials with good k-hat (< 0.5)",
+    "elbo_per_trial": "ELBO estimate of log p(x), nats per trial",
+    "iwae_per_trial": "importance-weighted (IWAE) estimate of log p(x), nats per trial",
+    "iwae_minus_elbo": "how much the ELBO understates log p(x), nats per trial",
+    "ppc_count_total_variation": "distance between the observed and simulated count distributions (0 = equal)",
+    "ppc_fano_coverage": "fraction of neurons whose Fano factor lies in the simulated 90% interval",
+    "ppc_psth_coverage": "fraction of smoothed PSTH values in the simulated 90% interval",
+    "ppc_psth_r2": "R2 of observed against mean simulated smoothed PSTHs",
+}
+
+
 def write_report(run_dir: str | Path, dataset: LFADSDataset | None = None, *, out: str | Path | None = None,
                  bin_ms: float = 10.0, device: str = "cpu", progress: bool = True) -> Path:
     """Draw the figures of ``run_dir`` into ``out`` (default RUN_DIR/report); returns the index.html path.
@@ -77,7 +92,7 @@ def write_report(run_dir: str | Path, dataset: LFADSDataset | None = None, *, ou
                                 neurons=tuple(range(min(4, spikes.shape[2]))), bin_ms=bin_ms)]
     numbers = {"likelihood": config.likelihood, "epochs trained": len(records),
                "best epoch": _best_epoch(records),
-               "split": split, "trials": summary["n_trials"]}
+               "split": split}
     if truth is not None:
         figures.append(plots.plot_rate_scatter(truth, mean["rates"], out / "rate_scatter.png"))
         numbers["rate R2 vs truth"] = float(r2_score(truth.ravel(), mean["rates"].ravel()))
@@ -98,7 +113,8 @@ def write_report(run_dir: str | Path, dataset: LFADSDataset | None = None, *, ou
 
 def _page(run_dir: Path, numbers: dict, figures: list[str]) -> str:
     """A self-contained HTML page: the key numbers, then each figure with its caption."""
-    rows = "\n".join(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(_format(value))}</td></tr>"
+    rows = "\n".join(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(_format(value))}</td>"
+                     f"<td class=note>{html.escape(NOTES.get(key, ''))}</td></tr>"
                      for key, value in numbers.items() if value is not None)
     order = [name for name in CAPTIONS if name in figures]
     sections = "\n".join(f'<figure id="{name[:-4]}"><img src="{name}" alt="{name[:-4]}">'
@@ -111,6 +127,7 @@ body {{ font-family: sans-serif; max-width: 1200px; margin: 2em auto; padding: 0
 table {{ border-collapse: collapse; margin-bottom: 2em; }}
 th, td {{ text-align: left; padding: 0.2em 1em; border-bottom: 1px solid #ddd; font-weight: normal; }}
 th {{ color: #555; }}
+td.note {{ color: #777; font-size: 0.9em; }}
 figure {{ margin: 0 0 2.5em 0; }}
 img {{ max-width: 100%; border: 1px solid #eee; }}
 figcaption {{ color: #444; margin-top: 0.4em; }}
