@@ -12,6 +12,9 @@ The NLB metrics follow the definitions of ``nlb_tools.evaluation``:
   training trials and scored on evaluation trials.
 - :func:`psth_r2`: R2 of condition-averaged rates against reference PSTHs
   (condition-averaged smoothed spikes, see :func:`condition_psth`).
+
+Inferred inputs against known ones (the paper's synthetic input experiments):
+:func:`pulse_time_errors_ms` and :func:`input_r2`.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numbers
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.special import gammaln, xlogy
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV, GroupKFold
 
@@ -332,3 +335,36 @@ def psth_r2(eval_rates: np.ndarray, eval_conditions: np.ndarray, psth: np.ndarra
     if true.shape[0] < 2:
         raise InputError("psth: needs at least 2 (condition, bin) rows with evaluation trials to compute R2")
     return float(r2_score(true, pred.reshape(-1, psth.shape[2]), multioutput="uniform_average"))
+
+
+def pulse_time_errors_ms(inputs: np.ndarray, pulse_times_ms: np.ndarray, bin_ms: float) -> np.ndarray:
+    """|time of the inferred input's peak - true pulse time| of each trial, ms: (trials,).
+
+    Args:
+        inputs: (trials, T, U) inferred inputs (posterior means).
+        pulse_times_ms: (trials,) true pulse times, ms from the trial start (a bin's start).
+        bin_ms: bin width, ms.
+
+    The peak is the bin where the input departs most from its own median over
+    the trial (the norm over the U inputs), so its sign does not matter.
+    """
+    inputs = _as_3d("inputs", inputs)
+    pulse_times_ms = np.asarray(pulse_times_ms, dtype=np.float64)
+    if pulse_times_ms.shape != inputs.shape[:1]:
+        raise InputError(f"pulse_times_ms: expected shape ({inputs.shape[0]},), got {pulse_times_ms.shape}")
+    departure = np.linalg.norm(inputs - np.median(inputs, axis=1, keepdims=True), axis=2)  # (trials, T)
+    return np.abs(departure.argmax(axis=1) * float(bin_ms) - pulse_times_ms)
+
+
+def input_r2(inferred: np.ndarray, true: np.ndarray) -> float:
+    """R2 of the true inputs against the best affine map of the inferred ones (sign and scale fitted).
+
+    ``inferred`` (trials, T, U) and ``true`` (trials, T, V): a least-squares
+    ``LinearRegression`` from the U inferred inputs to each true input over all
+    bins of all trials; R2 averaged over the V true inputs.
+    """
+    inferred, true = _as_3d("inferred", inferred), _as_3d("true", true)
+    if inferred.shape[:2] != true.shape[:2]:
+        raise InputError(f"inferred and true: trials and bins differ, {inferred.shape[:2]} vs {true.shape[:2]}")
+    x, y = inferred.reshape(-1, inferred.shape[2]), true.reshape(-1, true.shape[2])
+    return float(r2_score(y, LinearRegression().fit(x, y).predict(x)))

@@ -318,3 +318,29 @@ def test_psth_bad_inputs():
     _raises("spikes: holds NaN", condition_psth, np.full((2, 3, 1), np.nan), np.array([0, 1]), 1.0)
     _raises("conditions: expected shape", condition_psth, np.ones((2, 3, 1)), np.array([0, 1, 1]), 1.0)
     _raises("sigma_bins", condition_psth, np.ones((2, 3, 1)), np.array([0, 1]), 0.0)
+
+
+def test_pulse_time_errors_find_the_peak_whatever_its_sign():
+    from pyro_lfads.metrics import pulse_time_errors_ms
+
+    inputs = np.zeros((3, 50, 1))
+    inputs[0, 10, 0] = 2.0    # peak at 100 ms
+    inputs[1, 30, 0] = -3.0   # a negative peak at 300 ms
+    inputs[2, 40, 0] = 1.0    # at 400 ms, true pulse at 250 ms
+    errors = pulse_time_errors_ms(inputs + 0.5, np.array([100.0, 320.0, 250.0]), bin_ms=10.0)
+    np.testing.assert_allclose(errors, [0.0, 20.0, 150.0])
+    with pytest.raises(InputError, match="pulse_times_ms"):
+        pulse_time_errors_ms(inputs, np.zeros(2), bin_ms=10.0)
+
+
+def test_input_r2_allows_sign_and_scale_only():
+    from pyro_lfads.metrics import input_r2
+
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=(20, 30, 1))
+    assert input_r2(-3.0 * true + 1.0, true) == pytest.approx(1.0)
+    noisy = true + rng.normal(size=true.shape)  # signal and noise of equal variance: R2 about 0.5
+    assert 0.4 < input_r2(noisy, true) < 0.6
+    assert input_r2(rng.normal(size=true.shape), true) < 0.01
+    with pytest.raises(InputError, match="differ"):
+        input_r2(true[:, :10], true)

@@ -117,3 +117,17 @@ def test_plot_khat(tmp_path, rng):
 def test_plot_rates_unchanged(tmp_path, counts):
     rates, spikes = counts
     assert_png(plots.plot_rates(spikes, rates, tmp_path / "rates.png", truth=rates, smoothed=rates))
+
+
+def test_pulse_aligned_inputs_and_input_recovery_figures(tmp_path):
+    from pyro_lfads.plots import plot_input_recovery, plot_pulse_aligned_inputs
+
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(0, 0.1, size=(8, 100, 1))
+    pulse_bins = rng.integers(25, 75, size=8)
+    inputs[np.arange(8), pulse_bins, 0] -= 3.0  # negative peaks: the figure flips the sign
+    path = plot_pulse_aligned_inputs(inputs, pulse_bins * 10.0, tmp_path / "pulses.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    true = rng.normal(size=(8, 100, 1))
+    path = plot_input_recovery(-2 * true + rng.normal(0, 0.5, size=true.shape), true, tmp_path / "itb.png")
+    assert path.read_bytes()[:4] == b"\x89PNG"
