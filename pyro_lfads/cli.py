@@ -73,13 +73,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     synth = sub.add_parser("synth", help="write a synthetic data set with known ground truth")
-    synth.add_argument("system", choices=["lorenz", "calcium", "nlb-lorenz"],
+    synth.add_argument("system", choices=["lorenz", "calcium", "nlb-lorenz", "chaotic-rnn", "pulses",
+                                          "integrate-to-bound"],
                        help="lorenz: the paper's Lorenz benchmark (Methods 2.1); calcium: dF/F imaging of it; "
-                            "nlb-lorenz: Lorenz with held-out neurons, forward bins, conditions and behaviour")
+                            "nlb-lorenz: Lorenz with held-out neurons, forward bins, conditions and behaviour; "
+                            "chaotic-rnn: a chaotic RNN's units (Methods 2.2); pulses: the same RNN kicked by one "
+                            "input pulse per trial (Methods 2.3); integrate-to-bound: an RNN trained to integrate "
+                            "white noise to a bound, about 10 s of training (Methods 2.4); the last two keep their "
+                            "true inputs as *_inputs")
     synth.add_argument("--out", required=True, type=Path, help="output file, .h5 or .npz (LFADS format)")
     synth.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default 0)")
     synth.add_argument("--likelihood", default="poisson", choices=OBSERVATIONS,
                        help="lorenz only: how the rates are observed (default poisson)")
+    synth.add_argument("--gamma", type=float, default=1.5,
+                       help="chaotic-rnn and pulses only: gain of the recurrent weights (default 1.5; the paper "
+                            "also uses 2.5)")
     synth.add_argument("--format", default="lfads", choices=["lfads", "nlb"],
                        help="nlb-lorenz only: LFADS HDF5 keys (default) or NLB tensor keys "
                             "(train_spikes_heldin, ...); both load with 'fit'")
@@ -168,6 +176,8 @@ def cmd_synth(args) -> None:
     from .data import save_dataset
     from .nlb import save_nlb_tensors
     from .synthetic.calcium import make_calcium_dataset
+    from .synthetic.chaotic_rnn import make_chaotic_rnn_dataset, make_pulse_dataset
+    from .synthetic.integrate_to_bound import make_integrate_to_bound_dataset
     from .synthetic.lorenz import make_lorenz_dataset
     from .synthetic.lorenz_nlb import make_nlb_lorenz_dataset
 
@@ -175,10 +185,18 @@ def cmd_synth(args) -> None:
         raise InputError(f"--likelihood: applies to 'synth lorenz' only, not {args.system}")
     if args.format != "lfads" and args.system != "nlb-lorenz":
         raise InputError(f"--format: applies to 'synth nlb-lorenz' only, not {args.system}")
+    if args.gamma != 1.5 and args.system not in ("chaotic-rnn", "pulses"):
+        raise InputError(f"--gamma: applies to 'synth chaotic-rnn' and 'synth pulses' only, not {args.system}")
     if args.system == "calcium":
         dataset = make_calcium_dataset(seed=args.seed)
     elif args.system == "nlb-lorenz":
         dataset = make_nlb_lorenz_dataset(seed=args.seed)
+    elif args.system == "chaotic-rnn":
+        dataset = make_chaotic_rnn_dataset(seed=args.seed, gamma=args.gamma)
+    elif args.system == "pulses":
+        dataset = make_pulse_dataset(seed=args.seed, gamma=args.gamma)
+    elif args.system == "integrate-to-bound":
+        dataset = make_integrate_to_bound_dataset(seed=args.seed)
     else:
         dataset = make_lorenz_dataset(seed=args.seed, likelihood=args.likelihood)
     if args.format == "nlb":

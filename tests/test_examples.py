@@ -30,3 +30,14 @@ def test_custom_likelihood_example_runs(tmp_path):
     figures = json.loads(text[text.index("{"): text.rindex("}") + 1])
     assert figures["studentt"]["lfads"]["likelihood"] == "studentt" and "rate_r2" in figures["studentt"]["lfads"]
     assert (tmp_path / "studentt" / "posterior.h5").is_file()
+
+
+def test_inferred_inputs_example_runs(tmp_path):
+    result = subprocess.run([sys.executable, str(EXAMPLES / "inferred_inputs.py"), "--out", str(tmp_path),
+                             "--epochs", "2", "--conditions", "4", "--samples", "2"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["pulse_median_abs_error_ms"] >= 0 and figures["input_r2"] <= 1
+    for name in ("pulses.png", "integrate_to_bound.png"):
+        assert (tmp_path / name).stat().st_size > 10_000

@@ -16,6 +16,7 @@ determines the data set exactly.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -144,27 +145,43 @@ def split_trials(rng: np.random.Generator, n_conditions: int, trials_per_conditi
 
 
 def assemble_dataset(data: np.ndarray, truth: np.ndarray, latents: np.ndarray, is_train: np.ndarray,
-                     conversion_factor: float, source: str) -> LFADSDataset:
-    """Split per-condition simulations into an LFADSDataset.
+                     conversion_factor: float, source: str, *,
+                     condition_extras: Mapping[str, np.ndarray] | None = None,
+                     trial_extras: Mapping[str, np.ndarray] | None = None) -> LFADSDataset:
+    """Split simulations, ``repeats`` trials per condition, into an LFADSDataset.
 
     Args:
         data: (conditions, repeats, time, neurons) observations.
-        truth: (conditions, time, neurons) the true signal of each condition.
-        latents: (conditions, time, d) the true latent state.
+        truth: (conditions, time, neurons) the true signal of each condition,
+            or (conditions, repeats, time, neurons) that of each trial.
+        latents: (conditions, time, d) the true latent state of each condition,
+            or (conditions, repeats, time, d) that of each trial; stored as
+            float32 extras ``{split}_latents``.
         is_train: (conditions, repeats) bool, from :func:`split_trials`.
+        condition_extras: name -> (conditions, ...) array, one row per condition;
+            stored with its dtype as extras ``{split}_{name}``, a row per trial.
+        trial_extras: name -> (conditions, repeats, ...) array, one entry per trial; stored likewise.
     """
     n_conditions, repeats, n_time, n_neurons = data.shape
-    condition_of_trial = np.repeat(np.arange(n_conditions, dtype=np.int64), repeats)
+
+    def rows(array: np.ndarray, inds: np.ndarray, per_trial: bool) -> np.ndarray:
+        if per_trial:
+            return array.reshape(n_conditions * repeats, *array.shape[2:])[inds]
+        return array[inds // repeats]
+
     data = data.reshape(-1, n_time, n_neurons).astype(np.float32)
     splits = {}
     extras = {}
     for name, mask in (("train", is_train.ravel()), ("valid", ~is_train.ravel())):
         inds = np.flatnonzero(mask).astype(np.int64)
-        conditions = condition_of_trial[inds]
         splits[name] = Split(encod_data=data[inds], recon_data=data[inds],
-                             truth=truth[conditions].astype(np.float32), inds=inds)
-        extras[f"{name}_conditions"] = conditions
-        extras[f"{name}_latents"] = latents[conditions].astype(np.float32)
+                             truth=rows(truth, inds, truth.ndim == 4).astype(np.float32), inds=inds)
+        extras[f"{name}_conditions"] = inds // repeats
+        extras[f"{name}_latents"] = rows(latents, inds, latents.ndim == 4).astype(np.float32)
+        for key, array in (condition_extras or {}).items():
+            extras[f"{name}_{key}"] = rows(array, inds, False)
+        for key, array in (trial_extras or {}).items():
+            extras[f"{name}_{key}"] = rows(array, inds, True)
     return LFADSDataset(
         train=splits["train"],
         valid=splits["valid"],

@@ -1,0 +1,109 @@
+"""Inferred inputs against the truth: the paper's chaotic-RNN, pulse and integrate-to-bound experiments.
+
+For each experiment, LFADS is fitted twice on the same data, with one inferred
+input (``controller: true``, co_dim 1) and without (co_dim 0), and its
+validation trials are scored against the ground truth. One JSON line per fit:
+
+    {"experiment", "gamma", "controller", "conditions", "trials", "epochs", "seconds",
+     "rate_r2",                                                 every experiment
+     "pulse_median_abs_error_ms", "pulse_fraction_within_50ms", pulses, with a controller
+     "input_r2"}                                                integrate-to-bound, with a controller
+
+``rate_r2`` is the R2 of the posterior mean rates against the true rates.
+Pulse timing compares the bin where the inferred input departs most from its
+median with the true pulse time; ``input_r2`` allows a fitted sign, scale and
+offset between the inferred and the true input (:mod:`pyro_lfads.metrics`).
+
+Reduced sizes by default (the paper's with ``--paper-sizes``): chaotic RNN and
+pulses 100 conditions x 10 trials (paper 400 x 10), integrate-to-bound 200
+conditions x 5 trials (paper 800 x 5); 1 s trials of 100 bins, as the paper.
+
+Run: python benchmarks/inputs.py [--experiments chaotic-rnn,pulses,integrate-to-bound]
+         [--gammas 1.5,2.5] [--epochs 200] [--out DIR] [--device cpu]
+``--out`` keeps each experiment's data file and runs (``examples/inferred_inputs.py`` draws them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import pyro_lfads
+from pyro_lfads.data import save_dataset
+from pyro_lfads.metrics import input_r2, pulse_time_errors_ms, rate_r2
+from pyro_lfads.run import read_training_curve
+from pyro_lfads.synthetic.chaotic_rnn import make_chaotic_rnn_dataset, make_pulse_dataset
+from pyro_lfads.synthetic.integrate_to_bound import make_integrate_to_bound_dataset
+
+BIN_MS = 10.0
+#: (reduced, paper) conditions of each experiment.
+CONDITIONS = {"chaotic-rnn": (100, 400), "pulses": (100, 400), "integrate-to-bound": (200, 800)}
+
+
+def make_dataset(experiment: str, gamma: float, n_conditions: int, seed: int):
+    if experiment == "chaotic-rnn":
+        return make_chaotic_rnn_dataset(seed=seed, gamma=gamma, n_conditions=n_conditions)
+    if experiment == "pulses":
+        return make_pulse_dataset(seed=seed, gamma=gamma, n_conditions=n_conditions)
+    return make_integrate_to_bound_dataset(seed=seed, n_conditions=n_conditions)
+
+
+def fit_and_score(dataset, experiment: str, controller: bool, run_dir: Path, epochs: int, device: str) -> dict:
+    """Fit one model, average its posterior, score the validation trials against the truth."""
+    config = pyro_lfads.LFADSConfig(co_dim=1 if controller else 0, max_epochs=epochs, posterior_samples=20)
+    start = time.perf_counter()
+    pyro_lfads.fit(dataset, config, run_dir, device=device, overwrite=True, progress=False)
+    pyro_lfads.write_posterior(run_dir, dataset, device=device, progress=False)
+    seconds = time.perf_counter() - start
+    posterior = pyro_lfads.read_posterior(run_dir, "valid")
+    figures = {"epochs": len(read_training_curve(run_dir)), "seconds": round(seconds, 1),
+               "rate_r2": rate_r2(dataset.truth_counts("valid"), posterior["output_params"])}
+    if controller and experiment == "pulses":
+        errors = pulse_time_errors_ms(posterior["co_means"], dataset.extras["valid_pulse_times_ms"], BIN_MS)
+        figures.update(pulse_median_abs_error_ms=float(np.median(errors)),
+                       pulse_fraction_within_50ms=float(np.mean(errors <= 50.0)))
+    if controller and experiment == "integrate-to-bound":
+        figures["input_r2"] = input_r2(posterior["co_means"], dataset.extras["valid_inputs"])
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiments", default="chaotic-rnn,pulses,integrate-to-bound")
+    parser.add_argument("--gammas", default="1.5,2.5", help="chaotic-rnn gammas (pulses use the first)")
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--controller", choices=["both", "with", "without"], default="both")
+    parser.add_argument("--paper-sizes", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="keep data and runs here (default: temporary)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    gammas = [float(g) for g in args.gammas.split(",")]
+    controllers = {"both": (True, False), "with": (True,), "without": (False,)}[args.controller]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.out or Path(tmp)
+        for experiment in args.experiments.split(","):
+            n_conditions = CONDITIONS[experiment][args.paper_sizes]
+            for gamma in (gammas if experiment == "chaotic-rnn" else gammas[:1]):
+                name = f"{experiment}-{gamma}" if experiment != "integrate-to-bound" else experiment
+                dataset = make_dataset(experiment, gamma, n_conditions, args.seed)
+                (root / name).mkdir(parents=True, exist_ok=True)
+                dataset.source = str(root / name / "data.h5")
+                save_dataset(dataset, dataset.source)
+                for controller in controllers:
+                    run_dir = root / name / ("controller" if controller else "no_controller")
+                    figures = fit_and_score(dataset, experiment, controller, run_dir, args.epochs, args.device)
+                    print(json.dumps({"experiment": experiment,
+                                      "gamma": gamma if experiment != "integrate-to-bound" else None,
+                                      "controller": controller, "conditions": n_conditions,
+                                      "trials": dataset.train.n_trials + dataset.valid.n_trials, **figures}),
+                          flush=True)
+
+
+if __name__ == "__main__":
+    main()
