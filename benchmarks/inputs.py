@@ -18,8 +18,11 @@ Reduced sizes by default (the paper's with ``--paper-sizes``): chaotic RNN and
 pulses 100 conditions x 10 trials (paper 400 x 10), integrate-to-bound 200
 conditions x 5 trials (paper 800 x 5); 1 s trials of 100 bins, as the paper.
 
+Everything else is the default configuration, but for batches of 64 trials and
+an 800-step KL ramp (the default 2000 steps would outlast these shorter runs).
+
 Run: python benchmarks/inputs.py [--experiments chaotic-rnn,pulses,integrate-to-bound]
-         [--gammas 1.5,2.5] [--epochs 200] [--out DIR] [--device cpu]
+         [--gammas 1.5,2.5] [--epochs 150] [--controller both|with|without] [--out DIR] [--device cpu]
 ``--out`` keeps each experiment's data file and runs (``examples/inferred_inputs.py`` draws them).
 """
 
@@ -53,9 +56,10 @@ def make_dataset(experiment: str, gamma: float, n_conditions: int, seed: int):
     return make_integrate_to_bound_dataset(seed=seed, n_conditions=n_conditions)
 
 
-def fit_and_score(dataset, experiment: str, controller: bool, run_dir: Path, epochs: int, device: str) -> dict:
+def fit_and_score(dataset, experiment: str, controller: bool, run_dir: Path, config: pyro_lfads.LFADSConfig,
+                  device: str) -> dict:
     """Fit one model, average its posterior, score the validation trials against the truth."""
-    config = pyro_lfads.LFADSConfig(co_dim=1 if controller else 0, max_epochs=epochs, posterior_samples=20)
+    config = config.replace(co_dim=1 if controller else 0)
     start = time.perf_counter()
     pyro_lfads.fit(dataset, config, run_dir, device=device, overwrite=True, progress=False)
     pyro_lfads.write_posterior(run_dir, dataset, device=device, progress=False)
@@ -76,7 +80,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", default="chaotic-rnn,pulses,integrate-to-bound")
     parser.add_argument("--gammas", default="1.5,2.5", help="chaotic-rnn gammas (pulses use the first)")
-    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--kl-ramp-steps", type=int, default=800)
     parser.add_argument("--controller", choices=["both", "with", "without"], default="both")
     parser.add_argument("--paper-sizes", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -85,6 +91,8 @@ def main() -> None:
     args = parser.parse_args()
     gammas = [float(g) for g in args.gammas.split(",")]
     controllers = {"both": (True, False), "with": (True,), "without": (False,)}[args.controller]
+    config = pyro_lfads.LFADSConfig(max_epochs=args.epochs, batch_size=args.batch_size,
+                                    kl_ramp_steps=args.kl_ramp_steps, posterior_samples=20)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.out or Path(tmp)
         for experiment in args.experiments.split(","):
@@ -97,7 +105,7 @@ def main() -> None:
                 save_dataset(dataset, dataset.source)
                 for controller in controllers:
                     run_dir = root / name / ("controller" if controller else "no_controller")
-                    figures = fit_and_score(dataset, experiment, controller, run_dir, args.epochs, args.device)
+                    figures = fit_and_score(dataset, experiment, controller, run_dir, config, args.device)
                     print(json.dumps({"experiment": experiment,
                                       "gamma": gamma if experiment != "integrate-to-bound" else None,
                                       "controller": controller, "conditions": n_conditions,
