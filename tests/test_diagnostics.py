@@ -47,6 +47,7 @@ def test_khat_is_low_for_a_fitted_guide_and_flags_a_collapsed_one(fitted_tiny_lo
 
 
 @pytest.mark.filterwarnings("ignore:Estimated shape parameter:UserWarning")  # a 1-epoch model: large k expected
+@pytest.mark.filterwarnings("ignore:For one or more samples the posterior variance:UserWarning")  # az.waic, 6 draws
 def test_inference_data_groups_shapes_netcdf_and_loo(tiny_lorenz, tiny_config, tmp_path):
     import arviz as az
 
@@ -99,6 +100,7 @@ def test_inference_data_groups_shapes_netcdf_and_loo(tiny_lorenz, tiny_config, t
     assert np.isfinite(float(az.waic(again).elpd_waic))
 
 
+@pytest.mark.filterwarnings("ignore:Estimated shape parameter:UserWarning")  # az.loo with 8 draws
 def test_diagnose_run_writes_inference_data_and_a_summary_of_a_fitted_model(fitted_tiny_lorenz, tmp_path):
     import shutil
 
