@@ -202,8 +202,9 @@ def plot_pulse_aligned_inputs(inputs: np.ndarray, pulse_times_ms: np.ndarray, pa
                               max_trials: int = 100) -> Path:
     """Inferred inputs aligned to each trial's true pulse (the paper's Supp. Fig. 6).
 
-    ``inputs`` (trials, time, U) posterior means, drawn for the first input, sign-corrected so that
-    the mean response at the pulse is positive; ``pulse_times_ms`` (trials,) true pulse times. Left:
+    ``inputs`` (trials, time, U) posterior means, drawn for the first input minus its median, each
+    trial's sign set so that its largest departure is positive (the model may kick the generator
+    either way); ``pulse_times_ms`` (trials,) true pulse times. Left:
     single trials (thin) and their mean over the window around the pulse (time 0). Right: the
     bin of each trial's largest departure from its median against the true pulse time.
     """
@@ -213,17 +214,17 @@ def plot_pulse_aligned_inputs(inputs: np.ndarray, pulse_times_ms: np.ndarray, pa
     columns = pulse_bins[:, None] + offsets[None, :]
     inside = (columns >= 0) & (columns < u.shape[1])
     aligned = np.where(inside, u[np.arange(len(u))[:, None], np.clip(columns, 0, u.shape[1] - 1)], np.nan)
-    sign = 1.0 if np.nanmean(aligned[:, offsets == 0]) >= 0 else -1.0
-    aligned *= sign
+    peaks = np.abs(u).argmax(axis=1)
+    aligned *= np.sign(u[np.arange(len(u)), peaks])[:, None]  # each trial's largest departure drawn upwards
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [1.6, 1]})
     for trace in aligned[:max_trials]:
         left.plot(offsets * bin_ms, trace, color="tab:blue", lw=0.6, alpha=0.25)
     left.plot(offsets * bin_ms, np.nanmean(aligned, axis=0), color="black", lw=2, label="mean over trials")
     left.axvline(0.0, color="tab:red", ls="--", lw=1, label="true pulse")
-    left.set(xlabel="time from the true pulse (ms)", ylabel="inferred input (sign-corrected)",
+    left.set(xlabel="time from the true pulse (ms)", ylabel="inferred input (sign per trial)",
              title=f"inferred input around the pulse, {min(len(u), max_trials)} of {len(u)} trials")
     left.legend(fontsize=8, loc="upper right")
-    peaks_ms = np.abs(u).argmax(axis=1) * bin_ms
+    peaks_ms = peaks * bin_ms
     right.scatter(pulse_times_ms, peaks_ms, s=10, color="tab:blue", alpha=0.6)
     ends = [min(pulse_times_ms.min(), peaks_ms.min()), max(pulse_times_ms.max(), peaks_ms.max())]
     right.plot(ends, ends, "--", color="gray", lw=1, label="identity")
