@@ -94,6 +94,6 @@ def first_bins(dataset: LFADSDataset, n_time: int) -> LFADSDataset:
                      None if split.ext_input is None else split.ext_input[keep],
                      None if split.truth is None else split.truth[keep], split.inds)
 
-    extras = {key: value[:, :n_time] if key.endswith(("_behavior", "_latents")) else value
+    extras = {key: value[:, :n_time] if key.endswith(("_behavior", "_latents", "_inputs", "_target")) else value
               for key, value in dataset.extras.items()}
     return LFADSDataset(cut(dataset.train), cut(dataset.valid), dataset.conversion_factor, dataset.source, extras)

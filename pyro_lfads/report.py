@@ -101,7 +101,7 @@ def write_report(run_dir: str | Path, dataset: LFADSDataset | None = None, *, ou
         true_inputs = dataset.extras.get(f"{split}_inputs")
         figures.append(plots.plot_inputs(mean["u"], out / "inputs.png",
                                          inputs_std=posterior["u"].std(("chain", "draw")).values,
-                                         truth=None if true_inputs is None else true_inputs[:, : spikes.shape[1]],
+                                         truth=true_inputs,
                                          trials=trials, bin_ms=bin_ms))
     figures.append(plots.plot_ppc(predictive_checks(inference_data), out / "ppc.png"))
     figures.append(plots.plot_khat(np.asarray(diagnostics["per_trial"]["khat"]), out / "khat.png"))
