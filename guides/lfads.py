@@ -68,8 +68,11 @@ class LFADSGuide(nn.Module):
                 pyro.sample("u", PathNormal(loc, scale, path))
 
     def initial_condition(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T_enc, N_enc) -> mean and std of q(g0), each (B, G)."""
-        _, final = self.ic_encoder(x)
+        """x (B, T_enc, N_enc) -> mean and std of q(g0), each (B, G).
+
+        The encoder reads the first ``config.ic_enc_seq_len`` bins only, when that is set.
+        """
+        _, final = self.ic_encoder(x[:, : self.config.ic_enc_seq_len])
         loc, log_var = self.ic_posterior(self.dropout(final)).chunk(2, dim=-1)
         scale = (log_var.exp() + self.config.ic_post_var_min).sqrt()
         return loc, scale

@@ -33,6 +33,10 @@ class LFADSConfig:
         con_dim: controller GRU units.
         co_dim: inferred inputs u_t; 0 means no controller, and the guide has
             only the initial-condition encoder.
+        ic_enc_seq_len: bins the initial-condition encoder reads from the start
+            of each trial; None reads them all. A short window (original LFADS's
+            ``num_steps_for_gen_ic``) keeps g0 from encoding what happens later in
+            the trial, which the inferred inputs must then explain.
         time_bins: bins per trial the model uses (the first ``time_bins`` of
             each trial); None uses all bins; data with fewer bins is refused.
     Model:
@@ -84,6 +88,7 @@ class LFADSConfig:
     ci_enc_dim: int = 32
     con_dim: int = 32
     co_dim: int = 1
+    ic_enc_seq_len: int | None = None
     time_bins: int | None = None
 
     likelihood: str = "poisson"
@@ -129,6 +134,9 @@ class LFADSConfig:
             for name in ("ci_enc_dim", "con_dim"):
                 _check(source, name, getattr(self, name), int, lambda v: v >= 1,
                        "must be an integer >= 1 when co_dim > 0")
+        if self.ic_enc_seq_len is not None:
+            _check(source, "ic_enc_seq_len", self.ic_enc_seq_len, int, lambda v: v >= 1,
+                   "must be an integer >= 1 or null")
         if self.time_bins is not None:
             _check(source, "time_bins", self.time_bins, int, lambda v: v >= 1, "must be an integer >= 1 or null")
         positive_floats = ("calcium_tau_init", "ic_prior_var", "ic_post_var_min", "ar_tau_init", "ar_var_init", "cell_clip",

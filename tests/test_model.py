@@ -141,3 +141,19 @@ def test_annealing_scales_the_kl_terms_and_nothing_else(tiny_config, counts_batc
     torch.testing.assert_close(losses[1.0][0], losses[0.25][0])  # same samples: same reconstruction
     torch.testing.assert_close(losses[1.0][1], losses[0.25][1])
     torch.testing.assert_close(losses[1.0][2] - losses[0.25][2], 0.75 * losses[1.0][1])
+
+
+def test_ic_encoder_reads_only_its_window(tiny_config, counts_batch):
+    config = tiny_config.replace(ic_enc_seq_len=5)
+    model = LFADSModel(config, n_neurons=7)
+    guide = LFADSGuide(model, 7).eval()
+    batch = counts_batch(n_trials=3, n_time=12)
+    later = batch.encod_data.clone()
+    later[:, 5:] += 3.0  # changes after the window
+    earlier = batch.encod_data.clone()
+    earlier[:, 4] += 3.0  # a change inside it
+    with torch.no_grad():
+        base = guide.initial_condition(batch.encod_data)
+        for same, other in zip(base, guide.initial_condition(later)):
+            torch.testing.assert_close(same, other)
+        assert not torch.allclose(base[0], guide.initial_condition(earlier)[0])
