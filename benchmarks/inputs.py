@@ -44,10 +44,6 @@ from pyro_lfads.synthetic.chaotic_rnn import make_chaotic_rnn_dataset, make_puls
 from pyro_lfads.synthetic.integrate_to_bound import make_integrate_to_bound_dataset
 
 BIN_MS = 10.0
-#: Config changes per experiment. Integrate-to-bound: the initial-condition encoder reads the first
-#: 100 ms only; reading the whole trial, g0 encodes each condition's path to the bound and the inferred
-#: input goes unused (measured: input R2 0.004 with q(u) at the prior).
-EXPERIMENT_CONFIG = {"integrate-to-bound": {"ic_enc_seq_len": 10}}
 #: (reduced, paper) conditions of each experiment.
 CONDITIONS = {"chaotic-rnn": (100, 400), "pulses": (100, 400), "integrate-to-bound": (200, 800)}
 
@@ -63,7 +59,7 @@ def make_dataset(experiment: str, gamma: float, n_conditions: int, seed: int):
 def fit_and_score(dataset, experiment: str, controller: bool, run_dir: Path, config: pyro_lfads.LFADSConfig,
                   device: str) -> dict:
     """Fit one model, average its posterior, score the validation trials against the truth."""
-    config = config.replace(co_dim=1 if controller else 0, **EXPERIMENT_CONFIG.get(experiment, {}))
+    config = config.replace(co_dim=1 if controller else 0)
     start = time.perf_counter()
     pyro_lfads.fit(dataset, config, run_dir, device=device, overwrite=True, progress=False)
     pyro_lfads.write_posterior(run_dir, dataset, device=device, progress=False)
@@ -89,6 +85,8 @@ def main() -> None:
     parser.add_argument("--kl-ramp-steps", type=int, default=800)
     parser.add_argument("--controller", choices=["both", "with", "without"], default="both")
     parser.add_argument("--paper-sizes", action="store_true")
+    parser.add_argument("--ic-enc-seq-len", type=int, default=None,
+                        help="bins the initial-condition encoder reads (default: the whole trial)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="keep data and runs here (default: temporary)")
     parser.add_argument("--device", default="cpu")
@@ -96,7 +94,8 @@ def main() -> None:
     gammas = [float(g) for g in args.gammas.split(",")]
     controllers = {"both": (True, False), "with": (True,), "without": (False,)}[args.controller]
     config = pyro_lfads.LFADSConfig(max_epochs=args.epochs, batch_size=args.batch_size,
-                                    kl_ramp_steps=args.kl_ramp_steps, posterior_samples=20)
+                                    kl_ramp_steps=args.kl_ramp_steps, ic_enc_seq_len=args.ic_enc_seq_len,
+                                    posterior_samples=20)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.out or Path(tmp)
         for experiment in args.experiments.split(","):
