@@ -252,7 +252,7 @@ def cmd_fit(args) -> None:
 
 
 def cmd_posterior(args) -> None:
-    from .evaluate import run_dataset
+    from .run import run_dataset
     from .posterior import write_posterior
     from .train import check_device
 

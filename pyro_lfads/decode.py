@@ -13,11 +13,10 @@ import h5py
 import numpy as np
 
 from .errors import InputError
-from .evaluate import first_bins, run_dataset
 from .files import atomic_path
 from .metrics import fit_velocity_decoder, velocity_r2
 from .posterior import read_posterior
-from .run import read_run
+from .run import run_bins
 from .scoring import Layout
 
 DECODING_FILE = "decoding.h5"
@@ -39,8 +38,7 @@ def decode_run(run_dir: str | Path, dataset=None, *, source: str = "rates", lag_
     """
     if source not in SOURCES:
         raise InputError(f"--from: {source!r} is not one of {', '.join(SOURCES)}")
-    _, info = read_run(run_dir)
-    dataset = first_bins(dataset if dataset is not None else run_dataset(run_dir), info.n_time)
+    dataset = run_bins(run_dir, dataset)
     behavior = [dataset.extras.get(f"{split}_behavior") for split in ("train", "valid")]
     if any(b is None for b in behavior):
         raise InputError(f"{dataset.source}: train_behavior / valid_behavior: missing; decoding needs the "

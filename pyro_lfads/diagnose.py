@@ -24,10 +24,9 @@ from tqdm.auto import tqdm
 from .data import LFADSDataset
 from .diagnostics import elbo_per_trial, iwae_per_trial, log_importance_weights, pareto_khat, to_inference_data
 from .errors import InputError
-from .evaluate import first_bins, run_dataset
 from .files import atomic_path
 from .ppc import PPCResult, posterior_predictive_checks
-from .run import load_fitted
+from .run import load_fitted, run_bins
 
 INFERENCE_DATA_FILE, DIAGNOSTICS_FILE = "inference_data.nc", "diagnostics.json"
 DEFAULT_DRAWS, DEFAULT_IMPORTANCE_SAMPLES = 20, 200
@@ -51,8 +50,8 @@ def diagnose_run(run_dir: str | Path, dataset: LFADSDataset | None = None, *, sp
         if value < 2:
             raise InputError(f"{name}: must be >= 2, got {value}")
     run_dir = Path(run_dir)
-    config, info, model, guide = load_fitted(run_dir, "best", device)
-    dataset = first_bins(dataset if dataset is not None else run_dataset(run_dir), info.n_time)
+    config, _, model, guide = load_fitted(run_dir, "best", device)
+    dataset = run_bins(run_dir, dataset)
     data_split = getattr(dataset, split)
     conditions = dataset.extras.get(f"{split}_conditions")
     options = dict(time_bins=config.time_bins, device=device)

@@ -8,25 +8,13 @@ import numpy as np
 import torch
 from sklearn.metrics import r2_score
 
-from .data import LFADSDataset, Split, load_dataset
-from .errors import InputError
+from .data import LFADSDataset
 from .models.likelihoods import LIKELIHOODS
 from .metrics import bits_per_spike, poisson_nll, rate_r2, rate_r2_per_neuron
 from .posterior import read_posterior
-from .run import dataset_sha256, load_fitted, read_run
+from .run import load_fitted, read_run, run_bins
 from .scoring import BASELINES, DEFAULT_PSTH_SIGMA_BINS, baseline_rates, score_rates
 from .train import evaluate_elbo
-
-
-def run_dataset(run_dir: str | Path) -> LFADSDataset:
-    """The data set a run was fitted on, read again from its file and checked unchanged."""
-    _, info = read_run(run_dir)
-    if info.data_source.startswith("<"):
-        raise InputError(f"{run_dir}: was fitted on in-memory arrays; pass the data set to the Python API")
-    dataset = load_dataset(info.data_source, support="real")
-    if dataset_sha256(dataset) != info.data_sha256:
-        raise InputError(f"{info.data_source}: data changed since {run_dir} was fitted (checksum differs)")
-    return dataset
 
 
 def heldout_elbo(run_dir: str | Path, dataset: LFADSDataset, passes: int = 10, device: str = "cpu") -> float:
@@ -55,9 +43,8 @@ def evaluate_run(run_dir: str | Path, dataset: LFADSDataset | None = None, *,
     the model predicts observations other than its rates (calcium),
     ``obs_mean_r2``.
     """
-    config, info = read_run(run_dir)
-    dataset = dataset if dataset is not None else run_dataset(run_dir)
-    dataset = first_bins(dataset, info.n_time)
+    config, _ = read_run(run_dir)
+    dataset = run_bins(run_dir, dataset)
     counts = LIKELIHOODS[config.likelihood].support == "counts"
     posterior = read_posterior(run_dir, "valid")
     rates = posterior["output_params"].astype("float64")
@@ -81,19 +68,3 @@ def evaluate_run(run_dir: str | Path, dataset: LFADSDataset | None = None, *,
         result[method] = score_rates(dataset, train_rates, valid_rates, lag_bins=lag_bins,
                                      psth_sigma_bins=psth_sigma_bins)
     return result
-
-
-def first_bins(dataset: LFADSDataset, n_time: int) -> LFADSDataset:
-    """The data set cut to its first ``n_time`` bins (a run's ``time_bins``); itself when already so."""
-    if dataset.valid.n_time == n_time:
-        return dataset
-
-    def cut(split: Split) -> Split:
-        keep = slice(None), slice(0, n_time)
-        return Split(split.encod_data[keep], split.recon_data[keep],
-                     None if split.ext_input is None else split.ext_input[keep],
-                     None if split.truth is None else split.truth[keep], split.inds)
-
-    extras = {key: value[:, :n_time] if key.endswith(("_behavior", "_latents", "_inputs", "_target")) else value
-              for key, value in dataset.extras.items()}
-    return LFADSDataset(cut(dataset.train), cut(dataset.valid), dataset.conversion_factor, dataset.source, extras)

@@ -366,5 +366,11 @@ def input_r2(inferred: np.ndarray, true: np.ndarray) -> float:
     inferred, true = _as_3d("inferred", inferred), _as_3d("true", true)
     if inferred.shape[:2] != true.shape[:2]:
         raise InputError(f"inferred and true: trials and bins differ, {inferred.shape[:2]} vs {true.shape[:2]}")
+    return float(r2_score(true.reshape(-1, true.shape[2]), affine_map(inferred, true).reshape(-1, true.shape[2])))
+
+
+def affine_map(inferred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """The least-squares affine map of the inferred inputs (trials, T, U) onto the true ones
+    (trials, T, V), applied: (trials, T, V). Sign, scale and offset are fitted over all bins."""
     x, y = inferred.reshape(-1, inferred.shape[2]), true.reshape(-1, true.shape[2])
-    return float(r2_score(y, LinearRegression().fit(x, y).predict(x)))
+    return LinearRegression().fit(x, y).predict(x).reshape(true.shape)

@@ -244,11 +244,11 @@ def plot_input_recovery(inferred: np.ndarray, true: np.ndarray, path: str | Path
     :func:`pyro_lfads.metrics.input_r2`). Left: the mapped and true inputs of a few trials over time.
     Right: all bins, true against mapped, with the R2.
     """
-    from sklearn.linear_model import LinearRegression
     from sklearn.metrics import r2_score
 
-    x, y = inferred.reshape(-1, inferred.shape[2]), true.reshape(-1, 1)[:, 0]
-    mapped = LinearRegression().fit(x, y).predict(x).reshape(true.shape[:2])
+    from .metrics import affine_map
+
+    mapped, y = affine_map(inferred, true[:, :, :1])[:, :, 0], true[:, :, 0].ravel()
     fig = plt.figure(figsize=(12, 2.2 * len(trials) + 0.6))
     grid = fig.add_gridspec(len(trials), 2, width_ratios=[1.8, 1])
     time_s = _time_s(true.shape[1], bin_ms)

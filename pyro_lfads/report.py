@@ -13,13 +13,12 @@ import html
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import r2_score
 
 from . import plots
 from .data import LFADSDataset
 from .diagnose import INFERENCE_DATA_FILE, diagnose_run, predictive_checks, read_diagnostics
-from .evaluate import first_bins, run_dataset
-from .run import BEST, read_run, read_training_curve
+from .metrics import rate_r2
+from .run import BEST, read_run, read_training_curve, run_bins
 
 REPORT_DIR = "report"
 
@@ -68,9 +67,9 @@ def write_report(run_dir: str | Path, dataset: LFADSDataset | None = None, *, ou
     """
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / REPORT_DIR
-    config, info = read_run(run_dir)
+    config, _ = read_run(run_dir)
     records = read_training_curve(run_dir)
-    dataset = first_bins(dataset if dataset is not None else run_dataset(run_dir), info.n_time)
+    dataset = run_bins(run_dir, dataset)
     diagnostics_file = run_dir / INFERENCE_DATA_FILE
     if not diagnostics_file.is_file() or diagnostics_file.stat().st_mtime < (run_dir / BEST).stat().st_mtime:
         diagnose_run(run_dir, dataset, bin_ms=bin_ms, device=device, progress=progress)
@@ -95,7 +94,7 @@ def write_report(run_dir: str | Path, dataset: LFADSDataset | None = None, *, ou
                "split": split}
     if truth is not None:
         figures.append(plots.plot_rate_scatter(truth, mean["rates"], out / "rate_scatter.png"))
-        numbers["rate R2 vs truth"] = float(r2_score(truth.ravel(), mean["rates"].ravel()))
+        numbers["rate R2 vs truth"] = rate_r2(truth, mean["rates"])
     figures.append(plots.plot_factor_pcs(mean["factors"], out / "factors.png", conditions=conditions))
     if "u" in mean:
         true_inputs = dataset.extras.get(f"{split}_inputs")

@@ -23,7 +23,7 @@ import torch
 
 from . import __version__
 from .config import LFADSConfig
-from .data import LFADSDataset
+from .data import LFADSDataset, Split, load_dataset
 from .errors import InputError
 from .files import atomic_path
 
@@ -155,3 +155,36 @@ def load_fitted(run_dir: str | Path, which: str = "best", device: str = "cpu"):
     model.to(device).eval()
     guide.to(device).eval()
     return config, info, model, guide
+
+
+def run_dataset(run_dir: str | Path) -> LFADSDataset:
+    """The data set a run was fitted on, read again from its file and checked unchanged."""
+    _, info = read_run(run_dir)
+    if info.data_source.startswith("<"):
+        raise InputError(f"{run_dir}: was fitted on in-memory arrays; pass the data set to the Python API")
+    dataset = load_dataset(info.data_source, support="real")
+    if dataset_sha256(dataset) != info.data_sha256:
+        raise InputError(f"{info.data_source}: data changed since {run_dir} was fitted (checksum differs)")
+    return dataset
+
+
+def run_bins(run_dir: str | Path, dataset: LFADSDataset | None = None) -> LFADSDataset:
+    """What a run is scored on: ``dataset`` (default: read again by :func:`run_dataset`) cut to the run's bins."""
+    _, info = read_run(run_dir)
+    return first_bins(dataset if dataset is not None else run_dataset(run_dir), info.n_time)
+
+
+def first_bins(dataset: LFADSDataset, n_time: int) -> LFADSDataset:
+    """The data set cut to its first ``n_time`` bins (a run's ``time_bins``); itself when already so."""
+    if dataset.valid.n_time == n_time:
+        return dataset
+
+    def cut(split: Split) -> Split:
+        keep = slice(None), slice(0, n_time)
+        return Split(split.encod_data[keep], split.recon_data[keep],
+                     None if split.ext_input is None else split.ext_input[keep],
+                     None if split.truth is None else split.truth[keep], split.inds)
+
+    extras = {key: value[:, :n_time] if key.endswith(("_behavior", "_latents", "_inputs", "_target")) else value
+              for key, value in dataset.extras.items()}
+    return LFADSDataset(cut(dataset.train), cut(dataset.valid), dataset.conversion_factor, dataset.source, extras)
