@@ -7,12 +7,15 @@ validation trials are scored against the ground truth. One JSON line per fit:
     {"experiment", "gamma", "controller", "conditions", "trials", "epochs", "seconds",
      "rate_r2",                                                 every experiment
      "pulse_median_abs_error_ms", "pulse_fraction_within_50ms", pulses, with a controller
-     "input_r2"}                                                integrate-to-bound, with a controller
+     "input_r2", "input_r2_supervised_ridge"}                   integrate-to-bound, with a controller
 
 ``rate_r2`` is the R2 of the posterior mean rates against the true rates.
 Pulse timing compares the bin where the inferred input departs most from its
 median with the true pulse time; ``input_r2`` allows a fitted sign, scale and
-offset between the inferred and the true input (:mod:`pyro_lfads.metrics`).
+offset between the inferred and the true input (:mod:`pyro_lfads.metrics`);
+``input_r2_supervised_ridge`` is what a ridge decoder *trained on the true
+inputs* recovers from the same validation spikes (cross-validated), a yardstick
+for how much of the input the spikes carry.
 
 Reduced sizes by default (the paper's with ``--paper-sizes``): chaotic RNN and
 pulses 100 conditions x 10 trials (paper 400 x 10), integrate-to-bound 200
@@ -41,19 +44,19 @@ from pyro_lfads.data import save_dataset
 from pyro_lfads.metrics import input_r2, pulse_time_errors_ms, rate_r2
 from pyro_lfads.run import read_training_curve
 from pyro_lfads.synthetic.chaotic_rnn import make_chaotic_rnn_dataset, make_pulse_dataset
-from pyro_lfads.synthetic.integrate_to_bound import make_integrate_to_bound_dataset
+from pyro_lfads.synthetic.integrate_to_bound import make_integrate_to_bound_dataset, supervised_input_r2
 
 BIN_MS = 10.0
 #: (reduced, paper) conditions of each experiment.
 CONDITIONS = {"chaotic-rnn": (100, 400), "pulses": (100, 400), "integrate-to-bound": (200, 800)}
 
 
-def make_dataset(experiment: str, gamma: float, n_conditions: int, seed: int):
+def make_dataset(experiment: str, gamma: float, n_conditions: int, seed: int, itb_neurons: int):
     if experiment == "chaotic-rnn":
         return make_chaotic_rnn_dataset(seed=seed, gamma=gamma, n_conditions=n_conditions)
     if experiment == "pulses":
         return make_pulse_dataset(seed=seed, gamma=gamma, n_conditions=n_conditions)
-    return make_integrate_to_bound_dataset(seed=seed, n_conditions=n_conditions)
+    return make_integrate_to_bound_dataset(seed=seed, n_conditions=n_conditions, n_neurons=itb_neurons)
 
 
 def fit_and_score(dataset, experiment: str, controller: bool, run_dir: Path, config: pyro_lfads.LFADSConfig,
@@ -73,6 +76,8 @@ def fit_and_score(dataset, experiment: str, controller: bool, run_dir: Path, con
                        pulse_fraction_within_50ms=float(np.mean(errors <= 50.0)))
     if controller and experiment == "integrate-to-bound":
         figures["input_r2"] = input_r2(posterior["co_means"], dataset.extras["valid_inputs"])
+        figures["input_r2_supervised_ridge"] = supervised_input_r2(dataset.valid.recon_data,
+                                                                   dataset.extras["valid_inputs"])
     return figures
 
 
@@ -87,6 +92,7 @@ def main() -> None:
     parser.add_argument("--paper-sizes", action="store_true")
     parser.add_argument("--ic-enc-seq-len", type=int, default=None,
                         help="bins the initial-condition encoder reads (default: the whole trial)")
+    parser.add_argument("--itb-neurons", type=int, default=50, help="integrate-to-bound neurons (paper: 50)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="keep data and runs here (default: temporary)")
     parser.add_argument("--device", default="cpu")
@@ -102,7 +108,7 @@ def main() -> None:
             n_conditions = CONDITIONS[experiment][args.paper_sizes]
             for gamma in (gammas if experiment == "chaotic-rnn" else gammas[:1]):
                 name = f"{experiment}-{gamma}" if experiment != "integrate-to-bound" else experiment
-                dataset = make_dataset(experiment, gamma, n_conditions, args.seed)
+                dataset = make_dataset(experiment, gamma, n_conditions, args.seed, args.itb_neurons)
                 (root / name).mkdir(parents=True, exist_ok=True)
                 dataset.source = str(root / name / "data.h5")
                 save_dataset(dataset, dataset.source)
@@ -112,6 +118,7 @@ def main() -> None:
                     print(json.dumps({"experiment": experiment,
                                       "gamma": gamma if experiment != "integrate-to-bound" else None,
                                       "controller": controller, "conditions": n_conditions,
+                                      "neurons": dataset.train.n_neurons,
                                       "trials": dataset.train.n_trials + dataset.valid.n_trials, **figures}),
                           flush=True)
 

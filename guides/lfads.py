@@ -10,9 +10,15 @@
 Dropout (Methods 1.9) on the encoder input, on E_ic before W_ic, and on the
 controller's encoder input. With ``co_dim = 0`` only the initial-condition
 encoder exists. The guide takes the model's arguments: ``guide(batch, kl_scale)``.
+
+Stitching (Methods 1.8): with several sessions, the encoders read
+``W_in^s x_t`` (F wide, the session's read-in) instead of x_t; everything
+else is shared.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import pyro
 import pyro.distributions as dist
@@ -23,7 +29,7 @@ from torch import nn
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.distributions import PathNormal
 from pyro_lfads.models.lfads import LFADSModel
-from pyro_lfads.nn import BidirectionalEncoder, ClippedGRUCell
+from pyro_lfads.nn import BidirectionalEncoder, ClippedGRUCell, ReadIn
 
 
 class LFADSGuide(nn.Module):
@@ -32,15 +38,20 @@ class LFADSGuide(nn.Module):
     Args:
         model: the LFADSModel whose generator this guide runs. The generator is
             not a submodule of the guide: its parameters exist once, in the model.
-        n_encod_neurons: neurons the encoders read.
+        n_encod_neurons: neurons the encoders read; for a stitched model, a
+            sequence of each session's count (each session gets a read-in).
     """
 
-    def __init__(self, model: LFADSModel, n_encod_neurons: int, config: LFADSConfig | None = None):
+    def __init__(self, model: LFADSModel, n_encod_neurons: int | Sequence[int], config: LFADSConfig | None = None):
         super().__init__()
         config = config or model.config
         self.config = config
         self._model = (model,)  # a tuple hides it from nn.Module: no second copy of its parameters
         self.dropout = nn.Dropout(config.dropout)
+        sessions = [n_encod_neurons] if isinstance(n_encod_neurons, int) else list(n_encod_neurons)
+        self.read_ins = (nn.ModuleList([ReadIn(n, config.fac_dim, config.train_read_in) for n in sessions])
+                         if len(sessions) > 1 else None)
+        n_encod_neurons = sessions[0] if self.read_ins is None else config.fac_dim
         self.ic_encoder = BidirectionalEncoder(n_encod_neurons, config.ic_enc_dim)
         self.ic_posterior = nn.Linear(2 * config.ic_enc_dim, 2 * config.gen_dim)
         nn.init.normal_(self.ic_posterior.weight, std=(2 * config.ic_enc_dim) ** -0.5)
@@ -59,7 +70,7 @@ class LFADSGuide(nn.Module):
 
     def forward(self, batch, kl_scale: float = 1.0) -> None:
         pyro.module("lfads_guide", self)
-        x = self.dropout(batch.encod_data)
+        x = self.encoder_input(batch)
         ic_loc, ic_scale = self.initial_condition(x)
         with pyro.plate("trials", batch.n_trials), poutine.scale(scale=kl_scale):
             g0 = pyro.sample("g0", dist.Normal(ic_loc, ic_scale).to_event(1))
@@ -67,8 +78,14 @@ class LFADSGuide(nn.Module):
                 loc, scale, path = self.controller_path(x, g0, batch)
                 pyro.sample("u", PathNormal(loc, scale, path))
 
+    def encoder_input(self, batch) -> torch.Tensor:
+        """What the encoders read: ``batch.encod_data`` (B, T_enc, N_enc) after dropout, through the
+        session's read-in (B, T_enc, F) in a stitched model."""
+        x = self.dropout(batch.encod_data)
+        return x if self.read_ins is None else self.read_ins[batch.session](x)
+
     def initial_condition(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T_enc, N_enc) -> mean and std of q(g0), each (B, G).
+        """x (B, T_enc, N_enc) from :meth:`encoder_input` -> mean and std of q(g0), each (B, G).
 
         The encoder reads the first ``config.ic_enc_seq_len`` bins only, when that is set.
         """

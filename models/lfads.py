@@ -11,6 +11,11 @@ The last two lines are the observation model, ``self.likelihood``: swap it
 for another in ``likelihoods.py`` (Gaussian, negative binomial, Gamma,
 zero-inflated Gamma, calcium) or one of your own.
 
+Stitching (Methods 1.8): a model of several recording sessions, each with its
+own neurons, has one observation model per session (``self.likelihoods[s]``,
+with the session's read-out W_rate^s); ``batch.session`` picks it. The
+generator, the priors and the factor readout are shared by all sessions.
+
 Sample sites: ``g0`` (B, G), ``u`` (B, T, U), ``obs`` (B, T, N); deterministic
 sites ``gen_states`` (B, T, G), ``factors`` (B, T, F), ``rates`` (B, T, N)
 and, where the observations' mean is not the rates (calcium), ``obs_mean``.
@@ -20,6 +25,7 @@ B trials, T bins, G generator units, U inferred inputs, F factors, N neurons.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pyro
 import pyro.distributions as dist
@@ -83,22 +89,32 @@ class LFADSModel(nn.Module):
 
     Args:
         config: hyperparameters.
-        n_neurons: N, neurons reconstructed.
+        n_neurons: N, neurons reconstructed; for a stitched model, a sequence
+            of each session's N.
         n_ext_inputs: external (observed) inputs a_t fed to the generator.
-        likelihood: an observation model (see ``likelihoods.py``); by default
-            the one ``config.likelihood`` names.
+        likelihood: an observation model (see ``likelihoods.py``) for a
+            single-session model; by default the one ``config.likelihood`` names.
     """
 
-    def __init__(self, config: LFADSConfig, n_neurons: int, n_ext_inputs: int = 0,
+    def __init__(self, config: LFADSConfig, n_neurons: int | Sequence[int], n_ext_inputs: int = 0,
                  likelihood: nn.Module | None = None):
         super().__init__()
         self.config = config
-        self.n_neurons, self.n_ext_inputs = n_neurons, n_ext_inputs
+        self.session_neurons = [n_neurons] if isinstance(n_neurons, int) else [int(n) for n in n_neurons]
+        if likelihood is not None and len(self.session_neurons) > 1:
+            raise ValueError("likelihood: give one observation model per session through config.likelihood")
+        self.n_ext_inputs = n_ext_inputs
         self.generator = Generator(config.co_dim + n_ext_inputs, config.gen_dim, config.fac_dim,
                                    config.cell_clip, config.dropout)
         self.ic_prior_mean = nn.Parameter(torch.zeros(config.gen_dim))
         self.input_prior = InputPrior(config.co_dim, config.ar_tau_init, config.ar_var_init) if config.co_dim else None
-        self.likelihood = likelihood if likelihood is not None else make_likelihood(config, n_neurons)
+        self.likelihoods = nn.ModuleList([likelihood] if likelihood is not None else
+                                         [make_likelihood(config, n) for n in self.session_neurons])
+
+    @property
+    def likelihood(self) -> nn.Module:
+        """The observation model of session 0 (the only one of a single-session model)."""
+        return self.likelihoods[0]
 
     def forward(self, batch, kl_scale: float = 1.0) -> torch.Tensor:
         """Score ``batch.recon_data`` (or simulate it when absent); returns the rates (B, T, N).
@@ -118,7 +134,7 @@ class LFADSModel(nn.Module):
             inputs = _generator_inputs(u, batch.ext_input, n_trials, n_time, g0)
             states = self.generator.run(g0, inputs)
             factors = self.generator.factors(states)
-            observation = self.likelihood(factors)
+            observation = self.likelihoods[batch.session](factors)
             pyro.deterministic("gen_states", states, event_dim=2)
             pyro.deterministic("factors", factors, event_dim=2)
             pyro.deterministic("rates", observation.rates, event_dim=2)

@@ -11,7 +11,10 @@ An observation model is an ``nn.Module`` with
   (counts per bin for spikes and calcium; the mean signal otherwise) and the
   predicted ``mean`` of the observations (B, T, N);
 - ``init_from_data(data)``: data-driven initialisation from the training
-  observations (trials, T, N).
+  observations (trials, T, N);
+- ``readout``: the ``nn.Linear`` from factors to the (log) rates, which a
+  stitched model initialises per session; ``log_link = False`` where it gives
+  the mean itself (Gaussian) rather than its log.
 
 To add one, copy the class closest to what you need, edit it, and
 ``register_likelihood("name", MyLikelihood)``; then ``likelihood: name`` in a
@@ -81,6 +84,7 @@ class GaussianLikelihood(nn.Module):
     """
 
     support = "real"
+    log_link = False  # the readout gives the mean itself (the others give its log)
 
     def __init__(self, fac_dim: int, n_neurons: int):
         super().__init__()

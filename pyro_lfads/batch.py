@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +23,8 @@ class Batch:
         recon_weight: (B, T, N) weight of each entry of recon_data in the
             likelihood, 0 for unscored entries; None weighs all by 1 (see
             :mod:`pyro_lfads.masking`).
+        session: which recording session the trials come from (0 for
+            single-session data): it picks the session's read-in and read-out.
     """
 
     encod_data: torch.Tensor
@@ -30,6 +32,7 @@ class Batch:
     ext_input: torch.Tensor | None
     n_time: int
     recon_weight: torch.Tensor | None = None
+    session: int = 0
 
     @property
     def n_trials(self) -> int:
@@ -40,15 +43,16 @@ class Batch:
         def rep(x):
             return None if x is None else x.repeat_interleave(times, dim=0)
         return Batch(rep(self.encod_data), rep(self.recon_data), rep(self.ext_input), self.n_time,
-                     rep(self.recon_weight))
+                     rep(self.recon_weight), self.session)
 
     def replace(self, **changes) -> "Batch":
         """A copy with some fields changed."""
         return replace(self, **changes)
 
 
-def split_batch(split: Split, index, device: torch.device | str = "cpu", time_bins: int | None = None) -> Batch:
-    """The trials ``index`` (array, list or slice) of ``split`` as a Batch on ``device``.
+def split_batch(split: Split, index, device: torch.device | str = "cpu", time_bins: int | None = None,
+                session: int = 0) -> Batch:
+    """The trials ``index`` (array, list or slice) of ``split`` (from session ``session``) as a Batch on ``device``.
 
     ``time_bins`` keeps the first bins of each trial (the config's time_bins).
     """
@@ -61,13 +65,40 @@ def split_batch(split: Split, index, device: torch.device | str = "cpu", time_bi
     encod = tensor(split.encod_data, time_bins)
     ext = tensor(split.ext_input, time_bins)
     weight = tensor(split.recon_mask, time_bins)  # scored entries weigh 1, the others 0
-    return Batch(encod, recon, ext, int(recon.shape[1]), weight)
+    return Batch(encod, recon, ext, int(recon.shape[1]), weight, session)
 
 
 def iterate_batches(split: Split, batch_size: int, generator: torch.Generator | None,
-                    device: torch.device | str = "cpu", time_bins: int | None = None) -> Iterator[Batch]:
+                    device: torch.device | str = "cpu", time_bins: int | None = None,
+                    session: int = 0) -> Iterator[Batch]:
     """Batches covering every trial once; shuffled with ``generator``, in order when None."""
-    n = split.n_trials
-    order = torch.randperm(n, generator=generator).numpy() if generator is not None else np.arange(n)
-    for start in range(0, n, batch_size):
-        yield split_batch(split, np.sort(order[start:start + batch_size]), device, time_bins)
+    for index in _batch_indices(split.n_trials, batch_size, generator):
+        yield split_batch(split, index, device, time_bins, session)
+
+
+def iterate_session_batches(splits: Sequence[Split], batch_size: int, generator: torch.Generator | None,
+                            device: torch.device | str = "cpu", time_bins: int | None = None) -> Iterator[Batch]:
+    """Batches covering every trial of every session once, each batch from one session (Methods 1.8).
+
+    Each session's trials are cut into batches as :func:`iterate_batches`
+    does; with ``generator`` the batches of all sessions are then visited in
+    a shuffled order, so consecutive steps move different sessions' read-ins
+    and read-outs while the shared parameters move at every step. Without
+    it, session by session, in order. One session gives exactly
+    :func:`iterate_batches`'s batches.
+    """
+    if len(splits) == 1:
+        yield from iterate_batches(splits[0], batch_size, generator, device, time_bins)
+        return
+    jobs = [(session, index) for session, split in enumerate(splits)
+            for index in _batch_indices(split.n_trials, batch_size, generator)]
+    order = torch.randperm(len(jobs), generator=generator).tolist() if generator is not None else range(len(jobs))
+    for job in order:
+        session, index = jobs[job]
+        yield split_batch(splits[session], index, device, time_bins, session)
+
+
+def _batch_indices(n_trials: int, batch_size: int, generator: torch.Generator | None) -> list[np.ndarray]:
+    """Sorted trial indices of consecutive batches of a permutation (identity when ``generator`` is None)."""
+    order = torch.randperm(n_trials, generator=generator).numpy() if generator is not None else np.arange(n_trials)
+    return [np.sort(order[start:start + batch_size]) for start in range(0, n_trials, batch_size)]

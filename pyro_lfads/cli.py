@@ -6,6 +6,7 @@ Bad input gives one line on stderr (``pyro-lfads: error: ...``) and exit status 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import sys
 import time
@@ -74,14 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = sub.add_parser("synth", help="write a synthetic data set with known ground truth")
     synth.add_argument("system", choices=["lorenz", "calcium", "nlb-lorenz", "chaotic-rnn", "pulses",
-                                          "integrate-to-bound"],
+                                          "integrate-to-bound", "multisession"],
                        help="lorenz: the paper's Lorenz benchmark (Methods 2.1); calcium: dF/F imaging of it; "
                             "nlb-lorenz: Lorenz with held-out neurons, forward bins, conditions and behaviour; "
                             "chaotic-rnn: a chaotic RNN's units (Methods 2.2); pulses: the same RNN kicked by one "
                             "input pulse per trial (Methods 2.3); integrate-to-bound: an RNN trained to integrate "
-                            "white noise to a bound, about 10 s of training (Methods 2.4); the last two keep their "
-                            "true inputs as *_inputs")
-    synth.add_argument("--out", required=True, type=Path, help="output file, .h5 or .npz (LFADS format)")
+                            "white noise to a bound, about 20 s of training (Methods 2.4); the last two keep their "
+                            "true inputs as *_inputs; multisession: 5 sessions of different neurons recording "
+                            "the same Lorenz conditions, one file per session (for stitching)")
+    synth.add_argument("--out", required=True, type=Path,
+                       help="output file, .h5 or .npz (LFADS format); multisession writes OUT's stem + "
+                            "_session0, _session1, ...")
     synth.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default 0)")
     synth.add_argument("--likelihood", default="poisson", choices=OBSERVATIONS,
                        help="lorenz only: how the rates are observed (default poisson)")
@@ -108,8 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fraction of trials for validation when the trials table has no 'split' column")
     nwb.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of that random split")
 
-    fit = sub.add_parser("fit", help="fit LFADS to a data file, writing a run directory")
-    fit.add_argument("data", type=Path, help="LFADS-format data file (.h5/.hdf5 or .npz)")
+    fit = sub.add_parser("fit", help="fit LFADS to a data file (or stitch several sessions' files), "
+                                     "writing a run directory")
+    fit.add_argument("data", nargs="+", help="LFADS-format data file (.h5/.hdf5 or .npz); several files or a "
+                                             "quoted glob ('sessions_*.h5') stitch one model across sessions")
     fit.add_argument("--out", required=True, type=Path, help="run directory to write (created if needed)")
     fit.add_argument("--config", type=Path, help="YAML file of config keys (see LFADSConfig); others keep defaults")
     fit.add_argument("--max-epochs", type=_positive_int, help="override the config's max_epochs")
@@ -121,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device(fit)
 
-    post = sub.add_parser("posterior", help="posterior averages of a fitted run into RUN_DIR/posterior.h5")
+    post = sub.add_parser("posterior", help="posterior averages of a fitted run into RUN_DIR/posterior.h5 "
+                                            "(posterior_session{k}.h5 per session of a stitched run)")
     post.add_argument("run_dir", type=Path, help="run directory written by 'fit'")
     post.add_argument("--samples", type=_positive_int, help="samples of (g0, u) per trial (default: config, 50)")
     post.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -130,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="score a run's validation trials, LFADS next to smoothing and GPFA")
     ev.add_argument("run_dir", type=Path, help="run directory with a posterior")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ev.add_argument("--session", type=_nonnegative_int, default=None,
+                    help="stitched runs: score this session only (default: every session)")
     _add_scoring(ev)
     ev.add_argument("--baselines", type=_baseline_list, default=("smoothing", "gpfa"),
                     help="comma-separated baselines to fit and score: smoothing, gpfa, or none "
@@ -180,6 +189,7 @@ def cmd_synth(args) -> None:
     from .synthetic.integrate_to_bound import make_integrate_to_bound_dataset
     from .synthetic.lorenz import make_lorenz_dataset
     from .synthetic.lorenz_nlb import make_nlb_lorenz_dataset
+    from .synthetic.multisession import make_multisession_datasets
 
     if args.likelihood != "poisson" and args.system != "lorenz":
         raise InputError(f"--likelihood: applies to 'synth lorenz' only, not {args.system}")
@@ -197,6 +207,9 @@ def cmd_synth(args) -> None:
         dataset = make_pulse_dataset(seed=args.seed, gamma=args.gamma)
     elif args.system == "integrate-to-bound":
         dataset = make_integrate_to_bound_dataset(seed=args.seed)
+    elif args.system == "multisession":
+        _write_sessions(make_multisession_datasets(seed=args.seed), args.out)
+        return
     else:
         dataset = make_lorenz_dataset(seed=args.seed, likelihood=args.likelihood)
     if args.format == "nlb":
@@ -209,6 +222,18 @@ def cmd_synth(args) -> None:
         save_dataset(dataset, args.out)
     print(f"wrote {args.out}: {dataset.train.n_trials} train and {dataset.valid.n_trials} valid trials, "
           f"{dataset.train.n_time} bins, {dataset.train.n_neurons} neurons")
+
+
+def _write_sessions(sessions, out: Path) -> None:
+    """Write each session to OUT's stem + _session{k} + OUT's suffix."""
+    from .data import save_dataset
+
+    for k, dataset in enumerate(sessions):
+        path = out.with_name(f"{out.stem}_session{k}{out.suffix}")
+        dataset.source = str(path)
+        save_dataset(dataset, path)
+        print(f"wrote {path}: {dataset.train.n_trials} train + {dataset.valid.n_trials} valid trials, "
+              f"{dataset.train.n_time} bins, {dataset.train.n_neurons} neurons")
 
 
 def cmd_from_nwb(args) -> None:
@@ -241,9 +266,10 @@ def cmd_fit(args) -> None:
 
     config = _config_for(args)
     check_device(args.device)
-    dataset = load_dataset(args.data, support=LIKELIHOODS[config.likelihood].support,
-                           min_time_bins=config.time_bins)
-    trainer = fit(dataset, config, args.out, device=args.device, overwrite=args.overwrite, progress=not args.quiet)
+    sessions = [load_dataset(path, support=LIKELIHOODS[config.likelihood].support, min_time_bins=config.time_bins)
+                for path in data_paths(args.data)]
+    trainer = fit(sessions if len(sessions) > 1 else sessions[0], config, args.out, device=args.device,
+                  overwrite=args.overwrite, progress=not args.quiet)
     st = trainer.state
     best = (f"best sample-validation cost {st.best_valid:.4f} nats/entry" if config.sv_rate > 0 else
             f"best validation loss {st.best_valid:.2f} nats/trial")
@@ -251,23 +277,49 @@ def cmd_fit(args) -> None:
           f"{best} at epoch {st.best_epoch}; run in {args.out}")
 
 
+def data_paths(patterns: list[str]) -> list[Path]:
+    """The data files named by ``patterns``: paths, or globs expanded in sorted order."""
+    paths = []
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise InputError(f"{pattern}: no file matches this pattern")
+            paths.extend(Path(match) for match in matches)
+        else:
+            paths.append(Path(pattern))
+    return paths
+
+
 def cmd_posterior(args) -> None:
-    from .run import run_dataset
     from .posterior import write_posterior
+    from .run import run_sessions
     from .train import check_device
 
     check_device(args.device)
-    path = write_posterior(args.run_dir, run_dataset(args.run_dir), samples=args.samples, device=args.device,
-                           progress=not args.quiet)
-    print(f"wrote {path}")
+    paths = write_posterior(args.run_dir, run_sessions(args.run_dir), samples=args.samples, device=args.device,
+                            progress=not args.quiet)
+    print("wrote " + ", ".join(str(path) for path in paths))
 
 
 def cmd_evaluate(args) -> None:
     from .evaluate import evaluate_run
+    from .run import read_run
 
-    result = evaluate_run(args.run_dir, baselines=args.baselines, lag_bins=args.lag_bins,
-                          psth_sigma_bins=args.psth_sigma_bins)
-    print(json.dumps(result) if args.json else format_table(result))
+    n_sessions = len(read_run(args.run_dir)[1].session_infos())
+    if args.session is not None and args.session >= n_sessions:
+        raise InputError(f"--session: {args.run_dir} has sessions 0 to {n_sessions - 1}, got {args.session}")
+    sessions = [args.session] if args.session is not None else range(n_sessions)
+    results = {session: evaluate_run(args.run_dir, baselines=args.baselines, lag_bins=args.lag_bins,
+                                     psth_sigma_bins=args.psth_sigma_bins, session=session)
+               for session in sessions}
+    if n_sessions == 1:
+        result = results[0]
+        print(json.dumps(result) if args.json else format_table(result))
+    elif args.json:
+        print(json.dumps({f"session{k}": result for k, result in results.items()}))
+    else:
+        print("\n\n".join(f"session {k}\n{format_table(result)}" for k, result in results.items()))
 
 
 def format_table(result: dict) -> str:

@@ -39,6 +39,10 @@ class LFADSConfig:
             the trial, which the inferred inputs must then explain.
         time_bins: bins per trial the model uses (the first ``time_bins`` of
             each trial); None uses all bins; data with fewer bins is refused.
+    Stitching (several sessions, Methods 1.8):
+        train_read_in: train the sessions' read-in matrices after their
+            principal-components initialisation (True, the paper's), or keep
+            them fixed there (False).
     Model:
         likelihood: observation model of the ``obs`` site: poisson, gaussian,
             negbinom, gamma, zig (zero-inflated Gamma) or calcium.
@@ -90,6 +94,7 @@ class LFADSConfig:
     co_dim: int = 1
     ic_enc_seq_len: int | None = None
     time_bins: int | None = None
+    train_read_in: bool = True
 
     likelihood: str = "poisson"
     calcium_tau_init: float = 10.0
@@ -149,6 +154,7 @@ class LFADSConfig:
             _check(source, "cd_rate", self.cd_rate, float, lambda v: 0 <= v < 1, "must be in [0, 1) or null")
         for name in ("dropout", "sv_rate", "adam_beta1", "adam_beta2"):
             _check(source, name, getattr(self, name), float, lambda v: 0 <= v < 1, "must be in [0, 1)")
+        _check(source, "train_read_in", self.train_read_in, bool, lambda v: True, "must be true or false")
         _check(source, "lr_decay", self.lr_decay, float, lambda v: 0 < v < 1, "must be in (0, 1)")
         from pyro_lfads.models.likelihoods import LIKELIHOODS  # the registry, with user additions
 
@@ -213,6 +219,8 @@ def _check(source, name, value, kind, ok, problem) -> None:
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind is int:
         well_typed = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is bool:
+        well_typed = isinstance(value, bool)
     else:
         well_typed = numeric
     if not well_typed or not ok(value):

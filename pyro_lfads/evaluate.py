@@ -17,19 +17,22 @@ from .scoring import BASELINES, DEFAULT_PSTH_SIGMA_BINS, baseline_rates, score_r
 from .train import evaluate_elbo
 
 
-def heldout_elbo(run_dir: str | Path, dataset: LFADSDataset, passes: int = 10, device: str = "cpu") -> float:
-    """The ELBO per validation trial (nats), averaged over ``passes`` draws: a lower bound on
-    the held-out log-likelihood, comparable across observation models of the same data."""
+def heldout_elbo(run_dir: str | Path, dataset: LFADSDataset, passes: int = 10, device: str = "cpu",
+                 session: int = 0) -> float:
+    """The ELBO per validation trial (nats) of ``dataset`` (session ``session``'s), averaged over
+    ``passes`` draws: a lower bound on the held-out log-likelihood, comparable across observation
+    models of the same data."""
     config, _, model, guide = load_fitted(run_dir, "best", device)
     torch.manual_seed(config.seed)
-    losses = [evaluate_elbo(model, guide, dataset.valid, config, device)["loss"] for _ in range(passes)]
+    losses = [evaluate_elbo(model, guide, dataset.valid, config, device, session)["loss"] for _ in range(passes)]
     return -float(np.mean(losses))
 
 
 def evaluate_run(run_dir: str | Path, dataset: LFADSDataset | None = None, *,
                  baselines: tuple[str, ...] = BASELINES, lag_bins: int = 0,
-                 psth_sigma_bins: float = DEFAULT_PSTH_SIGMA_BINS) -> dict:
-    """Figures of merit on the validation trials, LFADS next to the baselines.
+                 psth_sigma_bins: float = DEFAULT_PSTH_SIGMA_BINS, session: int = 0) -> dict:
+    """Figures of merit on the validation trials (of session ``session`` for a stitched run),
+    LFADS next to the baselines.
 
     Returns ``{"lfads": {...}, "smoothing": {...}, "gpfa": {...}}`` (the
     baselines named in ``baselines``, for count data only). For count data
@@ -44,13 +47,13 @@ def evaluate_run(run_dir: str | Path, dataset: LFADSDataset | None = None, *,
     ``obs_mean_r2``.
     """
     config, _ = read_run(run_dir)
-    dataset = run_bins(run_dir, dataset)
+    dataset = run_bins(run_dir, dataset, session)
     counts = LIKELIHOODS[config.likelihood].support == "counts"
-    posterior = read_posterior(run_dir, "valid")
+    posterior = read_posterior(run_dir, "valid", session)
     rates = posterior["output_params"].astype("float64")
     observed = dataset.valid.recon_data
     lfads = {"likelihood": config.likelihood, "n_valid_trials": dataset.valid.n_trials,
-             "elbo_per_trial": heldout_elbo(run_dir, dataset)}
+             "elbo_per_trial": heldout_elbo(run_dir, dataset, session=session)}
     if "obs_mean" in posterior:
         lfads["obs_mean_r2"] = float(r2_score(observed.ravel(), posterior["obs_mean"].ravel()))
     if not counts:
@@ -60,7 +63,7 @@ def evaluate_run(run_dir: str | Path, dataset: LFADSDataset | None = None, *,
         return {"lfads": lfads}
     lfads["bits_per_spike"] = bits_per_spike(observed, rates)
     lfads["poisson_nll_per_trial"] = poisson_nll(observed, rates) / dataset.valid.n_trials
-    train_rates = read_posterior(run_dir, "train")["output_params"].astype("float64")
+    train_rates = read_posterior(run_dir, "train", session)["output_params"].astype("float64")
     result = {"lfads": {**lfads, **score_rates(dataset, train_rates, rates, lag_bins=lag_bins,
                                                psth_sigma_bins=psth_sigma_bins)}}
     for method in baselines:

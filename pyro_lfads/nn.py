@@ -103,3 +103,23 @@ class FactorReadout(nn.Module):
         """g (..., H) -> factors (..., F)."""
         weight = self.weight / self.weight.norm(dim=1, keepdim=True)
         return torch.nn.functional.linear(g, weight)
+
+
+class ReadIn(nn.Module):
+    """A session's read-in matrix (Methods 1.8): x (..., N_s) -> W_in x (..., F), no bias.
+
+    ``trainable=False`` keeps W_in as a buffer: saved with the model, never
+    moved by the optimiser (after its principal-components initialisation).
+    """
+
+    def __init__(self, n_neurons: int, width: int, trainable: bool = True):
+        super().__init__()
+        weight = torch.empty(width, n_neurons)
+        _init_normal(weight, n_neurons)
+        if trainable:
+            self.weight = nn.Parameter(weight)
+        else:
+            self.register_buffer("weight", weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(x, self.weight)

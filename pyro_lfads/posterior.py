@@ -21,10 +21,14 @@ Output keys (lfads-torch's names; shapes per split, B trials, T bins):
     {split}_obs_mean            (B, T, N)  predicted mean observation, where it is not the
                                            rates (calcium: the fluorescence), and its _std
 plus the attributes ``samples`` and ``time_bins``.
+
+A stitched run (several sessions) writes one such file per session,
+``posterior_session{k}.h5``, with the same keys.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import h5py
@@ -37,17 +41,27 @@ from .batch import split_batch
 from .data import LFADSDataset, Split
 from .errors import InputError
 from .files import atomic_path
-from .run import load_fitted
+from .run import load_fitted, read_run
 
 POSTERIOR_FILE = "posterior.h5"
 SAMPLED_SITES = {"rates": "output_params", "factors": "factors", "gen_states": "gen_states", "u": "co",
                  "obs_mean": "obs_mean"}
 
 
+def posterior_path(run_dir: str | Path, session: int = 0) -> Path:
+    """Where a run's posterior averages (of session ``session``) go."""
+    _, info = read_run(run_dir)
+    n_sessions = len(info.session_infos())
+    if not 0 <= session < n_sessions:
+        raise InputError(f"--session: {run_dir} has sessions 0 to {n_sessions - 1}, got {session}")
+    return Path(run_dir) / (POSTERIOR_FILE if n_sessions == 1 else f"posterior_session{session}.h5")
+
+
 @torch.no_grad()
 def posterior_chunks(model, guide, split: Split, *, samples: int, time_bins: int | None = None,
-                     device: str = "cpu", max_rows: int = 4096):
-    """Yield (trial slice, {output key: array}) for consecutive chunks of ``split``'s trials.
+                     device: str = "cpu", max_rows: int = 4096, session: int = 0):
+    """Yield (trial slice, {output key: array}) for consecutive chunks of ``split``'s trials
+    (of session ``session``).
 
     Keys are those of the module docstring without the ``{split}_`` prefix.
     """
@@ -56,8 +70,8 @@ def posterior_chunks(model, guide, split: Split, *, samples: int, time_bins: int
     predictive = Predictive(model, guide=guide, num_samples=1, return_sites=return_sites)
     for start in range(0, split.n_trials, chunk):
         trials = slice(start, min(start + chunk, split.n_trials))
-        batch = split_batch(split, trials, device, time_bins)
-        ic_loc, ic_scale = guide.initial_condition(batch.encod_data)
+        batch = split_batch(split, trials, device, time_bins, session)
+        ic_loc, ic_scale = guide.initial_condition(guide.encoder_input(batch))
         draws = predictive(batch.repeat_trials(samples), 1.0)
         out = {"ic_mean": ic_loc.cpu().numpy(), "ic_std": ic_scale.cpu().numpy()}
         for site, key in SAMPLED_SITES.items():
@@ -71,39 +85,47 @@ def posterior_chunks(model, guide, split: Split, *, samples: int, time_bins: int
         yield trials, out
 
 
-def write_posterior(run_dir: str | Path, dataset: LFADSDataset, *, samples: int | None = None,
-                    device: str = "cpu", max_rows: int = 4096, progress: bool = True) -> Path:
-    """Posterior averages of the run's best checkpoint for both splits, into RUN_DIR/posterior.h5."""
+def write_posterior(run_dir: str | Path, data: LFADSDataset | Sequence[LFADSDataset], *,
+                    samples: int | None = None, device: str = "cpu", max_rows: int = 4096,
+                    progress: bool = True) -> list[Path]:
+    """Posterior averages of the run's best checkpoint for both splits of every session in ``data``
+    (one data set, or a stitched run's list of sessions), into RUN_DIR; returns the files written."""
     run_dir = Path(run_dir)
     config, info, model, guide = load_fitted(run_dir, "best", device)
     samples = config.posterior_samples if samples is None else samples
     if samples < 1:
         raise InputError(f"--samples: must be >= 1, got {samples}")
-    total = dataset.train.n_trials + dataset.valid.n_trials
+    sessions = [data] if isinstance(data, LFADSDataset) else list(data)
+    if len(sessions) != len(info.session_infos()):
+        raise InputError(f"{run_dir}: was fitted on {len(info.session_infos())} sessions, got {len(sessions)} data sets")
+    total = sum(d.train.n_trials + d.valid.n_trials for d in sessions)
     bar = tqdm(total=total, desc="posterior", unit="trial", disable=not progress, dynamic_ncols=True)
-
-    path = run_dir / POSTERIOR_FILE
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-        h5.attrs["samples"] = samples
-        h5.attrs["time_bins"] = info.n_time
-        for name in ("train", "valid"):
-            split = getattr(dataset, name)
-            for trials, arrays in posterior_chunks(model, guide, split, samples=samples,
-                                                   time_bins=config.time_bins, device=device,
-                                                   max_rows=max_rows):
-                for key, values in arrays.items():
-                    full = f"{name}_{key}"
-                    if full not in h5:
-                        h5.create_dataset(full, shape=(split.n_trials, *values.shape[1:]), dtype="f4")
-                    h5[full][trials] = values
-                bar.update(trials.stop - trials.start)
+    paths = []
+    for session, dataset in enumerate(sessions):
+        path = posterior_path(run_dir, session)
+        with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+            h5.attrs["samples"] = samples
+            h5.attrs["time_bins"] = info.n_time
+            for name in ("train", "valid"):
+                split = getattr(dataset, name)
+                for trials, arrays in posterior_chunks(model, guide, split, samples=samples,
+                                                       time_bins=config.time_bins, device=device,
+                                                       max_rows=max_rows, session=session):
+                    for key, values in arrays.items():
+                        full = f"{name}_{key}"
+                        if full not in h5:
+                            h5.create_dataset(full, shape=(split.n_trials, *values.shape[1:]), dtype="f4")
+                        h5[full][trials] = values
+                    bar.update(trials.stop - trials.start)
+        paths.append(path)
     bar.close()
-    return path
+    return paths
 
 
-def read_posterior(run_dir: str | Path, split: str = "valid") -> dict[str, np.ndarray]:
-    """The arrays of ``split`` from RUN_DIR/posterior.h5, keyed without the split prefix."""
-    path = Path(run_dir) / POSTERIOR_FILE
+def read_posterior(run_dir: str | Path, split: str = "valid", session: int = 0) -> dict[str, np.ndarray]:
+    """The arrays of ``split`` (of session ``session``) from the run's posterior file, keyed without
+    the split prefix."""
+    path = posterior_path(run_dir, session)
     if not path.is_file():
         raise InputError(f"{path}: no posterior yet; run 'pyro-lfads posterior {run_dir}' first")
     prefix = f"{split}_"

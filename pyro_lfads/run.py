@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,12 @@ LAST, BEST = "checkpoints/last.pt", "checkpoints/best.pt"
 
 @dataclass
 class RunInfo:
-    """What a run was fitted on: enough to rebuild its model and guide."""
+    """What a run was fitted on: enough to rebuild its model and guide.
+
+    A stitched run (several sessions) lists every session's own RunInfo in
+    ``sessions``; its top-level fields are session 0's but ``data_sha256``,
+    which covers all sessions.
+    """
 
     data_source: str
     data_sha256: str
@@ -42,9 +48,16 @@ class RunInfo:
     n_ext_inputs: int
     n_time: int
     versions: dict
+    sessions: list | None = None
 
     @classmethod
-    def describe(cls, dataset: LFADSDataset, config: LFADSConfig) -> "RunInfo":
+    def describe(cls, data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig) -> "RunInfo":
+        """The RunInfo of a fit of ``data``: one data set, or a list of sessions to stitch."""
+        if not isinstance(data, LFADSDataset) and len(data) > 1:
+            parts = [cls.describe(dataset, config) for dataset in data]
+            digest = hashlib.sha256("".join(p.data_sha256 for p in parts).encode()).hexdigest()
+            return replace(parts[0], data_sha256=digest, sessions=[asdict(p) for p in parts])
+        dataset = data if isinstance(data, LFADSDataset) else data[0]
         train = dataset.train
         n_time = train.n_time if config.time_bins is None else config.time_bins
         ext = 0 if train.ext_input is None else int(train.ext_input.shape[2])
@@ -52,6 +65,10 @@ class RunInfo:
                     "numpy": np.__version__, "python": platform.python_version()}
         return cls(dataset.source, dataset_sha256(dataset), train.n_neurons, int(train.encod_data.shape[2]),
                    ext, n_time, versions)
+
+    def session_infos(self) -> list["RunInfo"]:
+        """One RunInfo per session: ``[self]`` for a single-session run."""
+        return [self] if self.sessions is None else [RunInfo(**session) for session in self.sessions]
 
 
 def dataset_sha256(dataset: LFADSDataset) -> str:
@@ -70,9 +87,12 @@ def build_model_and_guide(config: LFADSConfig, info: RunInfo):
     from .guides.lfads import LFADSGuide
     from .models.lfads import LFADSModel
 
-    model = LFADSModel(config, info.n_neurons, info.n_ext_inputs)
-    guide = LFADSGuide(model, info.n_encod_neurons, config)
-    return model, guide
+    sessions = info.session_infos()
+    if len(sessions) == 1:
+        model = LFADSModel(config, info.n_neurons, info.n_ext_inputs)
+        return model, LFADSGuide(model, info.n_encod_neurons, config)
+    model = LFADSModel(config, [s.n_neurons for s in sessions], info.n_ext_inputs)
+    return model, LFADSGuide(model, [s.n_encod_neurons for s in sessions], config)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -157,9 +177,13 @@ def load_fitted(run_dir: str | Path, which: str = "best", device: str = "cpu"):
     return config, info, model, guide
 
 
-def run_dataset(run_dir: str | Path) -> LFADSDataset:
-    """The data set a run was fitted on, read again from its file and checked unchanged."""
+def run_dataset(run_dir: str | Path, session: int = 0) -> LFADSDataset:
+    """The data set (of session ``session``) a run was fitted on, read again from its file and checked unchanged."""
     _, info = read_run(run_dir)
+    sessions = info.session_infos()
+    if not 0 <= session < len(sessions):
+        raise InputError(f"--session: {run_dir} has sessions 0 to {len(sessions) - 1}, got {session}")
+    info = sessions[session]
     if info.data_source.startswith("<"):
         raise InputError(f"{run_dir}: was fitted on in-memory arrays; pass the data set to the Python API")
     dataset = load_dataset(info.data_source, support="real")
@@ -168,10 +192,17 @@ def run_dataset(run_dir: str | Path) -> LFADSDataset:
     return dataset
 
 
-def run_bins(run_dir: str | Path, dataset: LFADSDataset | None = None) -> LFADSDataset:
-    """What a run is scored on: ``dataset`` (default: read again by :func:`run_dataset`) cut to the run's bins."""
+def run_sessions(run_dir: str | Path) -> list[LFADSDataset]:
+    """Every session's data set of a run (one for a single-session run), read again and checked."""
     _, info = read_run(run_dir)
-    return first_bins(dataset if dataset is not None else run_dataset(run_dir), info.n_time)
+    return [run_dataset(run_dir, session) for session in range(len(info.session_infos()))]
+
+
+def run_bins(run_dir: str | Path, dataset: LFADSDataset | None = None, session: int = 0) -> LFADSDataset:
+    """What a run is scored on: ``dataset`` (default: session ``session``'s, read again by
+    :func:`run_dataset`) cut to the run's bins."""
+    _, info = read_run(run_dir)
+    return first_bins(dataset if dataset is not None else run_dataset(run_dir, session), info.n_time)
 
 
 def first_bins(dataset: LFADSDataset, n_time: int) -> LFADSDataset:

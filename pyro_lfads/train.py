@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,13 +33,14 @@ import torch
 from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
-from .batch import iterate_batches
+from .batch import iterate_batches, iterate_session_batches
 from .config import LFADSConfig
 from .data import LFADSDataset, Split, validate_dataset
 from .errors import InputError
 from .masking import TrainingSplits, check_heldin_layout, coordinated_dropout
 from .run import (BEST, CURVE_FILE, LAST, RunInfo, build_model_and_guide, load_checkpoint, same_run,
                   save_checkpoint, write_run_files)
+from .stitching import check_sessions, initialise_sessions
 from .traces import guide_and_model_traces
 
 
@@ -96,8 +98,9 @@ def elbo_terms(model_trace, guide_trace) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def evaluate_elbo(model, guide, split: Split, config: LFADSConfig, device) -> dict:
-    """Per-trial mean of the full (unannealed) negative ELBO, reconstruction and KL on ``split``.
+def evaluate_elbo(model, guide, split: Split, config: LFADSConfig, device, session: int = 0) -> dict:
+    """Per-trial mean of the full (unannealed) negative ELBO, reconstruction and KL on ``split``
+    (of session ``session``).
 
     Dropout is off; one sample of (g0, u) per trial.
     """
@@ -105,7 +108,7 @@ def evaluate_elbo(model, guide, split: Split, config: LFADSConfig, device) -> di
     model.eval()
     guide.eval()
     recon = kl = 0.0
-    for batch in iterate_batches(split, config.batch_size, None, device, config.time_bins):
+    for batch in iterate_batches(split, config.batch_size, None, device, config.time_bins, session):
         r, k = elbo_terms(*guide_and_model_traces(model, guide, batch))
         recon, kl = recon + r, kl + k
     model.train(was_training)
@@ -129,16 +132,19 @@ class TrainerState:
 
 
 class Trainer:
-    """Fits a model/guide pair on a data set, writing into a run directory.
+    """Fits a model/guide pair on a data set (or on several sessions, stitched), writing into a run directory.
 
     Any pair with the signature ``model(batch, kl_scale)`` / ``guide(batch, kl_scale)``
-    whose model has ``generator.cell.weight_hh`` can be trained.
+    whose model has ``generator.cell.weight_hh`` can be trained. With several
+    sessions each step sees one session's batch (:func:`iterate_session_batches`);
+    losses are per trial over all sessions.
     """
 
-    def __init__(self, model, guide, dataset: LFADSDataset, config: LFADSConfig, run_dir: Path,
-                 device: str = "cpu", progress: bool = True):
+    def __init__(self, model, guide, data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig,
+                 run_dir: Path, device: str = "cpu", progress: bool = True):
         self.model, self.guide = model.to(device), guide.to(device)
-        self.dataset, self.config, self.run_dir = dataset, config, Path(run_dir)
+        self.sessions = [data] if isinstance(data, LFADSDataset) else list(data)
+        self.config, self.run_dir = config, Path(run_dir)
         self.device, self.progress = device, progress
         self.params = [p for m in (self.model, self.guide) for p in m.parameters()]
         self.elbo = ELBO_CLASSES[config.elbo]()
@@ -148,7 +154,7 @@ class Trainer:
         self.state = TrainerState(lr=config.learning_rate)
         self.batch_order = torch.Generator().manual_seed(config.seed)
         self.dropout_masks = torch.Generator().manual_seed(config.seed + 1)
-        self.splits = TrainingSplits(dataset, config)
+        self.splits = [TrainingSplits(dataset, config) for dataset in self.sessions]
 
     # --- the objective -------------------------------------------------------------------
     def _loss(self, model, guide, batch, kl_scale):
@@ -176,8 +182,8 @@ class Trainer:
         self.guide.train()
         totals = np.zeros(3)
         n = 0
-        for batch in iterate_batches(self.splits.train, self.config.batch_size, self.batch_order,
-                                     self.device, self.config.time_bins):
+        for batch in iterate_session_batches([s.train for s in self.splits], self.config.batch_size,
+                                             self.batch_order, self.device, self.config.time_bins):
             if self.config.coordinated_dropout_rate > 0:
                 batch = coordinated_dropout(batch, self.config.coordinated_dropout_rate, self.dropout_masks)
             weight = ramp_weight(self.state.step, self.config.kl_ramp_steps)
@@ -235,13 +241,23 @@ class Trainer:
         return st
 
     def validate(self) -> dict:
-        """Validation ELBO terms per trial; with sample validation also ``sv_recon``, the
-        reconstruction cost per hidden entry (nats), which chooses the best checkpoint."""
-        valid = evaluate_elbo(self.model, self.guide, self.splits.valid, self.config, self.device)
-        if self.splits.valid_held is not None:
-            held = evaluate_elbo(self.model, self.guide, self.splits.valid_held, self.config, self.device)
-            valid["sv_recon"] = held["recon"] * self.splits.valid_held.n_trials / max(self.splits.n_held, 1)
-        return valid
+        """Validation ELBO terms per trial (over all sessions); with sample validation also ``sv_recon``,
+        the reconstruction cost per hidden entry (nats), which chooses the best checkpoint."""
+        totals = dict.fromkeys(("loss", "recon", "kl"), 0.0)
+        held_recon, n_held = 0.0, 0
+        for session, splits in enumerate(self.splits):
+            valid = evaluate_elbo(self.model, self.guide, splits.valid, self.config, self.device, session)
+            for key in totals:
+                totals[key] += valid[key] * splits.valid.n_trials
+            if splits.valid_held is not None:
+                held = evaluate_elbo(self.model, self.guide, splits.valid_held, self.config, self.device, session)
+                held_recon += held["recon"] * splits.valid_held.n_trials
+                n_held += splits.n_held
+        n_trials = sum(splits.valid.n_trials for splits in self.splits)
+        result = {key: value / n_trials for key, value in totals.items()}
+        if self.splits[0].valid_held is not None:
+            result["sv_recon"] = held_recon / max(n_held, 1)
+        return result
 
     # --- checkpoints ---------------------------------------------------------------------
     def _append_curve(self, record: dict) -> None:
@@ -284,9 +300,14 @@ def _truncate_curve(path: Path, n_epochs: int) -> None:
         path.write_text("".join(lines))
 
 
-def fit(dataset: LFADSDataset, config: LFADSConfig, run_dir: str | Path, *, device: str = "cpu",
-        overwrite: bool = False, progress: bool = True) -> Trainer:
-    """Fit LFADS to ``dataset``, writing into ``run_dir``; returns the Trainer.
+def fit(data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig, run_dir: str | Path, *,
+        device: str = "cpu", overwrite: bool = False, progress: bool = True) -> Trainer:
+    """Fit LFADS to ``data``, writing into ``run_dir``; returns the Trainer.
+
+    ``data`` is one data set, or a list of sessions (each its own neurons, the
+    same bins) to stitch into one model (Methods 1.8): each session gets a
+    read-in and a read-out, initialised by principal-components regression
+    (:mod:`pyro_lfads.stitching`); everything else is shared.
 
     If ``run_dir`` already holds this very run (same config and data), training
     continues from its last checkpoint. A different run there is refused unless
@@ -294,10 +315,15 @@ def fit(dataset: LFADSDataset, config: LFADSConfig, run_dir: str | Path, *, devi
     """
     run_dir = Path(run_dir)
     check_device(device)
-    validate_dataset(dataset, support=_likelihood_support(config), min_time_bins=config.time_bins)
-    if config.coordinated_dropout_rate > 0 or config.sv_rate > 0:
-        check_heldin_layout(dataset)
-    info = RunInfo.describe(dataset, config)
+    sessions = [data] if isinstance(data, LFADSDataset) else list(data)
+    if not sessions:
+        raise InputError("data: no data set given")
+    for dataset in sessions:
+        validate_dataset(dataset, support=_likelihood_support(config), min_time_bins=config.time_bins)
+        if config.coordinated_dropout_rate > 0 or config.sv_rate > 0:
+            check_heldin_layout(dataset)
+    check_sessions(sessions)
+    info = RunInfo.describe(sessions, config)
     previous = same_run(run_dir, config, info) if run_dir.exists() else None
     if previous is False and not overwrite:
         raise InputError(f"{run_dir}: already holds a different run (other config or data); "
@@ -311,9 +337,11 @@ def fit(dataset: LFADSDataset, config: LFADSConfig, run_dir: str | Path, *, devi
     pyro.clear_param_store()
     pyro.set_rng_seed(config.seed)
     model, guide = build_model_and_guide(config, info)
-    train_recon = torch.as_tensor(dataset.train.recon_data[:, : info.n_time], dtype=torch.float32)
-    model.likelihood.init_from_data(train_recon)
-    trainer = Trainer(model, guide, dataset, config, run_dir, device=device, progress=progress)
+    for likelihood, dataset in zip(model.likelihoods, sessions):
+        likelihood.init_from_data(torch.as_tensor(dataset.train.recon_data[:, : info.n_time], dtype=torch.float32))
+    if len(sessions) > 1:
+        initialise_sessions(model, guide, sessions, info.n_time)
+    trainer = Trainer(model, guide, sessions, config, run_dir, device=device, progress=progress)
     if resume:
         trainer.resume(run_dir / LAST)
     trainer.fit()

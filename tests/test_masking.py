@@ -106,4 +106,4 @@ def test_sample_validation_picks_the_checkpoint_and_is_recorded(tiny_lorenz, tin
     assert all(np.isfinite(scores)) and all(s > 0 for s in scores)
     assert trainer.state.best_valid == min(scores)
     assert trainer.state.best_epoch == 1 + int(np.argmin(scores))
-    assert trainer.splits.n_held == int(round(trainer.splits.valid_held.recon_mask.sum()))
+    assert trainer.splits[0].n_held == int(round(trainer.splits[0].valid_held.recon_mask.sum()))

@@ -9,7 +9,7 @@ from pyro_lfads.data import load_dataset
 from pyro_lfads.errors import InputError
 from pyro_lfads.synthetic.chaotic_rnn import make_chaotic_rnn_dataset, make_pulse_dataset, rates_hz
 from pyro_lfads.synthetic.integrate_to_bound import (bounded_integral, make_integrate_to_bound_dataset,
-                                                     train_integrator)
+                                                     supervised_input_r2, train_integrator)
 
 SMALL = dict(n_conditions=20, trials_per_condition=5)
 QUICK_STEPS = 30  # a barely trained integrator: enough to test the data's plumbing
@@ -90,7 +90,8 @@ def test_rates_are_the_units_and_match_the_spikes(datasets, name):
     for split in ("train", "valid"):
         s = getattr(ds, split)
         assert s.truth.min() >= 0.0 and s.truth.max() <= 30.0
-        np.testing.assert_allclose(s.truth, rates_hz(ds.extras[f"{split}_latents"], 30.0), rtol=1e-4, atol=1e-4)
+        if name != "integrate-to-bound":  # its neurons read projections of the units (tested below)
+            np.testing.assert_allclose(s.truth, rates_hz(ds.extras[f"{split}_latents"], 30.0), rtol=1e-4, atol=1e-4)
         assert s.recon_data.min() >= 0
         np.testing.assert_array_equal(s.recon_data, np.round(s.recon_data))
     spikes = np.concatenate([ds.train.recon_data, ds.valid.recon_data])
@@ -134,10 +135,33 @@ def test_pulse_changes_rates_from_its_bin_on(datasets):
         assert change[pulse] > 1.0
 
 
-def test_bounded_integral_holds_the_bound():
+def test_bounded_integral_clips_the_running_sum():
     inputs = np.array([[0.5, 0.6, -0.3, -2.0], [-0.4, -0.4, 0.3, 0.1], [0.2, -1.5, 3.0, 0.0]])
-    expected = np.array([[0.5, 1.0, 1.0, 1.0], [-0.4, -0.8, -0.5, -0.4], [0.2, -1.0, -1.0, -1.0]])
+    expected = np.array([[0.5, 1.0, 0.8, -1.0], [-0.4, -0.8, -0.5, -0.4], [0.2, -1.0, 1.0, 1.0]])
     np.testing.assert_allclose(bounded_integral(inputs), expected)
+
+
+def test_integrate_to_bound_neurons_read_projections_spanning_each_trial(datasets):
+    ds = datasets["integrate-to-bound"]
+    truth = ds.train.truth  # (trials, time, neurons) spikes/s
+    np.testing.assert_allclose(truth.min(axis=1), 0.0, atol=1e-4)  # each neuron spans 0..30 in every trial
+    np.testing.assert_allclose(truth.max(axis=1), 30.0, atol=1e-3)
+    # one fixed linear read-out of the states, up to the per-trial affine rescaling
+    latents = ds.extras["train_latents"][0].astype(np.float64)
+    design = np.column_stack([latents, np.ones(len(latents))])
+    fit = np.linalg.lstsq(design, truth[0], rcond=None)[0]
+    np.testing.assert_allclose(design @ fit, truth[0], atol=1e-2)
+    wide = itb(n_neurons=120)
+    assert wide.train.recon_data.shape == (80, 100, 120)
+
+
+def test_supervised_input_r2_measures_what_the_counts_carry():
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(60, 50))
+    informative = rng.poisson(np.exp(0.5 * inputs[..., None] + np.zeros(20)))  # 20 neurons follow u_t
+    assert supervised_input_r2(informative, inputs) > 0.5
+    unrelated = rng.poisson(1.0, size=(60, 50, 20))
+    assert abs(supervised_input_r2(unrelated, inputs)) < 0.05
 
 
 def test_integrate_to_bound_inputs_and_target(datasets):
@@ -165,11 +189,12 @@ def test_default_training_integrates_to_bound(default_integrator):
     inputs = np.random.default_rng(123).normal(0.0, 0.25, size=(500, 100))  # fresh inputs, another generator
     assert r2_score(bounded_integral(inputs).ravel(), net.output(inputs).ravel()) > 0.8
     assert net.recurrent.shape == (50, 50) and net.input_weights.shape == (50, 1) and net.readout.shape == (50,)
+    assert net.bias.shape == (50,)
 
 
 def test_training_is_seeded():
     a, b, c = (train_integrator(seed=s, steps=10) for s in (5, 5, 6))
-    for field in ("recurrent", "input_weights", "readout"):
+    for field in ("recurrent", "bias", "input_weights", "readout"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
         assert not np.array_equal(getattr(a, field), getattr(c, field))
     assert a.r2 == b.r2
@@ -193,6 +218,7 @@ def test_training_is_seeded():
     (make_integrate_to_bound_dataset, dict(n_conditions=0), "n_conditions"),
     (make_integrate_to_bound_dataset, dict(seed=True), "seed"),
     (make_integrate_to_bound_dataset, dict(train_fraction=0.0), "train_fraction"),
+    (make_integrate_to_bound_dataset, dict(n_neurons=0), "n_neurons"),
     (train_integrator, dict(l2=-1.0), "l2"),
     (train_integrator, dict(batch_size=0), "batch_size"),
 ])
