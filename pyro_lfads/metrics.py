@@ -24,9 +24,9 @@ import numbers
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.special import gammaln, xlogy
-from sklearn.linear_model import LinearRegression, Ridge
+from sklearn.linear_model import LinearRegression, Ridge, RidgeCV
 from sklearn.metrics import r2_score
-from sklearn.model_selection import GridSearchCV, GroupKFold
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_predict
 
 from pyro_lfads.errors import InputError
 
@@ -374,3 +374,28 @@ def affine_map(inferred: np.ndarray, true: np.ndarray) -> np.ndarray:
     (trials, T, V), applied: (trials, T, V). Sign, scale and offset are fitted over all bins."""
     x, y = inferred.reshape(-1, inferred.shape[2]), true.reshape(-1, true.shape[2])
     return LinearRegression().fit(x, y).predict(x).reshape(true.shape)
+
+
+def cross_validated_r2(features: np.ndarray, target: np.ndarray, folds: int = 5) -> float:
+    """R2 of a ridge regression from ``features`` (trials, T, K) to ``target`` (trials, T, D), every
+    bin a row, predicted by ``folds``-fold cross-validation with each trial's bins kept in one fold
+    (the latent-state decoding of the paper's stitching figure); R2 averaged over the D targets."""
+    features, target = _as_3d("features", features), _as_3d("target", target)
+    if features.shape[:2] != target.shape[:2]:
+        raise InputError(f"features and target: trials and bins differ, {features.shape[:2]} vs {target.shape[:2]}")
+    n_trials, n_time = features.shape[:2]
+    if n_trials < folds:
+        raise InputError(f"features: {n_trials} trials, fewer than the {folds} folds")
+    predicted = cross_val_predict(RidgeCV(alphas=np.logspace(-3, 3, 7)), features.reshape(n_trials * n_time, -1),
+                                  target.reshape(n_trials * n_time, -1), groups=np.repeat(np.arange(n_trials), n_time),
+                                  cv=GroupKFold(folds))
+    return float(r2_score(target.reshape(n_trials * n_time, -1), predicted))
+
+
+def cross_session_consistency(condition_factors: list[np.ndarray]) -> float:
+    """How much sessions agree on each condition's factor trajectory: R2 of every session's
+    condition-averaged factors (conditions, T, F) against the average over sessions, averaged over
+    sessions (1 when they coincide)."""
+    stacked = np.stack([_as_3d("condition_factors", f) for f in condition_factors])  # (S, C, T, F)
+    mean = stacked.mean(axis=0).reshape(-1, stacked.shape[-1])
+    return float(np.mean([r2_score(mean, session.reshape(-1, stacked.shape[-1])) for session in stacked]))

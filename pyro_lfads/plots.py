@@ -159,6 +159,37 @@ def plot_factor_pcs(factors: np.ndarray, path: str | Path, *, conditions: np.nda
     return _save(fig, path)
 
 
+def plot_session_factors(condition_factors: list[np.ndarray], path: str | Path, *,
+                         conditions: tuple[int, ...] = (0, 1, 2, 3)) -> Path:
+    """Condition-averaged factor trajectories of a stitched model, one line per (session, condition).
+
+    ``condition_factors`` holds each session's (conditions, time, factors) averages, the
+    conditions in the same order in every session; they are projected on the top 2 principal
+    components of all of them together. Colour is the condition, line style the session: in a
+    good stitched model the sessions' lines of a condition overlap (Fig. 5d of the paper).
+    """
+    from sklearn.decomposition import PCA
+
+    stacked = np.stack(condition_factors)  # (S, C, T, F)
+    n_sessions, _, n_time, n_factors = stacked.shape
+    shown = [c for c in conditions if c < stacked.shape[1]]
+    projected = PCA(n_components=2).fit_transform(stacked.reshape(-1, n_factors)).reshape(*stacked.shape[:3], 2)
+    palette = _category_colors(len(shown))
+    styles = ["-", "--", ":", "-."]
+    fig, ax = plt.subplots(figsize=(6.4, 5.4))
+    for session in range(n_sessions):
+        for color, condition in zip(palette, shown):
+            ax.plot(*projected[session, condition].T, styles[session % len(styles)], color=color, lw=1.2, alpha=0.8)
+            ax.plot(*projected[session, condition, 0], "o", color=color, ms=3)
+    handles = [Line2D([], [], color=c, lw=2, label=f"condition {k}") for k, c in zip(shown, palette)]
+    handles += [Line2D([], [], color="0.3", ls=styles[s % len(styles)], label=f"session {s}") for s in range(n_sessions)]
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    ax.set_xlabel("PC1")
+    ax.set_ylabel("PC2")
+    ax.set_title(f"condition-averaged factors, {n_sessions} sessions (dot = start)", fontsize=10)
+    return _save(fig, path)
+
+
 def plot_inputs(inputs: np.ndarray, path: str | Path, *, inputs_std: np.ndarray | None = None,
                 truth: np.ndarray | None = None, trials=(0, 1, 2), bin_ms: float = 10.0) -> Path:
     """Inferred inputs u per trial (rows) and input dimension (columns).

@@ -31,11 +31,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from sklearn.linear_model import RidgeCV
 from sklearn.metrics import r2_score
-from sklearn.model_selection import GroupKFold, cross_val_predict
 
 from pyro_lfads.data import LFADSDataset
+from pyro_lfads.metrics import cross_validated_r2
 
 from .arguments import check_float, check_int, train_count
 from .lorenz import assemble_dataset, split_trials
@@ -211,8 +210,8 @@ def supervised_input_r2(counts: np.ndarray, inputs: np.ndarray, lags: tuple[int,
                         folds: int = 5) -> float:
     """Cross-validated R2 of a ridge decoder of u_t from the counts of bins t+lags[0] .. t+lags[1].
 
-    A ceiling of sorts on what any unsupervised method may recover: this
-    decoder is *trained on the true inputs*.
+    A yardstick for what an unsupervised method may recover: this decoder is
+    *trained on the true inputs* (:func:`pyro_lfads.metrics.cross_validated_r2`).
 
     Args:
         counts: (trials, T, neurons) spike counts.
@@ -221,15 +220,11 @@ def supervised_input_r2(counts: np.ndarray, inputs: np.ndarray, lags: tuple[int,
         folds: cross-validation folds, split by trial.
     """
     counts = np.asarray(counts, dtype=np.float64)
-    n_trials, n_time, n_neurons = counts.shape
+    n_trials, n_time, _ = counts.shape
     before, after = -lags[0], lags[1]
     padded = np.pad(counts, ((0, 0), (before, after), (0, 0)))
     windows = np.concatenate([padded[:, k:k + n_time] for k in range(before + after + 1)], axis=-1)
-    target = np.asarray(inputs, dtype=np.float64).reshape(n_trials, n_time)
-    predicted = cross_val_predict(RidgeCV(alphas=np.logspace(-2, 5, 15)), windows.reshape(n_trials * n_time, -1),
-                                  target.ravel(), groups=np.repeat(np.arange(n_trials), n_time),
-                                  cv=GroupKFold(folds))
-    return float(r2_score(target.ravel(), predicted))
+    return cross_validated_r2(windows, np.asarray(inputs, dtype=np.float64).reshape(n_trials, n_time, 1), folds)
 
 
 def _span_unit_interval(values: np.ndarray) -> np.ndarray:
