@@ -13,7 +13,10 @@ conditions that every session recorded:
    scores is its read-in W_in^s (F, N_s); its read-out starts as the
    pseudo-inverse of W_in^s (N_s, F), divided by each neuron's mean rate
    for observation models with a log link (rates = exp(W f + b)), where it
-   then maps factors to log-rate changes to first order.
+   then maps factors to log-rate changes to first order. Where the model
+   reconstructs more neurons than the encoders read (held-out neurons), the
+   read-out is instead the least-squares map from the PC scores to all
+   reconstructed neurons' centred condition averages, scaled the same way.
 """
 
 from __future__ import annotations
@@ -51,10 +54,11 @@ def check_sessions(sessions: Sequence[LFADSDataset]) -> None:
 
 
 def condition_averages(dataset: LFADSDataset, conditions: np.ndarray, n_time: int,
-                       sigma_bins: float = DEFAULT_SIGMA_BINS) -> np.ndarray:
-    """(len(conditions) * n_time, N) smoothed condition-averaged training counts, conditions in the given order."""
+                       sigma_bins: float = DEFAULT_SIGMA_BINS, reconstructed: bool = False) -> np.ndarray:
+    """(len(conditions) * n_time, N) smoothed condition-averaged training counts, conditions in the given
+    order, of the neurons the encoders read (N_enc), or of all reconstructed ones with ``reconstructed``."""
     labels = dataset.extras["train_conditions"]
-    data = dataset.train.encod_data[:, :n_time].astype(np.float64)
+    data = (dataset.train.recon_data if reconstructed else dataset.train.encod_data)[:, :n_time].astype(np.float64)
     means = np.stack([data[labels == c].mean(axis=0) for c in conditions])  # (C, T, N)
     if sigma_bins > 0:
         means = gaussian_filter1d(means, sigma_bins, axis=1, mode="nearest")
@@ -79,6 +83,12 @@ def pcr_read_ins(sessions: Sequence[LFADSDataset], width: int, n_time: int,
     Raises:
         InputError: the sessions share fewer conditions than needed or carry no condition labels.
     """
+    return [read_in for read_in, _ in _pcr(sessions, width, n_time, sigma_bins)]
+
+
+def _pcr(sessions: Sequence[LFADSDataset], width: int, n_time: int,
+         sigma_bins: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per session: (read-in (width, N_enc), read-out (N_recon, width)) before any link scaling."""
     conditions = shared_conditions(sessions)
     if conditions is None:
         raise InputError("stitching: every session needs train_conditions (condition labels) to initialise "
@@ -90,7 +100,16 @@ def pcr_read_ins(sessions: Sequence[LFADSDataset], width: int, n_time: int,
     centred = [a - a.mean(axis=0) for a in averages]
     scores = PCA(n_components=width).fit_transform(np.concatenate(centred, axis=1))
     scores /= scores.std(axis=0).clip(min=1e-12)
-    return [np.linalg.lstsq(rates, scores, rcond=None)[0].T for rates in centred]
+    pairs = []
+    for dataset, rates in zip(sessions, centred):
+        read_in = np.linalg.lstsq(rates, scores, rcond=None)[0].T
+        if dataset.train.recon_data.shape[2] == rates.shape[1]:
+            read_out = np.linalg.pinv(read_in)
+        else:
+            recon = condition_averages(dataset, conditions, n_time, sigma_bins, reconstructed=True)
+            read_out = np.linalg.lstsq(scores, recon - recon.mean(axis=0), rcond=None)[0].T
+        pairs.append((read_in, read_out))
+    return pairs
 
 
 def initialise_sessions(model, guide, sessions: Sequence[LFADSDataset], n_time: int) -> None:
@@ -99,14 +118,13 @@ def initialise_sessions(model, guide, sessions: Sequence[LFADSDataset], n_time: 
     Without condition labels shared by all sessions, warns and keeps the random initialisation.
     """
     try:
-        read_ins = pcr_read_ins(sessions, guide.read_ins[0].weight.shape[0], n_time)
+        pairs = _pcr(sessions, guide.read_ins[0].weight.shape[0], n_time, DEFAULT_SIGMA_BINS)
     except InputError as exc:
         warnings.warn(f"{exc}; keeping random read-ins", stacklevel=2)
         return
     with torch.no_grad():
-        for session, (read_in, dataset) in enumerate(zip(read_ins, sessions)):
+        for session, ((read_in, read_out), dataset) in enumerate(zip(pairs, sessions)):
             guide.read_ins[session].weight.copy_(torch.as_tensor(read_in))
-            read_out = np.linalg.pinv(read_in)  # (N_s, F)
             likelihood = model.likelihoods[session]
             if getattr(likelihood, "log_link", True):
                 mean = dataset.train.recon_data[:, :n_time].mean(axis=(0, 1))
