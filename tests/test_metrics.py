@@ -344,3 +344,28 @@ def test_input_r2_allows_sign_and_scale_only():
     assert input_r2(rng.normal(size=true.shape), true) < 0.01
     with pytest.raises(InputError, match="differ"):
         input_r2(true[:, :10], true)
+
+
+def test_cross_validated_r2_decodes_a_linear_code_and_not_noise():
+    from pyro_lfads.metrics import cross_validated_r2
+
+    rng = np.random.default_rng(0)
+    latents = rng.normal(size=(30, 20, 3))
+    factors = latents @ rng.normal(size=(3, 8)) + 0.1 * rng.normal(size=(30, 20, 8))
+    assert cross_validated_r2(factors, latents) > 0.95
+    assert abs(cross_validated_r2(rng.normal(size=(30, 20, 8)), latents)) < 0.1
+    with pytest.raises(InputError, match="trials and bins"):
+        cross_validated_r2(factors[:, :10], latents)
+    with pytest.raises(InputError, match="folds"):
+        cross_validated_r2(factors[:3], latents[:3])
+
+
+def test_cross_session_consistency():
+    from pyro_lfads.metrics import cross_session_consistency
+
+    rng = np.random.default_rng(1)
+    shared = rng.normal(size=(5, 20, 4))
+    assert cross_session_consistency([shared, shared, shared]) == pytest.approx(1.0)
+    close = [shared + 0.1 * rng.normal(size=shared.shape) for _ in range(3)]
+    unrelated = [rng.normal(size=shared.shape) for _ in range(3)]
+    assert cross_session_consistency(close) > 0.9 > 0.0 > cross_session_consistency(unrelated)

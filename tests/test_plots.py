@@ -131,3 +131,10 @@ def test_pulse_aligned_inputs_and_input_recovery_figures(tmp_path):
     true = rng.normal(size=(8, 100, 1))
     path = plot_input_recovery(-2 * true + rng.normal(0, 0.5, size=true.shape), true, tmp_path / "itb.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("n_sessions", [2, 5])
+def test_plot_session_factors(tmp_path, rng, n_sessions):
+    base = rng.normal(size=(6, T, 4))
+    sessions = [base + 0.05 * rng.normal(size=base.shape) for _ in range(n_sessions)]
+    assert_png(plots.plot_session_factors(sessions, tmp_path / "sessions.png", conditions=(0, 2, 9)))
