@@ -24,8 +24,9 @@ far the sessions agree on each condition's trajectory (single-session models
 have unrelated factor spaces, so theirs are first aligned to session 0's by
 least squares; stitched ones are compared as they are).
 
-With ``--out DIR`` the runs are kept and ``DIR/factors_by_session.png`` shows
-the stitched model's condition-averaged factors per session.
+With ``--out DIR`` the runs are kept and ``DIR/trials{N}/factors_by_session.png``
+shows the stitched model's condition-averaged factors (train and validation
+trials) of every session.
 
 Run: python benchmarks/stitching.py [--trials 2,5] [--epochs 150] [--out DIR]
 """
@@ -78,6 +79,17 @@ def scores(posteriors: list[dict], sessions: list, stitched: bool) -> dict:
             "condition_factors": means}
 
 
+def plot_factors_by_session(run_dir: Path, sessions: list, path: Path) -> None:
+    """The stitched model's condition-averaged factors of all trials of every session, in one PC plane."""
+    means = []
+    for k, dataset in enumerate(sessions):
+        factors = np.concatenate([pyro_lfads.read_posterior(run_dir, split, session=k)["factors"]
+                                  for split in ("train", "valid")])
+        conditions = np.concatenate([dataset.extras["train_conditions"], dataset.extras["valid_conditions"]])
+        means.append(condition_means(factors, conditions))
+    plot_session_factors(means, path)
+
+
 def fit(data, config, run_dir: Path, device: str) -> float:
     start = time.perf_counter()
     pyro_lfads.fit(data, config, run_dir, device=device, overwrite=True, progress=False)
@@ -114,7 +126,7 @@ def main() -> None:
                 single_posteriors.append(pyro_lfads.read_posterior(run_dir, "valid"))
             single = scores(single_posteriors, sessions, stitched=False)
             if args.out is not None:
-                plot_session_factors(stitched["condition_factors"], root / f"trials{trials}" / "factors_by_session.png")
+                plot_factors_by_session(stitched_dir, sessions, root / f"trials{trials}" / "factors_by_session.png")
             print(json.dumps({"sessions": len(sessions), "trials_per_condition": trials,
                               "trials_per_session": sessions[0].train.n_trials + sessions[0].valid.n_trials,
                               "epochs": args.epochs,

@@ -175,11 +175,12 @@ def plot_session_factors(condition_factors: list[np.ndarray], path: str | Path, 
     shown = [c for c in conditions if c < stacked.shape[1]]
     projected = PCA(n_components=2).fit_transform(stacked.reshape(-1, n_factors)).reshape(*stacked.shape[:3], 2)
     palette = _category_colors(len(shown))
-    styles = ["-", "--", ":", "-."]
+    styles = ["-", "--", ":", "-.", (0, (6, 1, 1, 1, 1, 1)), (0, (1, 3))]
     fig, ax = plt.subplots(figsize=(6.4, 5.4))
     for session in range(n_sessions):
         for color, condition in zip(palette, shown):
-            ax.plot(*projected[session, condition].T, styles[session % len(styles)], color=color, lw=1.2, alpha=0.8)
+            ax.plot(*projected[session, condition].T, ls=styles[session % len(styles)], color=color, lw=1.2,
+                    alpha=0.8)
             ax.plot(*projected[session, condition, 0], "o", color=color, ms=3)
     handles = [Line2D([], [], color=c, lw=2, label=f"condition {k}") for k, c in zip(shown, palette)]
     handles += [Line2D([], [], color="0.3", ls=styles[s % len(styles)], label=f"session {s}") for s in range(n_sessions)]
