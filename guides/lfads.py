@@ -99,7 +99,9 @@ class LFADSGuide(nn.Module):
 
         Returns per-step loc and scale of q(u_t | u_<t, g0, x) and the sampled
         path, each (B, T, U). Bins past the encoder window (forward
-        prediction) get zero encoder input.
+        prediction) get zero encoder input. The generator remembers the states
+        it went through, so the model, replaying g0 and this path, does not
+        run it again.
         """
         n_trials, n_time = batch.n_trials, batch.n_time
         enc, _ = self.ci_encoder(x)
@@ -111,7 +113,7 @@ class LFADSGuide(nn.Module):
         g = g0
         factors = generator.factors(g0)
         c = self.controller_h0.expand(n_trials, -1)
-        locs, scales, path = [], [], []
+        locs, scales, path, states = [], [], [], []
         for t in range(n_time):
             c = self.controller(torch.cat([enc[:, t], factors], dim=-1), c)
             loc, log_var = self.co_posterior(c).chunk(2, dim=-1)
@@ -122,4 +124,7 @@ class LFADSGuide(nn.Module):
             locs.append(loc)
             scales.append(scale)
             path.append(u_t)
-        return torch.stack(locs, 1), torch.stack(scales, 1), torch.stack(path, 1)
+            states.append(g)
+        path = torch.stack(path, 1)
+        generator.remember(g0, path, ext, torch.stack(states, 1))
+        return torch.stack(locs, 1), torch.stack(scales, 1), path

@@ -53,15 +53,32 @@ class Generator(nn.Module):
         self.cell = ClippedGRUCell(input_dim, gen_dim, clip)
         self.readout = FactorReadout(gen_dim, fac_dim)
         self.dropout = nn.Dropout(dropout)
+        self._ran = None  # ((g0, u, ext_input), states) of the guide's last run, see remember()
 
-    def run(self, g0: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """g0 (B, G), inputs (B, T, I) known in advance -> states g_1:T (B, T, G)."""
-        inputs_proj = self.cell.project_inputs(inputs)  # all time steps at once
+    def run(self, g0: torch.Tensor, u: torch.Tensor | None, ext_input: torch.Tensor | None,
+            n_time: int) -> torch.Tensor:
+        """g0 (B, G), inputs u (B, T, U) and a_t (B, T, E), known in advance (either may be None)
+        -> states g_1:T (B, T, G).
+
+        If the guide has just run the generator on these very tensors (:meth:`remember`), its
+        states are returned instead of running the same recurrence a second time: same values,
+        same graph for the gradients.
+        """
+        ran, self._ran = self._ran, None
+        if ran is not None and all(a is b for a, b in zip(ran[0], (g0, u, ext_input))):
+            return ran[1]
+        inputs_proj = self.cell.project_inputs(_generator_inputs(u, ext_input, g0, n_time))  # all steps at once
         g, states = g0, []
-        for t in range(inputs.shape[1]):
+        for t in range(n_time):
             g = self.cell.step(inputs_proj[:, t], g)
             states.append(g)
         return torch.stack(states, dim=1)
+
+    def remember(self, g0: torch.Tensor, u: torch.Tensor, ext_input: torch.Tensor | None,
+                 states: torch.Tensor) -> None:
+        """Keep the states (B, T, G) that a step-by-step run from g0 on inputs (u, ext_input) gave,
+        for the next :meth:`run` on the same tensors (the model replaying the guide's samples)."""
+        self._ran = ((g0, u, ext_input), states)
 
     def step(self, g: torch.Tensor, inputs_t: torch.Tensor) -> torch.Tensor:
         """One update: g (B, G), inputs_t (B, I) -> g (B, G)."""
@@ -131,8 +148,7 @@ class LFADSModel(nn.Module):
             with poutine.scale(scale=kl_scale):
                 g0 = pyro.sample("g0", dist.Normal(self.ic_prior_mean, ic_std).to_event(1))
                 u = pyro.sample("u", self.input_prior(n_time)) if self.input_prior is not None else None
-            inputs = _generator_inputs(u, batch.ext_input, n_trials, n_time, g0)
-            states = self.generator.run(g0, inputs)
+            states = self.generator.run(g0, u, batch.ext_input, n_time)
             factors = self.generator.factors(states)
             observation = self.likelihoods[batch.session](factors)
             pyro.deterministic("gen_states", states, event_dim=2)
@@ -147,9 +163,9 @@ class LFADSModel(nn.Module):
         return observation.rates
 
 
-def _generator_inputs(u, ext_input, n_trials: int, n_time: int, like: torch.Tensor) -> torch.Tensor:
+def _generator_inputs(u, ext_input, g0: torch.Tensor, n_time: int) -> torch.Tensor:
     """[u_t, a_t] for all t: (B, T, U + E); (B, T, 0) when there are neither."""
     parts = [x for x in (u, ext_input) if x is not None]
     if not parts:
-        return like.new_zeros(n_trials, n_time, 0)
+        return g0.new_zeros(g0.shape[0], n_time, 0)
     return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pyro
 import pytest
 import torch
 from pyro import poutine
@@ -157,3 +158,40 @@ def test_ic_encoder_reads_only_its_window(tiny_config, counts_batch):
         for same, other in zip(base, guide.initial_condition(later)):
             torch.testing.assert_close(same, other)
         assert not torch.allclose(base[0], guide.initial_condition(earlier)[0])
+
+
+@pytest.mark.parametrize("n_ext", [0, 3])
+def test_model_reuses_the_guides_generator_run_with_the_same_values_and_gradients(tiny_config, counts_batch, n_ext):
+    """The model replaying the guide's g0 and u takes the states the guide computed (no second
+    recurrence) and gets exactly what a second run would give, gradients included."""
+    config = tiny_config.replace(dropout=0.0)
+    batch = counts_batch(n_ext=n_ext)
+    model = LFADSModel(config, batch.recon_data.shape[2], n_ext)
+    guide = LFADSGuide(model, batch.encod_data.shape[2])
+    calls = []
+    original_step = model.generator.cell.step
+    model.generator.cell.step = lambda *args: calls.append(1) or original_step(*args)
+
+    def loss(reuse: bool):
+        pyro.set_rng_seed(1)
+        guide_trace = poutine.trace(guide).get_trace(batch, 1.0)
+        if not reuse:
+            model.generator._ran = None
+        calls.clear()
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch, 1.0)
+        model_steps = len(calls)
+        elbo = model_trace.log_prob_sum() - guide_trace.log_prob_sum()
+        params = list(model.parameters()) + list(guide.parameters())
+        grads = torch.autograd.grad(-elbo, params, allow_unused=True)
+        return elbo.detach(), model_trace.nodes["rates"]["value"].detach(), grads, model_steps
+
+    elbo_reused, rates_reused, grads_reused, steps_reused = loss(reuse=True)
+    elbo_rerun, rates_rerun, grads_rerun, steps_rerun = loss(reuse=False)
+    assert steps_reused == 0 and steps_rerun == batch.n_time
+    torch.testing.assert_close(rates_reused, rates_rerun)
+    torch.testing.assert_close(elbo_reused, elbo_rerun)
+    for a, b in zip(grads_reused, grads_rerun):
+        if a is None or b is None:
+            assert a is None and b is None
+        else:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
