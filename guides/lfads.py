@@ -71,7 +71,7 @@ class LFADSGuide(nn.Module):
     def forward(self, batch, kl_scale: float = 1.0) -> None:
         pyro.module("lfads_guide", self)
         x = self.encoder_input(batch)
-        ic_loc, ic_scale = self.initial_condition(x)
+        ic_loc, ic_scale = (_repeat(v, batch.encoder_repeats) for v in self.initial_condition(x))
         with pyro.plate("trials", batch.n_trials), poutine.scale(scale=kl_scale):
             g0 = pyro.sample("g0", dist.Normal(ic_loc, ic_scale).to_event(1))
             if self.config.co_dim:
@@ -80,7 +80,8 @@ class LFADSGuide(nn.Module):
 
     def encoder_input(self, batch) -> torch.Tensor:
         """What the encoders read: ``batch.encod_data`` (B, T_enc, N_enc) after dropout, through the
-        session's read-in (B, T_enc, F) in a stitched model."""
+        session's read-in (B, T_enc, F) in a stitched model. One row per trial, or per
+        ``batch.encoder_repeats`` trials."""
         x = self.dropout(batch.encod_data)
         return x if self.read_ins is None else self.read_ins[batch.session](x)
 
@@ -105,7 +106,7 @@ class LFADSGuide(nn.Module):
         """
         n_trials, n_time = batch.n_trials, batch.n_time
         enc, _ = self.ci_encoder(x)
-        enc = self.dropout(enc)
+        enc = _repeat(self.dropout(enc), batch.encoder_repeats)
         if enc.shape[1] < n_time:
             enc = torch.nn.functional.pad(enc, (0, 0, 0, n_time - enc.shape[1]))
         ext = batch.ext_input
@@ -128,3 +129,8 @@ class LFADSGuide(nn.Module):
         path = torch.stack(path, 1)
         generator.remember(g0, path, ext, torch.stack(states, 1))
         return torch.stack(locs, 1), torch.stack(scales, 1), path
+
+
+def _repeat(x: torch.Tensor, times: int) -> torch.Tensor:
+    """Each row ``times`` times in a row (itself when times is 1)."""
+    return x if times == 1 else x.repeat_interleave(times, dim=0)

@@ -25,6 +25,10 @@ class Batch:
             :mod:`pyro_lfads.masking`).
         session: which recording session the trials come from (0 for
             single-session data): it picks the session's read-in and read-out.
+        encoder_repeats: each row of ``encod_data`` stands for this many
+            consecutive trials of the other fields (:meth:`repeat_trials`): the
+            encoders, deterministic once dropout is off, read each trial once
+            and their outputs are repeated.
     """
 
     encod_data: torch.Tensor
@@ -33,17 +37,22 @@ class Batch:
     n_time: int
     recon_weight: torch.Tensor | None = None
     session: int = 0
+    encoder_repeats: int = 1
 
     @property
     def n_trials(self) -> int:
-        return int(self.encod_data.shape[0])
+        return int(self.encod_data.shape[0]) * self.encoder_repeats
 
     def repeat_trials(self, times: int) -> "Batch":
-        """Each trial ``times`` times in a row: trial i becomes rows i*times .. i*times+times-1."""
+        """Each trial ``times`` times in a row: trial i becomes rows i*times .. i*times+times-1.
+
+        ``encod_data`` keeps one row per trial (``encoder_repeats`` grows instead): for
+        drawing many posterior samples per trial with dropout off.
+        """
         def rep(x):
             return None if x is None else x.repeat_interleave(times, dim=0)
-        return Batch(rep(self.encod_data), rep(self.recon_data), rep(self.ext_input), self.n_time,
-                     rep(self.recon_weight), self.session)
+        return Batch(self.encod_data, rep(self.recon_data), rep(self.ext_input), self.n_time,
+                     rep(self.recon_weight), self.session, self.encoder_repeats * times)
 
     def replace(self, **changes) -> "Batch":
         """A copy with some fields changed."""

@@ -195,3 +195,23 @@ def test_model_reuses_the_guides_generator_run_with_the_same_values_and_gradient
             assert a is None and b is None
         else:
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_repeated_trials_encode_each_trial_once_with_the_same_posterior(tiny_config, counts_batch):
+    batch = counts_batch()
+    model = LFADSModel(tiny_config, batch.recon_data.shape[2])
+    guide = LFADSGuide(model, batch.encod_data.shape[2])
+    guide.eval()
+    model.eval()
+    repeated = batch.repeat_trials(3)
+    explicit = batch.replace(encod_data=batch.encod_data.repeat_interleave(3, 0),
+                             recon_data=batch.recon_data.repeat_interleave(3, 0))
+    assert repeated.encod_data.shape[0] == batch.n_trials and repeated.n_trials == explicit.n_trials == 3 * batch.n_trials
+    traces = []
+    for b in (repeated, explicit):
+        pyro.set_rng_seed(2)
+        traces.append(poutine.trace(guide).get_trace(b, 1.0))
+    for site in ("g0", "u"):
+        torch.testing.assert_close(traces[0].nodes[site]["value"], traces[1].nodes[site]["value"])
+        torch.testing.assert_close(traces[0].nodes[site]["fn"].log_prob(traces[0].nodes[site]["value"]),
+                                   traces[1].nodes[site]["fn"].log_prob(traces[1].nodes[site]["value"]))
