@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="decode from posterior mean rates (default) or factors")
     dec.add_argument("--lag-bins", type=_nonnegative_int, default=0,
                      help="behaviour at bin t is decoded from bin t - LAG (default 0)")
+    dec.add_argument("--session", type=_nonnegative_int, default=0,
+                     help="stitched runs: the session to decode (default 0)")
 
     diag = sub.add_parser("diagnose", help="PSIS k-hat, IWAE and posterior predictive checks of a run; "
                                            "writes RUN_DIR/inference_data.nc and diagnostics.json")
@@ -344,7 +346,7 @@ def _cell(value) -> str:
 def cmd_decode(args) -> None:
     from .decode import decode_run
 
-    print(json.dumps(decode_run(args.run_dir, source=args.source, lag_bins=args.lag_bins)))
+    print(json.dumps(decode_run(args.run_dir, source=args.source, lag_bins=args.lag_bins, session=args.session)))
 
 
 def cmd_diagnose(args) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from .errors import InputError
 from .files import atomic_path
 from .metrics import fit_velocity_decoder, velocity_r2
-from .posterior import read_posterior
+from .posterior import POSTERIOR_FILE, posterior_path, read_posterior
 from .run import run_bins
 from .scoring import Layout
 
@@ -23,12 +23,15 @@ DECODING_FILE = "decoding.h5"
 SOURCES = {"rates": "output_params", "factors": "factors"}
 
 
-def decode_run(run_dir: str | Path, dataset=None, *, source: str = "rates", lag_bins: int = 0) -> dict:
+def decode_run(run_dir: str | Path, dataset=None, *, source: str = "rates", lag_bins: int = 0,
+               session: int = 0) -> dict:
     """Fit and score the behaviour decoder; write RUN_DIR/decoding.h5; return the figures.
 
     Args:
         source: "rates" (posterior mean rates, all neurons) or "factors".
         lag_bins: behaviour at bin t is decoded from bin t - lag_bins.
+        session: the session of a stitched run whose trials are decoded
+            (RUN_DIR/decoding_session{k}.h5).
 
     Returns:
         ``{"from", "lag_bins", "vel_r2", "alpha", "n_train_trials", "n_valid_trials"}``.
@@ -38,18 +41,19 @@ def decode_run(run_dir: str | Path, dataset=None, *, source: str = "rates", lag_
     """
     if source not in SOURCES:
         raise InputError(f"--from: {source!r} is not one of {', '.join(SOURCES)}")
-    dataset = run_bins(run_dir, dataset)
+    dataset = run_bins(run_dir, dataset, session)
     behavior = [dataset.extras.get(f"{split}_behavior") for split in ("train", "valid")]
     if any(b is None for b in behavior):
         raise InputError(f"{dataset.source}: train_behavior / valid_behavior: missing; decoding needs the "
                          "behaviour (trials, time, dims) of both splits")
     n_time = Layout.of(dataset).n_time
-    features = [read_posterior(run_dir, split)[SOURCES[source]][:, :n_time] for split in ("train", "valid")]
+    features = [read_posterior(run_dir, split, session)[SOURCES[source]][:, :n_time] for split in ("train", "valid")]
     decoder = fit_velocity_decoder(features[0], behavior[0], lag_bins=lag_bins)
     r2 = velocity_r2(features[0], behavior[0], features[1], behavior[1], lag_bins=lag_bins)
     valid = features[1][:, : n_time - lag_bins]
     predicted = decoder.predict(valid.reshape(-1, valid.shape[-1])).reshape(*valid.shape[:2], -1)
-    path = Path(run_dir) / DECODING_FILE
+    path = Path(run_dir) / (DECODING_FILE if posterior_path(run_dir, session).name == POSTERIOR_FILE
+                            else f"decoding_session{session}.h5")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         h5.create_dataset("valid_behavior_pred", data=predicted.astype(np.float32))
         h5.attrs.update({"alpha": float(decoder.alpha), "lag_bins": lag_bins, "source": source, "vel_r2": r2})

@@ -26,7 +26,7 @@ from .diagnostics import elbo_per_trial, iwae_per_trial, log_importance_weights,
 from .errors import InputError
 from .files import atomic_path
 from .ppc import PPCResult, posterior_predictive_checks
-from .run import load_fitted, run_bins
+from .run import load_fitted, require_single_session, run_bins
 
 INFERENCE_DATA_FILE, DIAGNOSTICS_FILE = "inference_data.nc", "diagnostics.json"
 DEFAULT_DRAWS, DEFAULT_IMPORTANCE_SAMPLES = 20, 200
@@ -50,6 +50,7 @@ def diagnose_run(run_dir: str | Path, dataset: LFADSDataset | None = None, *, sp
         if value < 2:
             raise InputError(f"{name}: must be >= 2, got {value}")
     run_dir = Path(run_dir)
+    require_single_session(run_dir, "diagnose")
     config, _, model, guide = load_fitted(run_dir, "best", device)
     dataset = run_bins(run_dir, dataset)
     data_split = getattr(dataset, split)

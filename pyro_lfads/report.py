@@ -18,7 +18,7 @@ from . import plots
 from .data import LFADSDataset
 from .diagnose import INFERENCE_DATA_FILE, diagnose_run, predictive_checks, read_diagnostics
 from .metrics import rate_r2
-from .run import BEST, read_run, read_training_curve, run_bins
+from .run import BEST, read_run, read_training_curve, require_single_session, run_bins
 
 REPORT_DIR = "report"
 
@@ -66,6 +66,7 @@ def write_report(run_dir: str | Path, dataset: LFADSDataset | None = None, *, ou
     ``bin_ms`` converts counts per bin into spikes/s in the figures.
     """
     run_dir = Path(run_dir)
+    require_single_session(run_dir, "report")
     out = Path(out) if out is not None else run_dir / REPORT_DIR
     config, _ = read_run(run_dir)
     records = read_training_curve(run_dir)

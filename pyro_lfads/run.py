@@ -192,6 +192,14 @@ def run_dataset(run_dir: str | Path, session: int = 0) -> LFADSDataset:
     return dataset
 
 
+def require_single_session(run_dir: str | Path, what: str) -> None:
+    """Refuse a stitched run in a command that covers single-session runs only."""
+    _, info = read_run(run_dir)
+    if info.sessions is not None:
+        raise InputError(f"{run_dir}: is a stitched run of {len(info.sessions)} sessions; '{what}' covers "
+                         "single-session runs (use 'posterior' and 'evaluate --session K' for each session)")
+
+
 def run_sessions(run_dir: str | Path) -> list[LFADSDataset]:
     """Every session's data set of a run (one for a single-session run), read again and checked."""
     _, info = read_run(run_dir)

@@ -444,3 +444,11 @@ def test_held_out_neurons_get_a_least_squares_read_out():
         assert guide.read_ins[session].weight.shape == (4, dataset.train.n_neurons - 2)
         read_out = model.likelihoods[session].readout.weight.detach().numpy()
         assert read_out.shape == (dataset.train.n_neurons, 4) and np.abs(read_out).sum() > 0
+
+
+def test_diagnose_and_report_refuse_a_stitched_run_in_one_line(stitched_run, capsys):
+    run_dir = stitched_run[0]
+    for command in ("diagnose", "report"):
+        assert main([command, str(run_dir), "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "stitched run" in err and err.count("\n") == 1
