@@ -106,17 +106,21 @@ class LFADSGuide(nn.Module):
         """
         n_trials, n_time = batch.n_trials, batch.n_time
         enc, _ = self.ci_encoder(x)
-        enc = _repeat(self.dropout(enc), batch.encoder_repeats)
+        enc = self.dropout(enc)
         if enc.shape[1] < n_time:
             enc = torch.nn.functional.pad(enc, (0, 0, 0, n_time - enc.shape[1]))
         ext = batch.ext_input
         generator = self.generator
+        # the controller's input [E_con_t, f_(t-1)]: the encoder part is known in advance, projected for all t at once
+        w_enc, w_factors = self.controller.weight_ih.split([enc.shape[-1], self.config.fac_dim], dim=1)
+        enc_proj = _repeat(torch.nn.functional.linear(enc, w_enc, self.controller.bias_ih),
+                           batch.encoder_repeats)  # (B, T, 3 con_dim)
         g = g0
         factors = generator.factors(g0)
         c = self.controller_h0.expand(n_trials, -1)
         locs, scales, path, states = [], [], [], []
         for t in range(n_time):
-            c = self.controller(torch.cat([enc[:, t], factors], dim=-1), c)
+            c = self.controller.step(enc_proj[:, t] + torch.nn.functional.linear(factors, w_factors), c)
             loc, log_var = self.co_posterior(c).chunk(2, dim=-1)
             scale = (0.5 * log_var).exp()
             u_t = loc + scale * torch.randn_like(loc)

@@ -1,10 +1,14 @@
-"""Posterior averaging (Methods 1.10) with ``pyro.infer.Predictive``, and its output file.
+"""Posterior averaging (Methods 1.10), what ``pyro.infer.Predictive`` does, and its output file.
 
 For each trial, S samples of (g0, u) are drawn from the guide (dropout off),
 the model is run on each, and the mean and standard deviation over samples
 of rates, factors, generator states, inferred inputs and g0 are kept. The S
 samples of a trial are drawn in one vectorised pass: the batch holds each
-trial S times. Trials go in chunks of at most ``max_rows`` trial-samples,
+trial S times (its encoders read it once). The draw is Predictive's, written
+out: one trace of the guide and the model replayed on it
+(:func:`pyro_lfads.traces.posterior_draw`); ``Predictive`` itself runs each
+program three times per call (twice to learn plate nesting and site shapes),
+which made posterior averaging three times slower. Trials go in chunks of at most ``max_rows`` trial-samples,
 and each chunk is written straight into the HDF5 file, so memory stays
 bounded whatever the number of trials.
 
@@ -34,7 +38,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
-from pyro.infer import Predictive
 from tqdm.auto import tqdm
 
 from .batch import split_batch
@@ -42,6 +45,7 @@ from .data import LFADSDataset, Split
 from .errors import InputError
 from .files import atomic_path
 from .run import load_fitted, read_run
+from .traces import posterior_draw
 
 POSTERIOR_FILE = "posterior.h5"
 SAMPLED_SITES = {"rates": "output_params", "factors": "factors", "gen_states": "gen_states", "u": "co",
@@ -66,18 +70,16 @@ def posterior_chunks(model, guide, split: Split, *, samples: int, time_bins: int
     Keys are those of the module docstring without the ``{split}_`` prefix.
     """
     chunk = max(1, max_rows // samples)
-    return_sites = ["rates", "factors", "gen_states", "obs_mean"] + (["u"] if model.config.co_dim else [])
-    predictive = Predictive(model, guide=guide, num_samples=1, return_sites=return_sites)
     for start in range(0, split.n_trials, chunk):
         trials = slice(start, min(start + chunk, split.n_trials))
         batch = split_batch(split, trials, device, time_bins, session)
         ic_loc, ic_scale = guide.initial_condition(guide.encoder_input(batch))
-        draws = predictive(batch.repeat_trials(samples), 1.0)
+        draws = posterior_draw(model, guide, batch.repeat_trials(samples))
         out = {"ic_mean": ic_loc.cpu().numpy(), "ic_std": ic_scale.cpu().numpy()}
         for site, key in SAMPLED_SITES.items():
             if site not in draws:
                 continue
-            values = draws[site][0].reshape(batch.n_trials, samples, *draws[site].shape[2:])
+            values = draws[site].reshape(batch.n_trials, samples, *draws[site].shape[1:])
             mean_key, std_key = ("co_means", "co_stds") if key == "co" else (key, f"{key}_std")
             out[mean_key] = values.mean(1).cpu().numpy()
             if site != "gen_states":
