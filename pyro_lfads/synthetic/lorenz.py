@@ -105,28 +105,44 @@ def make_lorenz_dataset(
     Raises:
         InputError: an argument is out of range, or a split would be empty.
     """
+    check_int("n_neurons", n_neurons, 1)
+    n_train = check_lorenz_arguments(seed, n_conditions, trials_per_condition, n_time, bin_ms, baseline_rate_hz,
+                                     readout_scale, train_fraction)
+    _check_likelihood(likelihood)
+    rng = np.random.default_rng(seed)
+    latents = lorenz_latents(rng, n_conditions, n_time)
+    data, truth, conversion_factor = observe_lorenz(rng, latents, n_neurons, readout_scale, baseline_rate_hz,
+                                                    bin_ms, trials_per_condition, likelihood)
+    is_train = split_trials(rng, n_conditions, trials_per_condition, n_train)
+    return assemble_dataset(data, truth, latents, is_train, conversion_factor,
+                            source=f"lorenz(seed={seed}, likelihood={likelihood})")
+
+
+def check_lorenz_arguments(seed: object, n_conditions: object, trials_per_condition: object, n_time: object,
+                           bin_ms: object, baseline_rate_hz: object, readout_scale: object,
+                           train_fraction: object) -> int:
+    """Refuse impossible arguments of the Lorenz generators (InputError); returns train trials per condition."""
     check_int("seed", seed, 0)
     check_int("n_conditions", n_conditions, 1)
     check_int("trials_per_condition", trials_per_condition, 2)
-    check_int("n_neurons", n_neurons, 1)
     check_int("n_time", n_time, 1)
     if n_conditions * n_time < 2:
         raise InputError("n_conditions, n_time: need at least 2 states in all to z-score the latents")
     check_float("bin_ms", bin_ms)
     check_float("baseline_rate_hz", baseline_rate_hz)
     check_float("readout_scale", readout_scale, allow_zero=True)
-    n_train = train_count(train_fraction, trials_per_condition)
+    return train_count(train_fraction, trials_per_condition)
 
-    _check_likelihood(likelihood)
-    rng = np.random.default_rng(seed)
-    latents = lorenz_latents(rng, n_conditions, n_time)
+
+def observe_lorenz(rng: np.random.Generator, latents: np.ndarray, n_neurons: int, readout_scale: float,
+                   baseline_rate_hz: float, bin_ms: float, repeats: int,
+                   likelihood: str = "poisson") -> tuple[np.ndarray, np.ndarray, float]:
+    """Neurons with random readouts of ``latents`` (conditions, T, 3) into log rates around a baseline,
+    observed ``repeats`` times per condition: (data (conditions, repeats, T, N), truth (conditions, T, N),
+    conversion_factor), as :func:`~pyro_lfads.synthetic.observations.draw_observations` gives them."""
     readout = rng.normal(0.0, readout_scale, size=(3, n_neurons))
     log_rates_hz = np.log(baseline_rate_hz) + latents @ readout  # (conditions, time, neurons)
-    data, truth, conversion_factor = draw_observations(likelihood, rng, log_rates_hz, bin_ms / 1000.0,
-                                                       trials_per_condition)
-    is_train = split_trials(rng, n_conditions, trials_per_condition, n_train)
-    return assemble_dataset(data, truth, latents, is_train, conversion_factor,
-                            source=f"lorenz(seed={seed}, likelihood={likelihood})")
+    return draw_observations(likelihood, rng, log_rates_hz, bin_ms / 1000.0, repeats)
 
 
 def lorenz_latents(rng: np.random.Generator, n_conditions: int, n_time: int) -> np.ndarray:

@@ -22,9 +22,8 @@ import numpy as np
 from pyro_lfads.data import LFADSDataset
 from pyro_lfads.errors import InputError
 
-from .arguments import check_float, check_int, train_count
-from .lorenz import assemble_dataset, lorenz_latents, split_trials
-from .observations import draw_observations
+from .arguments import check_int
+from .lorenz import assemble_dataset, check_lorenz_arguments, lorenz_latents, observe_lorenz, split_trials
 
 DEFAULT_NEURONS = (20, 24, 28, 32, 36)
 
@@ -63,29 +62,18 @@ def make_multisession_datasets(
     Raises:
         InputError: an argument is out of range, or a split would be empty.
     """
-    check_int("seed", seed, 0)
     if isinstance(neurons, (str, bytes)) or not isinstance(neurons, Sequence) or not neurons:
         raise InputError(f"neurons: must be a non-empty list of neuron counts, got {neurons!r}")
     for count in neurons:
         check_int("neurons", count, 1)
-    check_int("n_conditions", n_conditions, 1)
-    check_int("trials_per_condition", trials_per_condition, 2)
-    check_int("n_time", n_time, 1)
-    if n_conditions * n_time < 2:
-        raise InputError("n_conditions, n_time: need at least 2 states in all to z-score the latents")
-    check_float("bin_ms", bin_ms)
-    check_float("baseline_rate_hz", baseline_rate_hz)
-    check_float("readout_scale", readout_scale, allow_zero=True)
-    n_train = train_count(train_fraction, trials_per_condition)
-
+    n_train = check_lorenz_arguments(seed, n_conditions, trials_per_condition, n_time, bin_ms, baseline_rate_hz,
+                                     readout_scale, train_fraction)
     rng = np.random.default_rng(seed)
     latents = lorenz_latents(rng, n_conditions, n_time)
     sessions = []
     for session, n_neurons in enumerate(neurons):
-        readout = rng.normal(0.0, readout_scale, size=(3, n_neurons))
-        log_rates_hz = np.log(baseline_rate_hz) + latents @ readout
-        data, truth, conversion_factor = draw_observations("poisson", rng, log_rates_hz, bin_ms / 1000.0,
-                                                           trials_per_condition)
+        data, truth, conversion_factor = observe_lorenz(rng, latents, n_neurons, readout_scale, baseline_rate_hz,
+                                                        bin_ms, trials_per_condition)
         is_train = split_trials(rng, n_conditions, trials_per_condition, n_train)
         sessions.append(assemble_dataset(data, truth, latents, is_train, conversion_factor,
                                          source=f"multisession(seed={seed}, session={session})"))
