@@ -8,3 +8,7 @@ class InputError(ValueError):
     the problem, e.g. ``data.h5: train_recon_data: holds NaN``. The command line
     prints it without a traceback and exits with status 2.
     """
+
+
+class TrainingDiverged(InputError):
+    """Training met a non-finite loss or gradient too many steps in a row and stopped (one-line message)."""

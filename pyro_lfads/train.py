@@ -30,18 +30,24 @@ import numpy as np
 import pyro
 import pyro.optim
 import torch
+from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer.util import zero_grads
 from tqdm.auto import tqdm
 
 from .batch import iterate_batches, iterate_session_batches
 from .config import LFADSConfig
 from .data import LFADSDataset, Split, validate_dataset
-from .errors import InputError
+from .errors import InputError, TrainingDiverged
 from .masking import TrainingSplits, check_heldin_layout, coordinated_dropout
 from .run import (BEST, CURVE_FILE, LAST, RunInfo, build_model_and_guide, load_checkpoint, same_run,
                   save_checkpoint, write_run_files)
 from .stitching import check_sessions, initialise_sessions
 from .traces import guide_and_model_traces
+
+
+#: Steps in a row with a non-finite loss or gradient after which training stops.
+MAX_FAULTS_IN_A_ROW = 5
 
 
 def ramp_weight(step: int, ramp_steps: int) -> float:
@@ -129,6 +135,8 @@ class TrainerState:
     last_decay_epoch: int = 0
     train_losses: list = field(default_factory=list)
     stopped: str = ""
+    faults: int = 0
+    faults_in_a_row: int = 0
 
 
 class Trainer:
@@ -165,8 +173,25 @@ class Trainer:
     def _loss_and_grads(self, model, guide, batch, kl_scale):
         loss = self._loss(model, guide, batch, kl_scale)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip_norm)
+        self._grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip_norm)
         return loss
+
+    def step(self, batch, kl_scale: float) -> float | None:
+        """One SVI step (what ``SVI.step`` does), unless the loss or a gradient is not finite:
+        then nothing moves, the learning rate decays by ``lr_decay``, and None is returned."""
+        with poutine.trace(param_only=True) as capture:
+            loss = self._loss_and_grads(self.model, self.guide, batch, kl_scale)
+        params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
+        finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(self._grad_norm))
+        if finite:
+            self.optim(params)
+            self.state.faults_in_a_row = 0
+        else:
+            self.state.faults += 1
+            self.state.faults_in_a_row += 1
+            self._set_lr(self.state.lr * self.config.lr_decay)
+        zero_grads(params)
+        return float(loss.detach()) if finite else None
 
     def _set_lr(self, lr: float) -> None:
         self.state.lr = lr
@@ -187,12 +212,16 @@ class Trainer:
             if self.config.coordinated_dropout_rate > 0:
                 batch = coordinated_dropout(batch, self.config.coordinated_dropout_rate, self.dropout_masks)
             weight = ramp_weight(self.state.step, self.config.kl_ramp_steps)
-            loss = self.svi.step(batch, weight)
+            loss = self.step(batch, weight)
+            self.state.step += 1
+            if loss is None:
+                if self.state.faults_in_a_row >= MAX_FAULTS_IN_A_ROW:
+                    break
+                continue
             recon, kl = elbo_terms(*self.elbo.last_traces)
             totals += (loss * batch.n_trials, recon, kl)
             n += batch.n_trials
-            self.state.step += 1
-        return dict(zip(("loss", "recon", "kl"), totals / n))
+        return dict(zip(("loss", "recon", "kl"), totals / max(n, 1)))
 
     def _maybe_decay(self, train_loss: float) -> None:
         """The paper's rule: decay when this epoch's loss exceeds each of the last lr_patience.
@@ -216,6 +245,10 @@ class Trainer:
         while st.epoch < cfg.max_epochs and st.lr > cfg.lr_min:
             start = time.perf_counter()
             train = self.train_epoch()
+            if st.faults_in_a_row >= MAX_FAULTS_IN_A_ROW:
+                bar.close()
+                st.stopped = "non-finite"
+                raise TrainingDiverged(self._divergence_message())
             valid = self.validate()
             st.epoch += 1
             self._maybe_decay(train["loss"])
@@ -239,6 +272,15 @@ class Trainer:
                             valid=f"{valid['loss']:.1f}", lr=f"{st.lr:.2e}")
         bar.close()
         return st
+
+    def _divergence_message(self) -> str:
+        st = self.state
+        best = (f"the best checkpoint (epoch {st.best_epoch}) is kept in {self.run_dir / BEST}" if st.best_epoch > 0
+                else "no epoch completed, so there is no checkpoint to keep")
+        return (f"training stopped at step {st.step}: the loss or its gradient was not finite in "
+                f"{MAX_FAULTS_IN_A_ROW} steps in a row (each undone, the learning rate decayed to {st.lr:.2e}); "
+                "likely causes: a learning rate too high for these data, extreme values in the data, or a "
+                f"likelihood that does not suit them; {best}")
 
     def validate(self) -> dict:
         """Validation ELBO terms per trial (over all sessions); with sample validation also ``sv_recon``,

@@ -114,3 +114,49 @@ def test_encoder_may_read_fewer_neurons_and_bins_than_the_model_reconstructs(tin
     rates = read_posterior(tmp_path)["output_params"]
     assert rates.shape == tiny_lorenz.valid.recon_data.shape  # all 20 neurons, all 40 bins
     assert np.isfinite(rates).all()
+
+
+def _poison(trainer, from_call: int, calls: int = 10**9):
+    """Make the loss NaN on calls from_call .. from_call + calls - 1 of trainer._loss."""
+    original, count = trainer._loss, [0]
+
+    def loss(*args):
+        value = original(*args)
+        count[0] += 1
+        return value * float("nan") if from_call <= count[0] < from_call + calls else value
+    trainer._loss = loss
+
+
+def test_a_non_finite_step_is_undone_and_decays_the_learning_rate(tiny_lorenz, tiny_config, tmp_path):
+    from pyro_lfads.batch import split_batch
+
+    trainer = fit(tiny_lorenz, tiny_config.replace(max_epochs=1), tmp_path, progress=False)
+    batch = split_batch(tiny_lorenz.train, slice(0, 16))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    adam_steps = [opt.state_dict()["state"] for opt in trainer.optim.optim_objs.values()]
+    lr = trainer.state.lr
+    _poison(trainer, from_call=1, calls=1)
+    assert trainer.step(batch, 1.0) is None
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, before[key]), key  # nothing moved
+    assert [opt.state_dict()["state"] for opt in trainer.optim.optim_objs.values()] == adam_steps
+    assert trainer.state.lr == pytest.approx(lr * tiny_config.lr_decay)
+    assert trainer.state.faults == trainer.state.faults_in_a_row == 1
+    assert np.isfinite(trainer.step(batch, 1.0))  # the next, finite step moves on
+    assert trainer.state.faults_in_a_row == 0
+    assert not torch.equal(trainer.model.state_dict()["generator.cell.weight_hh"], before["generator.cell.weight_hh"])
+
+
+def test_repeated_faults_stop_training_with_a_message_and_keep_the_best_checkpoint(tiny_lorenz, tiny_config,
+                                                                                   tmp_path):
+    from pyro_lfads.errors import TrainingDiverged
+
+    trainer = fit(tiny_lorenz, tiny_config.replace(max_epochs=1), tmp_path, progress=False)
+    best = (tmp_path / BEST).read_bytes()
+    trainer.config = tiny_config.replace(max_epochs=3)
+    _poison(trainer, from_call=1)
+    with pytest.raises(TrainingDiverged, match=r"not finite in 5 steps in a row.*best checkpoint \(epoch 1\)") as info:
+        trainer.fit()
+    assert "\n" not in str(info.value)
+    assert trainer.state.stopped == "non-finite" and trainer.state.epoch == 1
+    assert (tmp_path / BEST).read_bytes() == best
