@@ -114,9 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = sub.add_parser("fit", help="fit LFADS to a data file (or stitch several sessions' files), "
                                      "writing a run directory")
-    fit.add_argument("data", nargs="+", help="LFADS-format data file (.h5/.hdf5 or .npz); several files or a "
+    fit.add_argument("data", nargs="*", help="LFADS-format data file (.h5/.hdf5 or .npz); several files or a "
                                              "quoted glob ('sessions_*.h5') stitch one model across sessions")
-    fit.add_argument("--out", required=True, type=Path, help="run directory to write (created if needed)")
+    fit.add_argument("--out", type=Path, help="run directory to write (created if needed)")
+    fit.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="continue RUN_DIR from its last complete checkpoint, on the data and config it records "
+                          "(--max-epochs may extend it); no DATA, --out or --config then")
     fit.add_argument("--config", type=Path, help="YAML file of config keys (see LFADSConfig); others keep defaults")
     fit.add_argument("--max-epochs", type=_positive_int, help="override the config's max_epochs")
     fit.add_argument("--seed", type=_nonnegative_int, help="override the config's seed")
@@ -264,19 +267,31 @@ def _config_for(args):
 def cmd_fit(args) -> None:
     from .data import load_dataset
     from .models.likelihoods import LIKELIHOODS
+    from .run import read_run, run_sessions
     from .train import check_device, fit
 
-    config = _config_for(args)
     check_device(args.device)
-    sessions = [load_dataset(path, support=LIKELIHOODS[config.likelihood].support, min_time_bins=config.time_bins)
-                for path in data_paths(args.data)]
-    trainer = fit(sessions if len(sessions) > 1 else sessions[0], config, args.out, device=args.device,
+    if args.resume is not None:
+        if args.data or args.out or args.config or args.likelihood or args.seed is not None or args.overwrite:
+            raise InputError("--resume: takes the data and config the run records; give only --max-epochs, "
+                             "--device and --quiet with it")
+        config, _ = read_run(args.resume)
+        if args.max_epochs is not None:
+            config = config.replace(max_epochs=args.max_epochs)
+        sessions, out = run_sessions(args.resume), args.resume
+    else:
+        if not args.data or args.out is None:
+            raise InputError("fit: needs DATA and --out RUN_DIR (or --resume RUN_DIR)")
+        config, out = _config_for(args), args.out
+        sessions = [load_dataset(path, support=LIKELIHOODS[config.likelihood].support,
+                                 min_time_bins=config.time_bins) for path in data_paths(args.data)]
+    trainer = fit(sessions if len(sessions) > 1 else sessions[0], config, out, device=args.device,
                   overwrite=args.overwrite, progress=not args.quiet)
     st = trainer.state
     best = (f"best sample-validation cost {st.best_valid:.4f} nats/entry" if config.sv_rate > 0 else
             f"best validation loss {st.best_valid:.2f} nats/trial")
     print(f"fitted {st.epoch} epochs ({st.step} steps, stopped: {st.stopped or 'resumable'}); "
-          f"{best} at epoch {st.best_epoch}; run in {args.out}")
+          f"{best} at epoch {st.best_epoch}; run in {out}")
 
 
 def data_paths(patterns: list[str]) -> list[Path]:

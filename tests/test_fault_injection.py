@@ -1,0 +1,69 @@
+"""Fault injection: training killed with SIGKILL at random moments, then resumed with ``fit --resume``,
+ends with exactly the parameters of an uninterrupted run (bitwise, on CPU)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from pyro_lfads.data import save_dataset
+from pyro_lfads.run import LAST, load_checkpoint
+from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
+
+CONFIG = "gen_dim: 16\nfac_dim: 4\nic_enc_dim: 8\nci_enc_dim: 8\ncon_dim: 8\nco_dim: 1\nbatch_size: 16\n" \
+         "kl_ramp_steps: 20\nmax_epochs: 8\n"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _fit(*args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pyro_lfads.cli", "fit", *args, "--quiet"], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    data = tmp_path / "lorenz.h5"
+    save_dataset(make_lorenz_dataset(seed=1, n_conditions=8, trials_per_condition=10, n_neurons=12, n_time=30), data)
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    straight = _fit(str(data), "--out", str(tmp_path / "straight"), "--config", str(tmp_path / "config.yaml"))
+    assert straight.wait(timeout=300) == 0, straight.stderr.read()
+
+    rng = random.Random(0)
+    run = tmp_path / "killed"
+    process = _fit(str(data), "--out", str(run), "--config", str(tmp_path / "config.yaml"))
+    kills = 0
+    for _ in range(3):  # kill at three random moments, resuming after each
+        time.sleep(rng.uniform(2.0, 7.0))
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            kills += 1
+        process = _fit("--resume", str(run))
+    assert process.wait(timeout=300) == 0, process.stderr.read()
+    assert kills >= 1
+
+    a, b = load_checkpoint(tmp_path / "straight" / LAST), load_checkpoint(run / LAST)
+    assert a["epoch"] == b["epoch"] == 8
+    for part in ("model", "guide"):
+        for key, value in a[part].items():
+            assert torch.equal(value, b[part][key]), f"{part}.{key}"
+    curve = lambda d: [line.split('"seconds"')[0] for line in (d / "training_curve.jsonl").read_text().splitlines()]
+    assert curve(tmp_path / "straight") == curve(run)
+
+
+def test_resume_takes_no_data_and_refuses_a_missing_run(tmp_path, capsys):
+    from pyro_lfads.cli import main
+
+    assert main(["fit", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "not a pyro-lfads run directory" in capsys.readouterr().err
+    assert main(["fit", "x.h5", "--resume", str(tmp_path)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main(["fit", "x.h5"]) == 2
+    assert "--out" in capsys.readouterr().err
