@@ -1,0 +1,187 @@
+"""Bad input on the command line: every case exits with status 2 and one line on stderr, never a traceback.
+
+``CASES`` is the table quoted in the issue notes: a name, and a function that
+prepares files in a folder and returns the ``pyro-lfads`` arguments.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from pyro_lfads.cli import main
+from pyro_lfads.data import dataset_from_arrays, save_dataset
+from pyro_lfads.errors import InputError
+from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
+
+TINY = "gen_dim: 8\nfac_dim: 2\nic_enc_dim: 4\nco_dim: 0\nbatch_size: 8\nmax_epochs: 1\n"
+
+
+def _good(folder: Path) -> Path:
+    path = folder / "good.h5"
+    save_dataset(make_lorenz_dataset(seed=0, n_conditions=4, trials_per_condition=5, n_neurons=6, n_time=12), path)
+    return path
+
+
+def _with(folder: Path, **changes) -> Path:
+    """The good file with some keys replaced (None deletes the key)."""
+    path = folder / "bad.h5"
+    with h5py.File(_good(folder), "r") as src, h5py.File(path, "w") as dst:
+        for key in src:
+            if key in changes:
+                continue
+            dst.create_dataset(key, data=src[key][()])
+        for key, value in changes.items():
+            if value is not None:
+                dst.create_dataset(key, data=value)
+    return path
+
+
+def _fitted(folder: Path) -> Path:
+    (folder / "tiny.yaml").write_text(TINY)
+    assert main(["fit", str(_good(folder)), "--out", str(folder / "run"), "--config", str(folder / "tiny.yaml"),
+                 "--quiet"]) == 0
+    return folder / "run"
+
+
+def _spikes(folder: Path) -> np.ndarray:
+    with h5py.File(_good(folder), "r") as h5:
+        return h5["train_encod_data"][()]
+
+
+CASES = {
+    "missing file": lambda d: ["fit", str(d / "none.h5"), "--out", str(d / "r")],
+    "not an HDF5 file": lambda d: ["fit", str(_write(d / "x.h5", b"hello")), "--out", str(d / "r")],
+    "unknown suffix": lambda d: ["fit", str(_write(d / "x.csv", b"1,2")), "--out", str(d / "r")],
+    "truncated file": lambda d: ["fit", str(_truncate(_good(d))), "--out", str(d / "r")],
+    "missing key": lambda d: ["fit", str(_with(d, valid_encod_data=None, valid_recon_data=None)), "--out",
+                              str(d / "r")],
+    "NaN in counts": lambda d: ["fit", str(_with(d, train_encod_data=_set(_spikes(d), np.nan))), "--out", str(d / "r")],
+    "Inf in counts": lambda d: ["fit", str(_with(d, train_encod_data=_set(_spikes(d), np.inf))), "--out", str(d / "r")],
+    "negative counts": lambda d: ["fit", str(_with(d, train_encod_data=_set(_spikes(d), -1.0))), "--out",
+                                  str(d / "r")],
+    "fractional counts": lambda d: ["fit", str(_with(d, train_encod_data=_set(_spikes(d), 0.5))), "--out",
+                                    str(d / "r")],
+    "huge counts": lambda d: ["fit", str(_with(d, train_encod_data=_set(_spikes(d), 1e40))), "--out", str(d / "r")],
+    "text instead of numbers": lambda d: ["fit", str(_with(d, train_encod_data=np.array([b"a", b"b"]))), "--out",
+                                          str(d / "r")],
+    "2-D spikes": lambda d: ["fit", str(_with(d, train_encod_data=_spikes(d)[0])), "--out", str(d / "r")],
+    "empty trials": lambda d: ["fit", str(_with(d, train_encod_data=_spikes(d)[:0], train_recon_data=None)),
+                               "--out", str(d / "r")],
+    "neurons differ between splits": lambda d: ["fit", str(_with(d, valid_encod_data=np.zeros((4, 12, 5)),
+                                                                 valid_recon_data=None)), "--out", str(d / "r")],
+    "unknown config key": lambda d: ["fit", str(_good(d)), "--out", str(d / "r"), "--config",
+                                     str(_write(d / "c.yaml", b"gen_size: 3\n"))],
+    "impossible config size": lambda d: ["fit", str(_good(d)), "--out", str(d / "r"), "--config",
+                                         str(_write(d / "c.yaml", b"gen_dim: -4\n"))],
+    "config not YAML": lambda d: ["fit", str(_good(d)), "--out", str(d / "r"), "--config",
+                                  str(_write(d / "c.yaml", b"gen_dim: [\n"))],
+    "unknown likelihood": lambda d: ["fit", str(_good(d)), "--out", str(d / "r"), "--likelihood", "cauchy"],
+    "device without CUDA": lambda d: ["fit", str(_good(d)), "--out", str(d / "r"), "--device", "cuda:3"],
+    "unknown device": lambda d: ["fit", str(_good(d)), "--out", str(d / "r"), "--device", "tpu"],
+    "glob matching nothing": lambda d: ["fit", str(d / "none_*.h5"), "--out", str(d / "r")],
+    "another run in --out": lambda d: ["fit", str(_good(d)), "--out", str(_fitted(d)), "--max-epochs", "1"],
+    "resume a folder that is no run": lambda d: ["fit", "--resume", str(d)],
+    "corrupt checkpoint": lambda d: ["fit", "--resume", str(_corrupt(_fitted(d), "checkpoints/last.pt")),
+                                     "--max-epochs", "2"],
+    "truncated best checkpoint": lambda d: ["posterior", str(_truncate_in(_fitted(d), "checkpoints/best.pt"))],
+    "data changed since the fit": lambda d: ["posterior", str(_change_data(_fitted(d)))],
+    "evaluate before posterior": lambda d: ["evaluate", str(_fitted(d))],
+    "session out of range": lambda d: ["evaluate", str(_fitted(d)), "--session", "4"],
+    "samples below 1": lambda d: ["posterior", str(_fitted(d)), "--samples", "0"],
+}
+
+
+def _write(path: Path, raw: bytes) -> Path:
+    path.write_bytes(raw)
+    return path
+
+
+def _set(array: np.ndarray, value: float) -> np.ndarray:
+    array = array.astype(np.float64)
+    array[0, 0, 0] = value
+    return array
+
+
+def _truncate(path: Path) -> Path:
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 3])
+    return path
+
+
+def _truncate_in(run: Path, name: str) -> Path:
+    _truncate(run / name)
+    return run
+
+
+def _corrupt(run: Path, name: str) -> Path:
+    (run / name).write_bytes(b"not a checkpoint")
+    return run
+
+
+def _change_data(run: Path) -> Path:
+    path = run.parent / "good.h5"
+    with h5py.File(path, "r+") as h5:
+        data = h5["train_encod_data"]
+        data[0, 0, 0] = data[0, 0, 0] + 1
+    return run
+
+
+def run_cli(argv: list[str]) -> int:
+    """main(argv)'s exit status; argparse's own flag errors exit through SystemExit."""
+    try:
+        return main(argv)
+    except SystemExit as exit_:
+        return exit_.code
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_gives_one_line_and_status_2(name, tmp_path, capsys):
+    argv = CASES[name](tmp_path)
+    capsys.readouterr()
+    assert run_cli(argv) == 2, name
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("usage:", " "))]
+    assert len(lines) == 1 and lines[0].startswith("pyro-lfads") and ": error: " in lines[0], err
+    assert "Traceback" not in err
+    assert not (tmp_path / "r").exists()  # nothing written
+
+
+@pytest.mark.parametrize("name", ["NaN in counts", "corrupt checkpoint", "unknown config key"])
+def test_the_installed_command_prints_no_traceback(name, tmp_path):
+    argv = CASES[name](tmp_path)
+    result = subprocess.run([sys.executable, "-m", "pyro_lfads.cli", *argv], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and result.stderr.startswith("pyro-lfads: error: ")
+
+
+_VALUES = st.sampled_from([0.0, 1.0, 3.0, 0.5, -1.0, np.nan, np.inf, 1e40])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(train=arrays(np.float64, st.tuples(st.integers(0, 3), st.integers(0, 4), st.integers(0, 3)), elements=_VALUES),
+       valid=arrays(np.float64, st.tuples(st.integers(0, 3), st.integers(0, 4), st.integers(0, 3)), elements=_VALUES),
+       ndim=st.sampled_from([3, 3, 3, 2, 4]), dtype=st.sampled_from(["float64", "float32", "int64", "bool", "complex"]))
+def test_arrays_given_to_the_api_are_accepted_valid_or_refused_in_one_line(train, valid, ndim, dtype):
+    if ndim != 3:
+        train = (train[..., None] if ndim > 3 else
+                 train.reshape(train.shape[0], train.shape[1] * train.shape[2]))
+    with np.errstate(invalid="ignore", over="ignore"):
+        train = train.astype(dtype)
+    try:
+        dataset = dataset_from_arrays(train, valid)
+    except InputError as error:
+        assert "\n" not in str(error) and str(error)
+        return
+    for split in (dataset.train, dataset.valid):
+        assert split.encod_data.ndim == 3 and split.n_trials > 0 and split.n_time > 0 and split.n_neurons > 0
+        assert np.isfinite(split.encod_data).all() and (split.encod_data >= 0).all()
+        assert np.array_equal(split.encod_data, np.round(split.encod_data))
