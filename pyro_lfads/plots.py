@@ -14,13 +14,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from pyro_lfads.files import atomic_path  # noqa: E402
 
 
 def _save(fig, path: str | Path) -> Path:
-    """Lay out, save as PNG, close; return the path."""
+    """Lay out, save as PNG (atomically: the whole file or none), close; return the path."""
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
 

@@ -18,6 +18,7 @@ from . import plots
 from .data import LFADSDataset
 from .diagnose import INFERENCE_DATA_FILE, diagnose_run, predictive_checks, read_diagnostics
 from .metrics import rate_r2
+from .files import atomic_path
 from .run import BEST, read_run, read_training_curve, require_single_session, run_bins
 
 REPORT_DIR = "report"
@@ -107,7 +108,8 @@ def write_report(run_dir: str | Path, dataset: LFADSDataset | None = None, *, ou
     figures.append(plots.plot_khat(np.asarray(diagnostics["per_trial"]["khat"]), out / "khat.png"))
     numbers.update(summary)
     index = out / "index.html"
-    index.write_text(_page(run_dir, numbers, [figure.name for figure in figures]))
+    with atomic_path(index) as tmp:
+        tmp.write_text(_page(run_dir, numbers, [figure.name for figure in figures]))
     return index
 
 

@@ -95,6 +95,7 @@ CASES = {
                                      "--max-epochs", "2"],
     "truncated best checkpoint": lambda d: ["posterior", str(_truncate_in(_fitted(d), "checkpoints/best.pt"))],
     "data changed since the fit": lambda d: ["posterior", str(_change_data(_fitted(d)))],
+    "checkpoint of another config": lambda d: ["posterior", str(_foreign_checkpoint(_fitted(d)))],
     "evaluate before posterior": lambda d: ["evaluate", str(_fitted(d))],
     "session out of range": lambda d: ["evaluate", str(_fitted(d)), "--session", "4"],
     "samples below 1": lambda d: ["posterior", str(_fitted(d)), "--samples", "0"],
@@ -125,6 +126,16 @@ def _truncate_in(run: Path, name: str) -> Path:
 
 def _corrupt(run: Path, name: str) -> Path:
     (run / name).write_bytes(b"not a checkpoint")
+    return run
+
+
+def _foreign_checkpoint(run: Path) -> Path:
+    """The run with the best checkpoint of a fit with another generator size."""
+    other = run.parent / "other"
+    (run.parent / "other.yaml").write_text(TINY.replace("gen_dim: 8", "gen_dim: 12"))
+    assert main(["fit", str(run.parent / "good.h5"), "--out", str(other), "--config", str(run.parent / "other.yaml"),
+                 "--quiet"]) == 0
+    (run / "checkpoints" / "best.pt").write_bytes((other / "checkpoints" / "best.pt").read_bytes())
     return run
 
 
