@@ -114,6 +114,20 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     return state
 
 
+def load_weights(model, guide, state: dict, path: Path) -> None:
+    """Load a checkpoint's model and guide weights; refuse, naming the first differing tensor, a checkpoint
+    of another config or data shape."""
+    for name, module in (("model", model), ("guide", guide)):
+        mine, theirs = module.state_dict(), state[name]
+        problem = next((f"{key}: missing" for key in mine if key not in theirs), None)
+        problem = problem or next((f"{key}: not in this model" for key in theirs if key not in mine), None)
+        problem = problem or next((f"{key}: shape {tuple(theirs[key].shape)} in the checkpoint, {tuple(value.shape)} "
+                                   f"here" for key, value in mine.items() if value.shape != theirs[key].shape), None)
+        if problem is not None:
+            raise InputError(f"{path}: checkpoint does not match this run's config and data ({name} {problem})")
+        module.load_state_dict(theirs)
+
+
 def write_run_files(run_dir: Path, config: LFADSConfig, info: RunInfo) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(run_dir / CONFIG_FILE) as tmp:
@@ -166,12 +180,8 @@ def load_fitted(run_dir: str | Path, which: str = "best", device: str = "cpu"):
     run_dir = Path(run_dir)
     config, info = read_run(run_dir)
     model, guide = build_model_and_guide(config, info)
-    state = load_checkpoint(run_dir / (BEST if which == "best" else LAST))
-    try:
-        model.load_state_dict(state["model"])
-        guide.load_state_dict(state["guide"])
-    except RuntimeError as exc:
-        raise InputError(f"{run_dir}: checkpoint does not match the run's config: {str(exc).splitlines()[0]}") from None
+    path = run_dir / (BEST if which == "best" else LAST)
+    load_weights(model, guide, load_checkpoint(path), path)
     model.to(device).eval()
     guide.to(device).eval()
     return config, info, model, guide

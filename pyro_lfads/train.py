@@ -40,7 +40,7 @@ from .config import LFADSConfig
 from .data import LFADSDataset, Split, validate_dataset
 from .errors import InputError, TrainingDiverged
 from .masking import TrainingSplits, check_heldin_layout, coordinated_dropout
-from .run import (BEST, CURVE_FILE, LAST, RunInfo, build_model_and_guide, load_checkpoint, same_run,
+from .run import (BEST, CURVE_FILE, LAST, RunInfo, build_model_and_guide, load_checkpoint, load_weights, same_run,
                   save_checkpoint, write_run_files)
 from .stitching import check_sessions, initialise_sessions
 from .traces import guide_and_model_traces
@@ -318,12 +318,7 @@ class Trainer:
     def resume(self, path: Path) -> None:
         """Continue exactly where the checkpoint at ``path`` left off."""
         state = load_checkpoint(path, map_location=self.device)
-        try:
-            self.model.load_state_dict(state["model"])
-            self.guide.load_state_dict(state["guide"])
-        except RuntimeError as exc:
-            raise InputError(f"{path}: checkpoint does not match this config and data: "
-                             f"{str(exc).splitlines()[0]}") from None
+        load_weights(self.model, self.guide, state, path)
         self.state = TrainerState(**state["trainer"])
         self.optim.set_state(state["optim"])
         self._set_lr(self.state.lr)
