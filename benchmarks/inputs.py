@@ -25,7 +25,7 @@ Everything else is the default configuration, but for batches of 64 trials and
 an 800-step KL ramp (the default 2000 steps would outlast these shorter runs).
 
 Run: python benchmarks/inputs.py [--experiments chaotic-rnn,pulses,integrate-to-bound]
-         [--gammas 1.5,2.5] [--epochs 150] [--controller both|with|without] [--out DIR] [--device cpu]
+         [--gammas 1.5,2.5] [--epochs 150] [--controller both|with|without] [--config YAML] [--out DIR] [--device cpu]
 ``--out`` keeps each experiment's data file and runs (``examples/inferred_inputs.py`` draws them).
 """
 
@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--kl-ramp-steps", type=int, default=800)
     parser.add_argument("--controller", choices=["both", "with", "without"], default="both")
     parser.add_argument("--paper-sizes", action="store_true")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="YAML of config keys to start from (the flags here still apply on top)")
     parser.add_argument("--ic-enc-seq-len", type=int, default=None,
                         help="bins the initial-condition encoder reads (default: the whole trial)")
     parser.add_argument("--itb-neurons", type=int, default=50, help="integrate-to-bound neurons (paper: 50)")
@@ -99,9 +101,9 @@ def main() -> None:
     args = parser.parse_args()
     gammas = [float(g) for g in args.gammas.split(",")]
     controllers = {"both": (True, False), "with": (True,), "without": (False,)}[args.controller]
-    config = pyro_lfads.LFADSConfig(max_epochs=args.epochs, batch_size=args.batch_size,
-                                    kl_ramp_steps=args.kl_ramp_steps, ic_enc_seq_len=args.ic_enc_seq_len,
-                                    posterior_samples=20)
+    base = pyro_lfads.LFADSConfig.from_yaml(args.config) if args.config else pyro_lfads.LFADSConfig()
+    config = base.replace(max_epochs=args.epochs, batch_size=args.batch_size, kl_ramp_steps=args.kl_ramp_steps,
+                          ic_enc_seq_len=args.ic_enc_seq_len, posterior_samples=20)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.out or Path(tmp)
         for experiment in args.experiments.split(","):
