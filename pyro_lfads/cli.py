@@ -324,8 +324,6 @@ def cmd_evaluate(args) -> None:
     from .run import read_run
 
     n_sessions = len(read_run(args.run_dir)[1].session_infos())
-    if args.session is not None and args.session >= n_sessions:
-        raise InputError(f"--session: {args.run_dir} has sessions 0 to {n_sessions - 1}, got {args.session}")
     sessions = [args.session] if args.session is not None else range(n_sessions)
     results = {session: evaluate_run(args.run_dir, baselines=args.baselines, lag_bins=args.lag_bins,
                                      psth_sigma_bins=args.psth_sigma_bins, session=session)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -116,6 +116,11 @@ class LFADSDataset:
             return None
         factor = 1.0 if self.conversion_factor is None else self.conversion_factor
         return truth / factor
+
+
+def as_sessions(data: LFADSDataset | Sequence[LFADSDataset]) -> list[LFADSDataset]:
+    """A list of sessions from one data set or a sequence of them (stitching)."""
+    return [data] if isinstance(data, LFADSDataset) else list(data)
 
 
 def load_dataset(

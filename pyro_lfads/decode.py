@@ -15,8 +15,8 @@ import numpy as np
 from .errors import InputError
 from .files import atomic_path
 from .metrics import fit_velocity_decoder, velocity_r2
-from .posterior import POSTERIOR_FILE, posterior_path, read_posterior
-from .run import run_bins
+from .posterior import read_posterior
+from .run import run_bins, session_file
 from .scoring import Layout
 
 DECODING_FILE = "decoding.h5"
@@ -52,8 +52,7 @@ def decode_run(run_dir: str | Path, dataset=None, *, source: str = "rates", lag_
     r2 = velocity_r2(features[0], behavior[0], features[1], behavior[1], lag_bins=lag_bins)
     valid = features[1][:, : n_time - lag_bins]
     predicted = decoder.predict(valid.reshape(-1, valid.shape[-1])).reshape(*valid.shape[:2], -1)
-    path = Path(run_dir) / (DECODING_FILE if posterior_path(run_dir, session).name == POSTERIOR_FILE
-                            else f"decoding_session{session}.h5")
+    path = session_file(run_dir, DECODING_FILE, session)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         h5.create_dataset("valid_behavior_pred", data=predicted.astype(np.float32))
         h5.attrs.update({"alpha": float(decoder.alpha), "lag_bins": lag_bins, "source": source, "vel_r2": r2})

@@ -8,9 +8,9 @@ trial S times (its encoders read it once). The draw is Predictive's, written
 out: one trace of the guide and the model replayed on it
 (:func:`pyro_lfads.traces.posterior_draw`); ``Predictive`` itself runs each
 program three times per call (twice to learn plate nesting and site shapes),
-which made posterior averaging three times slower. Trials go in chunks of at most ``max_rows`` trial-samples,
-and each chunk is written straight into the HDF5 file, so memory stays
-bounded whatever the number of trials.
+which made posterior averaging three times slower. Trials go in chunks of at
+most ``max_rows`` trial-samples, and each chunk is written straight into the
+HDF5 file, so memory stays bounded whatever the number of trials.
 
 Output keys (lfads-torch's names; shapes per split, B trials, T bins):
     {split}_output_params       (B, T, N)  posterior mean rates, counts per bin
@@ -41,10 +41,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .batch import split_batch
-from .data import LFADSDataset, Split
+from .data import LFADSDataset, Split, as_sessions
 from .errors import InputError
 from .files import atomic_path
-from .run import load_fitted, read_run
+from .run import load_fitted, session_file
 from .traces import posterior_draw
 
 POSTERIOR_FILE = "posterior.h5"
@@ -54,11 +54,7 @@ SAMPLED_SITES = {"rates": "output_params", "factors": "factors", "gen_states": "
 
 def posterior_path(run_dir: str | Path, session: int = 0) -> Path:
     """Where a run's posterior averages (of session ``session``) go."""
-    _, info = read_run(run_dir)
-    n_sessions = len(info.session_infos())
-    if not 0 <= session < n_sessions:
-        raise InputError(f"--session: {run_dir} has sessions 0 to {n_sessions - 1}, got {session}")
-    return Path(run_dir) / (POSTERIOR_FILE if n_sessions == 1 else f"posterior_session{session}.h5")
+    return session_file(run_dir, POSTERIOR_FILE, session)
 
 
 @torch.no_grad()
@@ -97,7 +93,7 @@ def write_posterior(run_dir: str | Path, data: LFADSDataset | Sequence[LFADSData
     samples = config.posterior_samples if samples is None else samples
     if samples < 1:
         raise InputError(f"--samples: must be >= 1, got {samples}")
-    sessions = [data] if isinstance(data, LFADSDataset) else list(data)
+    sessions = as_sessions(data)
     if len(sessions) != len(info.session_infos()):
         raise InputError(f"{run_dir}: was fitted on {len(info.session_infos())} sessions, got {len(sessions)} data sets")
     total = sum(d.train.n_trials + d.valid.n_trials for d in sessions)

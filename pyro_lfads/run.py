@@ -24,7 +24,7 @@ import torch
 
 from . import __version__
 from .config import LFADSConfig
-from .data import LFADSDataset, Split, load_dataset
+from .data import LFADSDataset, Split, as_sessions, load_dataset
 from .errors import InputError
 from .files import atomic_path
 
@@ -53,11 +53,12 @@ class RunInfo:
     @classmethod
     def describe(cls, data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig) -> "RunInfo":
         """The RunInfo of a fit of ``data``: one data set, or a list of sessions to stitch."""
-        if not isinstance(data, LFADSDataset) and len(data) > 1:
-            parts = [cls.describe(dataset, config) for dataset in data]
+        sessions = as_sessions(data)
+        if len(sessions) > 1:
+            parts = [cls.describe(dataset, config) for dataset in sessions]
             digest = hashlib.sha256("".join(p.data_sha256 for p in parts).encode()).hexdigest()
             return replace(parts[0], data_sha256=digest, sessions=[asdict(p) for p in parts])
-        dataset = data if isinstance(data, LFADSDataset) else data[0]
+        dataset = sessions[0]
         train = dataset.train
         n_time = train.n_time if config.time_bins is None else config.time_bins
         ext = 0 if train.ext_input is None else int(train.ext_input.shape[2])
@@ -69,6 +70,13 @@ class RunInfo:
     def session_infos(self) -> list["RunInfo"]:
         """One RunInfo per session: ``[self]`` for a single-session run."""
         return [self] if self.sessions is None else [RunInfo(**session) for session in self.sessions]
+
+    def session_info(self, session: int, run_dir: str | Path) -> "RunInfo":
+        """Session ``session``'s RunInfo; refuses one the run does not have."""
+        sessions = self.session_infos()
+        if not 0 <= session < len(sessions):
+            raise InputError(f"--session: {run_dir} has sessions 0 to {len(sessions) - 1}, got {session}")
+        return sessions[session]
 
 
 def dataset_sha256(dataset: LFADSDataset) -> str:
@@ -189,17 +197,21 @@ def load_fitted(run_dir: str | Path, which: str = "best", device: str = "cpu"):
 
 def run_dataset(run_dir: str | Path, session: int = 0) -> LFADSDataset:
     """The data set (of session ``session``) a run was fitted on, read again from its file and checked unchanged."""
-    _, info = read_run(run_dir)
-    sessions = info.session_infos()
-    if not 0 <= session < len(sessions):
-        raise InputError(f"--session: {run_dir} has sessions 0 to {len(sessions) - 1}, got {session}")
-    info = sessions[session]
+    info = read_run(run_dir)[1].session_info(session, run_dir)
     if info.data_source.startswith("<"):
         raise InputError(f"{run_dir}: was fitted on in-memory arrays; pass the data set to the Python API")
     dataset = load_dataset(info.data_source, support="real")
     if dataset_sha256(dataset) != info.data_sha256:
         raise InputError(f"{info.data_source}: data changed since {run_dir} was fitted (checksum differs)")
     return dataset
+
+
+def session_file(run_dir: str | Path, name: str, session: int = 0) -> Path:
+    """RUN_DIR/name for a single-session run; RUN_DIR/{stem}_session{k}{suffix} for session k of a stitched one."""
+    run_dir, name = Path(run_dir), Path(name)
+    info = read_run(run_dir)[1]
+    info.session_info(session, run_dir)
+    return run_dir / (name if info.sessions is None else f"{name.stem}_session{session}{name.suffix}")
 
 
 def require_single_session(run_dir: str | Path, what: str) -> None:

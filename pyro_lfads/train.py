@@ -30,14 +30,12 @@ import numpy as np
 import pyro
 import pyro.optim
 import torch
-from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
-from pyro.infer.util import zero_grads
 from tqdm.auto import tqdm
 
 from .batch import iterate_batches, iterate_session_batches
 from .config import LFADSConfig
-from .data import LFADSDataset, Split, validate_dataset
+from .data import LFADSDataset, Split, as_sessions, validate_dataset
 from .errors import InputError, TrainingDiverged
 from .masking import TrainingSplits, check_heldin_layout, coordinated_dropout
 from .run import (BEST, CURVE_FILE, LAST, RunInfo, build_model_and_guide, load_checkpoint, load_weights, same_run,
@@ -151,7 +149,7 @@ class Trainer:
     def __init__(self, model, guide, data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig,
                  run_dir: Path, device: str = "cpu", progress: bool = True):
         self.model, self.guide = model.to(device), guide.to(device)
-        self.sessions = [data] if isinstance(data, LFADSDataset) else list(data)
+        self.sessions = as_sessions(data)
         self.config, self.run_dir = config, Path(run_dir)
         self.device, self.progress = device, progress
         self.params = [p for m in (self.model, self.guide) for p in m.parameters()]
@@ -171,27 +169,27 @@ class Trainer:
         return elbo_loss + kl_scale * l2_penalty(self.model, self.guide, self.config)
 
     def _loss_and_grads(self, model, guide, batch, kl_scale):
+        """The loss and its clipped gradients; when either is not finite, no gradient at all, so
+        that the optimiser moves nothing (Adam skips parameters without a gradient)."""
         loss = self._loss(model, guide, batch, kl_scale)
         loss.backward()
-        self._grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip_norm)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip_norm)
+        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+            for param in self.params:
+                param.grad = None
         return loss
 
     def step(self, batch, kl_scale: float) -> float | None:
-        """One SVI step (what ``SVI.step`` does), unless the loss or a gradient is not finite:
-        then nothing moves, the learning rate decays by ``lr_decay``, and None is returned."""
-        with poutine.trace(param_only=True) as capture:
-            loss = self._loss_and_grads(self.model, self.guide, batch, kl_scale)
-        params = {site["value"].unconstrained() for site in capture.trace.nodes.values()}
-        finite = bool(torch.isfinite(loss)) and bool(torch.isfinite(self._grad_norm))
-        if finite:
-            self.optim(params)
+        """One ``SVI.step``; returns its loss, or None when the loss or a gradient was not finite:
+        then nothing moved and the learning rate decays by ``lr_decay``."""
+        loss = self.svi.step(batch, kl_scale)
+        if math.isfinite(loss):
             self.state.faults_in_a_row = 0
-        else:
-            self.state.faults += 1
-            self.state.faults_in_a_row += 1
-            self._set_lr(self.state.lr * self.config.lr_decay)
-        zero_grads(params)
-        return float(loss.detach()) if finite else None
+            return loss
+        self.state.faults += 1
+        self.state.faults_in_a_row += 1
+        self._set_lr(self.state.lr * self.config.lr_decay)
+        return None
 
     def _set_lr(self, lr: float) -> None:
         self.state.lr = lr
@@ -352,7 +350,7 @@ def fit(data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig, run_di
     """
     run_dir = Path(run_dir)
     check_device(device)
-    sessions = [data] if isinstance(data, LFADSDataset) else list(data)
+    sessions = as_sessions(data)
     if not sessions:
         raise InputError("data: no data set given")
     for dataset in sessions:

@@ -9,7 +9,6 @@ import pyro
 import pytest
 import torch
 
-from pyro_lfads.batch import Batch
 from pyro_lfads.data import LFADSDataset, Split
 from pyro_lfads.run import RunInfo, build_model_and_guide
 from pyro_lfads.train import Trainer
