@@ -11,6 +11,10 @@ Dropout (Methods 1.9) on the encoder input, on E_ic before W_ic, and on the
 controller's encoder input. With ``co_dim = 0`` only the initial-condition
 encoder exists. The guide takes the model's arguments: ``guide(batch, kl_scale)``.
 
+Causal variant (``config.causal``, for streaming): both encoders are forward-only
+GRUs, so E_con_t has read x_1..x_t and no later bin, and q(g0) reads the first
+``config.ic_window`` bins (see :mod:`pyro_lfads.streaming`).
+
 Stitching (Methods 1.8): with several sessions, the encoders read
 ``W_in^s x_t`` (F wide, the session's read-in) instead of x_t; everything
 else is shared.
@@ -29,7 +33,7 @@ from torch import nn
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.distributions import PathNormal
 from pyro_lfads.models.lfads import LFADSModel
-from pyro_lfads.nn import BidirectionalEncoder, ClippedGRUCell, ReadIn
+from pyro_lfads.nn import ClippedGRUCell, ReadIn, make_encoder
 
 
 class LFADSGuide(nn.Module):
@@ -52,13 +56,14 @@ class LFADSGuide(nn.Module):
         self.read_ins = (nn.ModuleList([ReadIn(n, config.fac_dim, config.train_read_in) for n in sessions])
                          if len(sessions) > 1 else None)
         n_encod_neurons = sessions[0] if self.read_ins is None else config.fac_dim
-        self.ic_encoder = BidirectionalEncoder(n_encod_neurons, config.ic_enc_dim)
-        self.ic_posterior = nn.Linear(2 * config.ic_enc_dim, 2 * config.gen_dim)
-        nn.init.normal_(self.ic_posterior.weight, std=(2 * config.ic_enc_dim) ** -0.5)
+        self.ic_encoder = make_encoder(n_encod_neurons, config.ic_enc_dim, config.causal)
+        self.ic_posterior = nn.Linear(self.ic_encoder.output_size, 2 * config.gen_dim)
+        nn.init.normal_(self.ic_posterior.weight, std=self.ic_encoder.output_size ** -0.5)
         nn.init.zeros_(self.ic_posterior.bias)
         if config.co_dim:
-            self.ci_encoder = BidirectionalEncoder(n_encod_neurons, config.ci_enc_dim)
-            self.controller = ClippedGRUCell(2 * config.ci_enc_dim + config.fac_dim, config.con_dim, config.cell_clip)
+            self.ci_encoder = make_encoder(n_encod_neurons, config.ci_enc_dim, config.causal)
+            self.controller = ClippedGRUCell(self.ci_encoder.output_size + config.fac_dim, config.con_dim,
+                                             config.cell_clip)
             self.controller_h0 = nn.Parameter(torch.zeros(config.con_dim))
             self.co_posterior = nn.Linear(config.con_dim, 2 * config.co_dim)
             nn.init.normal_(self.co_posterior.weight, std=config.con_dim ** -0.5)
@@ -72,11 +77,13 @@ class LFADSGuide(nn.Module):
         pyro.module("lfads_guide", self)
         x = self.encoder_input(batch)
         ic_loc, ic_scale = (_repeat(v, batch.encoder_repeats) for v in self.initial_condition(x))
-        with pyro.plate("trials", batch.n_trials), poutine.scale(scale=kl_scale):
-            g0 = pyro.sample("g0", dist.Normal(ic_loc, ic_scale).to_event(1))
+        with pyro.plate("trials", batch.n_trials):
+            with poutine.scale(scale=kl_scale * self.config.kl_ic_scale):
+                g0 = pyro.sample("g0", dist.Normal(ic_loc, ic_scale).to_event(1))
             if self.config.co_dim:
                 loc, scale, path = self.controller_path(x, g0, batch)
-                pyro.sample("u", PathNormal(loc, scale, path))
+                with poutine.scale(scale=kl_scale * self.config.kl_co_scale):
+                    pyro.sample("u", PathNormal(loc, scale, path))
 
     def encoder_input(self, batch) -> torch.Tensor:
         """What the encoders read: ``batch.encod_data`` (B, T_enc, N_enc) after dropout, through the
@@ -88,9 +95,9 @@ class LFADSGuide(nn.Module):
     def initial_condition(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T_enc, N_enc) from :meth:`encoder_input` -> mean and std of q(g0), each (B, G).
 
-        The encoder reads the first ``config.ic_enc_seq_len`` bins only, when that is set.
+        The encoder reads the first ``config.ic_window`` bins only, when that is set.
         """
-        _, final = self.ic_encoder(x[:, : self.config.ic_enc_seq_len])
+        _, final = self.ic_encoder(x[:, : self.config.ic_window])
         loc, log_var = self.ic_posterior(self.dropout(final)).chunk(2, dim=-1)
         scale = (log_var.exp() + self.config.ic_post_var_min).sqrt()
         return loc, scale

@@ -139,14 +139,16 @@ class LFADSModel(nn.Module):
         Each entry's log-likelihood is weighted by ``batch.recon_weight`` (all 1 when it is None).
 
         ``kl_scale`` (> 0) multiplies the log densities of the latent sites
-        ``g0`` and ``u`` (KL annealing); the guide applies the same scale.
+        ``g0`` and ``u`` (KL annealing), on top of ``config.kl_ic_scale`` and
+        ``config.kl_co_scale``; the guide applies the same scales.
         """
         pyro.module("lfads_model", self)
         n_trials, n_time = batch.n_trials, batch.n_time
         ic_std = math.sqrt(self.config.ic_prior_var)
         with pyro.plate("trials", n_trials):
-            with poutine.scale(scale=kl_scale):
+            with poutine.scale(scale=kl_scale * self.config.kl_ic_scale):
                 g0 = pyro.sample("g0", dist.Normal(self.ic_prior_mean, ic_std).to_event(1))
+            with poutine.scale(scale=kl_scale * self.config.kl_co_scale):
                 u = pyro.sample("u", self.input_prior(n_time)) if self.input_prior is not None else None
             states = self.generator.run(g0, u, batch.ext_input, n_time)
             factors = self.generator.factors(states)

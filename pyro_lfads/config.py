@@ -19,6 +19,8 @@ from .errors import InputError
 
 ELBOS = ("trace", "meanfield")
 DEFAULT_CD_RATE = 0.3
+#: Bins a causal model's initial-condition encoder reads when ``ic_enc_seq_len`` is None.
+CAUSAL_IC_BINS = 5
 
 
 @dataclass
@@ -39,6 +41,11 @@ class LFADSConfig:
             the trial, which the inferred inputs must then explain.
         time_bins: bins per trial the model uses (the first ``time_bins`` of
             each trial); None uses all bins; data with fewer bins is refused.
+        causal: a causal variant for streaming, closed-loop use (see
+            :mod:`pyro_lfads.streaming`): both encoders run forward in time only,
+            so the controller's input at bin t has seen bins 1..t and never a
+            later one, and g0 is inferred from the first ``ic_enc_seq_len``
+            bins (``CAUSAL_IC_BINS`` when that is None).
     Stitching (several sessions, Methods 1.8):
         train_read_in: train the sessions' read-in matrices after their
             principal-components initialisation (True, the paper's), or keep
@@ -77,6 +84,9 @@ class LFADSConfig:
         grad_clip_norm: global gradient-norm clip.
         kl_ramp_steps: steps of the linear KL ramp (weight 1 from then on);
             the L2 penalty follows the same ramp.
+        kl_ic_scale, kl_co_scale: constant weights on the KL terms of g0 and
+            of the inferred inputs u (1, the true ELBO, by default; AutoLFADS
+            tunes them). Both apply on top of the ramp.
         l2_gen_scale, l2_con_scale: L2 on the hidden-to-hidden weights of the
             generator and controller, 0.5 * scale * sum(w^2) / numel(w), in
             nats per trial.
@@ -94,6 +104,7 @@ class LFADSConfig:
     co_dim: int = 1
     ic_enc_seq_len: int | None = None
     time_bins: int | None = None
+    causal: bool = False
     train_read_in: bool = True
 
     likelihood: str = "poisson"
@@ -118,6 +129,8 @@ class LFADSConfig:
     max_epochs: int = 1000
     grad_clip_norm: float = 200.0
     kl_ramp_steps: int = 2000
+    kl_ic_scale: float = 1.0
+    kl_co_scale: float = 1.0
     l2_gen_scale: float = 2000.0
     l2_con_scale: float = 0.0
     elbo: str = "trace"
@@ -145,7 +158,7 @@ class LFADSConfig:
         if self.time_bins is not None:
             _check(source, "time_bins", self.time_bins, int, lambda v: v >= 1, "must be an integer >= 1 or null")
         positive_floats = ("calcium_tau_init", "ic_prior_var", "ic_post_var_min", "ar_tau_init", "ar_var_init", "cell_clip",
-                           "learning_rate", "adam_eps", "lr_min", "grad_clip_norm")
+                           "learning_rate", "adam_eps", "lr_min", "grad_clip_norm", "kl_ic_scale", "kl_co_scale")
         for name in positive_floats:
             _check(source, name, getattr(self, name), float, lambda v: v > 0, "must be a number > 0")
         for name in ("l2_gen_scale", "l2_con_scale"):
@@ -154,7 +167,8 @@ class LFADSConfig:
             _check(source, "cd_rate", self.cd_rate, float, lambda v: 0 <= v < 1, "must be in [0, 1) or null")
         for name in ("dropout", "sv_rate", "adam_beta1", "adam_beta2"):
             _check(source, name, getattr(self, name), float, lambda v: 0 <= v < 1, "must be in [0, 1)")
-        _check(source, "train_read_in", self.train_read_in, bool, lambda v: True, "must be true or false")
+        for name in ("train_read_in", "causal"):
+            _check(source, name, getattr(self, name), bool, lambda v: True, "must be true or false")
         _check(source, "lr_decay", self.lr_decay, float, lambda v: 0 < v < 1, "must be in (0, 1)")
         from pyro_lfads.models.likelihoods import LIKELIHOODS  # the registry, with user additions
 
@@ -162,6 +176,14 @@ class LFADSConfig:
             raise InputError(f"{source}: likelihood: {self.likelihood!r} is not one of {', '.join(LIKELIHOODS)}")
         if self.elbo not in ELBOS:
             raise InputError(f"{source}: elbo: {self.elbo!r} is not one of {', '.join(ELBOS)}")
+
+    @property
+    def ic_window(self) -> int | None:
+        """Bins the initial-condition encoder reads: ``ic_enc_seq_len``, or ``CAUSAL_IC_BINS``
+        in a causal model when that is None, or None (all bins)."""
+        if self.ic_enc_seq_len is None and self.causal:
+            return CAUSAL_IC_BINS
+        return self.ic_enc_seq_len
 
     @property
     def coordinated_dropout_rate(self) -> float:

@@ -24,11 +24,12 @@ from .traces import guide_and_model_traces
 
 
 def _log_density(trace) -> torch.Tensor:
-    """Sum of the log densities of a trace's sample sites, per trial: (B,)."""
+    """Sum of the log densities of a trace's sample sites, per trial: (B,) (unscaled: the true
+    densities, whatever KL weights the model was trained with)."""
     total = 0.0
     for site in trace.nodes.values():
         if site["type"] == "sample" and not site["infer"].get("_deterministic"):
-            total = total + site["log_prob"]
+            total = total + site["unscaled_log_prob"]
     return total
 
 

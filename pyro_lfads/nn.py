@@ -69,14 +69,9 @@ class BidirectionalEncoder(nn.Module):
     def __init__(self, input_size: int, hidden_size: int):
         super().__init__()
         self.hidden_size = hidden_size
+        self.output_size = 2 * hidden_size
         self.gru = nn.GRU(input_size, hidden_size, batch_first=True, bidirectional=True)
-        for name, param in self.gru.named_parameters():
-            if name.startswith("weight_ih"):
-                _init_normal(param, input_size)
-            elif name.startswith("weight_hh"):
-                _init_normal(param, hidden_size)
-            else:
-                nn.init.zeros_(param)
+        _init_gru(self.gru, input_size, hidden_size)
         self.h0 = nn.Parameter(torch.zeros(2, 1, hidden_size))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,6 +84,42 @@ class BidirectionalEncoder(nn.Module):
         sequence, h_n = self.gru(x, h0)
         final = torch.cat([h_n[0], h_n[1]], dim=-1)
         return sequence, final
+
+
+class ForwardEncoder(nn.Module):
+    """A forward-only GRU over a trial: the causal model's encoder. State t has read bins 1..t.
+
+    The same interface as :class:`BidirectionalEncoder`; its learnable initial
+    state starts at 0.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.hidden_size = self.output_size = hidden_size
+        self.gru = nn.GRU(input_size, hidden_size, batch_first=True)
+        _init_gru(self.gru, input_size, hidden_size)
+        self.h0 = nn.Parameter(torch.zeros(1, 1, hidden_size))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, I) -> (sequence (B, T, H), final (B, H), the state after the last bin)."""
+        sequence, h_n = self.gru(x, self.h0.expand(1, x.shape[0], self.hidden_size).contiguous())
+        return sequence, h_n[0]
+
+
+def _init_gru(gru: nn.GRU, input_size: int, hidden_size: int) -> None:
+    """Methods 1.9 initialisation of a torch GRU: Normal(0, 1/fan_in) weights, zero biases."""
+    for name, param in gru.named_parameters():
+        if name.startswith("weight_ih"):
+            _init_normal(param, input_size)
+        elif name.startswith("weight_hh"):
+            _init_normal(param, hidden_size)
+        else:
+            nn.init.zeros_(param)
+
+
+def make_encoder(input_size: int, hidden_size: int, causal: bool) -> nn.Module:
+    """A :class:`ForwardEncoder` for a causal model, else a :class:`BidirectionalEncoder`."""
+    return (ForwardEncoder if causal else BidirectionalEncoder)(input_size, hidden_size)
 
 
 class FactorReadout(nn.Module):
