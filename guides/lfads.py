@@ -102,8 +102,9 @@ class LFADSGuide(nn.Module):
         scale = (log_var.exp() + self.config.ic_post_var_min).sqrt()
         return loc, scale
 
-    def controller_path(self, x: torch.Tensor, g0: torch.Tensor, batch):
-        """Run controller and generator together and sample u_1:T.
+    def controller_path(self, x: torch.Tensor, g0: torch.Tensor, batch, sample: bool = True):
+        """Run controller and generator together and sample u_1:T (or, with ``sample=False``,
+        take each u_t at the mean of q(u_t | u_<t, g0, x): the posterior-mean path).
 
         Returns per-step loc and scale of q(u_t | u_<t, g0, x) and the sampled
         path, each (B, T, U). Bins past the encoder window (forward
@@ -130,7 +131,7 @@ class LFADSGuide(nn.Module):
             c = self.controller.step(enc_proj[:, t] + torch.nn.functional.linear(factors, w_factors), c)
             loc, log_var = self.co_posterior(c).chunk(2, dim=-1)
             scale = (0.5 * log_var).exp()
-            u_t = loc + scale * torch.randn_like(loc)
+            u_t = loc + scale * torch.randn_like(loc) if sample else loc
             g = generator.step(g, u_t if ext is None else torch.cat([u_t, ext[:, t]], dim=-1))
             factors = generator.factors(g)
             locs.append(loc)

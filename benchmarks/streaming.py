@@ -1,0 +1,114 @@
+"""Causal, real-time LFADS: per-bin latency of streaming inference, and what causality costs in accuracy.
+
+Latency: :class:`pyro_lfads.streaming.StreamingLFADS` with the default
+configuration made causal (``causal: true``), on the Lorenz set's neurons,
+replays validation trials bin by bin for 1 and for 64 concurrent streams
+(one torch thread); one JSON line per stream count:
+
+    {"streams": S, "median_ms": ..., "p99_ms": ..., "bins": ..., "threads": 1, "device": "cpu"}
+
+Accuracy: the default configuration fitted acausally and causally, the same
+epochs, on the Lorenz set (rate R2 against the true rates) and on the
+synthetic NLB-shaped Lorenz set (velocity-decoding R2, ridge decoder fitted on
+the training trials, and co-bps); rates of the posterior-mean path
+(:func:`pyro_lfads.streaming.mean_path`, what the streamer returns) for both.
+
+    {"experiment": "lorenz" | "nlb-lorenz", "model": "causal" | "acausal", "epochs": ...,
+     "rate_r2": ..., "vel_r2": ..., "co_bps": ..., "fit_seconds": ...}
+
+Run: python benchmarks/streaming.py [--epochs 200] [--latency-only] [--bins 2000] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import pyro_lfads
+from pyro_lfads.models.lfads import LFADSModel
+from pyro_lfads.guides.lfads import LFADSGuide
+from pyro_lfads.run import load_fitted
+from pyro_lfads.scoring import score_rates
+from pyro_lfads.streaming import StreamingLFADS, split_mean_path
+from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
+from pyro_lfads.synthetic.lorenz_nlb import make_nlb_lorenz_dataset
+
+
+def latency(model, guide, counts: np.ndarray, streams: int, n_bins: int, device: str) -> dict:
+    """Per-bin wall time of ``step`` for ``streams`` streams replaying ``counts`` (trials, T, N)."""
+    streamer = StreamingLFADS(model, guide, streams)
+    n_trials, n_time, _ = counts.shape
+    rows = np.arange(streams) % n_trials
+    trials = torch.as_tensor(counts[rows], dtype=torch.float32, device=device)  # (S, T, N)
+    times = []
+    for b in range(n_bins + 50):
+        t = b % n_time
+        if t == 0:
+            streamer.reset()
+        bin_counts = trials[:, t]
+        if device != "cpu":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        out = streamer.step(bin_counts)
+        if device != "cpu":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+        assert torch.isfinite(out.rates).all()
+    ms = np.array(times[50:]) * 1e3
+    return {"streams": streams, "median_ms": float(np.median(ms)), "p99_ms": float(np.percentile(ms, 99)),
+            "bins": n_bins, "threads": torch.get_num_threads(), "device": device}
+
+
+def accuracy(name: str, dataset, causal: bool, epochs: int, root: Path, device: str) -> tuple[dict, Path]:
+    config = pyro_lfads.LFADSConfig(causal=causal, max_epochs=epochs)
+    run_dir = root / name / ("causal" if causal else "acausal")
+    start = time.perf_counter()
+    pyro_lfads.fit(dataset, config, run_dir, device=device, progress=False, overwrite=True)
+    seconds = time.perf_counter() - start
+    _, _, model, guide = load_fitted(run_dir, "best", device)
+    rates = {split: split_mean_path(model, guide, getattr(dataset, split))["rates"] for split in ("train", "valid")}
+    figures = score_rates(dataset, rates["train"], rates["valid"])
+    keep = {key: figures[key] for key in ("rate_r2", "vel_r2", "co_bps") if key in figures}
+    return {"experiment": name, "model": "causal" if causal else "acausal", "epochs": epochs, **keep,
+            "fit_seconds": round(seconds, 1)}, run_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--bins", type=int, default=2000, help="timed bins per stream count")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="time an untrained causal model (the cost does not depend on the weights)")
+    parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    lorenz = make_lorenz_dataset(seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.out or Path(tmp)
+        if args.latency_only:
+            torch.manual_seed(0)
+            config = pyro_lfads.LFADSConfig(causal=True)
+            model = LFADSModel(config, lorenz.valid.n_neurons).to(args.device)
+            guide = LFADSGuide(model, lorenz.valid.n_neurons).to(args.device)
+        else:
+            torch.set_num_threads(1)
+            for name, dataset in (("lorenz", lorenz), ("nlb-lorenz", make_nlb_lorenz_dataset(seed=0))):
+                for causal in (False, True):
+                    figures, run_dir = accuracy(name, dataset, causal, args.epochs, root, args.device)
+                    print(json.dumps(figures), flush=True)
+                    if name == "lorenz" and causal:
+                        _, _, model, guide = load_fitted(run_dir, "best", args.device)
+        torch.set_num_threads(1)
+        for streams in (1, 64):
+            print(json.dumps(latency(model, guide, lorenz.valid.encod_data, streams, args.bins, args.device)),
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()

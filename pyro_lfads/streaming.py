@@ -1,0 +1,315 @@
+"""Causal, real-time inference: a causal LFADS run one time bin at a time, for one stream or many.
+
+A causal model (``causal: true`` in the config) has forward-only encoders, so
+its outputs at bin t depend on bins 1..t alone, and the guide's controller
+never reads a later bin. :class:`StreamingLFADS` runs such a model online on
+the posterior-mean path (g0 and every u_t at the mean of their posterior):
+
+- **the initial condition**: q(g0) reads the first K = ``config.ic_window`` bins.
+  While a trial is inside that window (bins 1..t, t < K), g0 is re-estimated
+  from the bins seen so far, and the controller and generator rerun from bin 1
+  with it, so the rates returned at bin t are the causal model's rates for a
+  trial that ends at t. From bin K on g0 is fixed and each bin costs one step
+  of the controller-input encoder, the controller and the generator.
+- **what it returns**: the rates (S, N) and factors (S, F) of the current bin,
+  equal to :func:`mean_path` of the batch model on the data up to that bin.
+
+Per bin past the window nothing is allocated except the view of the counts:
+every product writes into buffers made once (``torch.addmm(..., out=...)``
+and in-place gate arithmetic). Shapes: S streams, N_in neurons the encoders
+read (held-in), N neurons with rates, F factors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .batch import Batch, split_batch
+from .errors import InputError
+from .models.likelihoods import CalciumLikelihood, GaussianLikelihood, NegativeBinomialLikelihood, PoissonLikelihood
+from .run import load_fitted
+
+#: Likelihoods whose rates are exp(readout(f)); the Gaussian's are readout(f) itself.
+_EXP_READOUT = (PoissonLikelihood, NegativeBinomialLikelihood, CalciumLikelihood)
+
+
+class StepOutput(NamedTuple):
+    """The current bin's estimates, (S, N) rates and (S, F) factors.
+
+    They are views of the streamer's buffers, overwritten by the next step: copy to keep.
+    """
+
+    rates: torch.Tensor
+    factors: torch.Tensor
+
+
+@torch.no_grad()
+def mean_path(model, guide, batch: Batch) -> dict[str, torch.Tensor]:
+    """The posterior-mean path of a batch, all bins at once: g0 at the mean of q(g0), each u_t at the
+    mean of q(u_t | u_<t, g0, x). Returns ``g0`` (B, G), ``u`` (B, T, U) or None, ``factors``
+    (B, T, F) and ``rates`` (B, T, N). Put model and guide in eval mode first (dropout off)."""
+    x = guide.encoder_input(batch)
+    g0, _ = guide.initial_condition(x)
+    u = guide.controller_path(x, g0, batch, sample=False)[2] if model.config.co_dim else None
+    states = model.generator.run(g0, u, batch.ext_input, batch.n_time)
+    factors = model.generator.factors(states)
+    rates = model.likelihoods[batch.session](factors).rates
+    return {"g0": g0, "u": u, "factors": factors, "rates": rates}
+
+
+class _GRUStep:
+    """h <- GRU(x, h) in place for S streams, with torch's gate layout (r, z, n) and buffers made once:
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = n + z * (h - n), clipped to [-clip, clip]."""
+
+    def __init__(self, weight_hh: torch.Tensor, bias_hh: torch.Tensor, streams: int, clip: float | None):
+        hidden = weight_hh.shape[1]
+        self.weight_hh_t, self.bias_hh, self.clip = weight_hh.t().contiguous(), bias_hh, clip
+        self.x_gates = weight_hh.new_zeros(streams, 3 * hidden)  # the caller writes W_ih x + b_ih here
+        self._h_gates = weight_hh.new_zeros(streams, 3 * hidden)
+        self._x_rz, self._x_n = self.x_gates[:, : 2 * hidden], self.x_gates[:, 2 * hidden:]
+        self._h_rz, self._h_n = self._h_gates[:, : 2 * hidden], self._h_gates[:, 2 * hidden:]
+        self._r, self._z = self.x_gates[:, :hidden], self.x_gates[:, hidden: 2 * hidden]
+
+    def update(self, h: torch.Tensor) -> None:
+        """Advance h (S, H) by one step from the input gates already in ``x_gates``."""
+        torch.addmm(self.bias_hh, h, self.weight_hh_t, out=self._h_gates)
+        self._x_rz.add_(self._h_rz).sigmoid_()
+        self._h_n.mul_(self._r)
+        self._x_n.add_(self._h_n).tanh_()
+        h.sub_(self._x_n).mul_(self._z).add_(self._x_n)
+        if self.clip is not None:
+            h.clamp_(-self.clip, self.clip)
+
+
+def _gru_weights(gru: torch.nn.GRU) -> tuple[torch.Tensor, ...]:
+    """(weight_ih, weight_hh, bias_ih, bias_hh) of a one-layer forward torch GRU."""
+    return gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0
+
+
+class StreamingLFADS:
+    """Online inference with a fitted causal LFADS: ``step(counts)`` once per time bin.
+
+    Args:
+        model, guide: a causal model/guide pair (``config.causal``), e.g. from
+            :func:`pyro_lfads.run.load_fitted`; they are put in eval mode.
+        streams: S, the concurrent streams (trials running at once, each with its own state).
+        session: the recording session of a stitched model whose neurons the streams carry.
+
+    ``reset()`` starts a new trial on every stream (``reset([i, j])`` on some);
+    each stream starts in that state.
+    """
+
+    def __init__(self, model, guide, streams: int = 1, session: int = 0):
+        config = model.config
+        if not config.causal:
+            raise InputError("streaming needs a causal model: fit with 'causal: true' in the config")
+        if not isinstance(streams, int) or isinstance(streams, bool) or streams < 1:
+            raise InputError(f"streams: must be an integer >= 1, got {streams!r}")
+        if not 0 <= session < len(model.likelihoods):
+            raise InputError(f"session: {session} is not one of the model's {len(model.likelihoods)} sessions")
+        model.eval()
+        guide.eval()
+        self.model, self.guide, self.config, self.session = model, guide, config, session
+        self.streams, self.window = streams, config.ic_window
+        self.n_in = guide.ic_encoder.gru.input_size if guide.read_ins is None else guide.read_ins[session].weight.shape[1]
+        self.n_ext = model.n_ext_inputs
+        likelihood = model.likelihoods[session]
+        self.n_neurons = likelihood.readout.out_features
+        with torch.no_grad():
+            self._build(model, guide, likelihood, streams)
+        self.reset()
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, streams: int = 1, *, which: str = "best", device: str = "cpu",
+                 session: int = 0) -> "StreamingLFADS":
+        """A streamer for the fitted causal model in ``run_dir``."""
+        _, _, model, guide = load_fitted(run_dir, which, device)
+        return cls(model, guide, streams, session)
+
+    def _build(self, model, guide, likelihood, streams: int) -> None:
+        """Weights laid out for ``addmm`` (transposed, contiguous) and every per-bin buffer."""
+        cfg = self.config
+        new = guide.ic_posterior.weight.new_zeros
+        self._read_in_t = None if guide.read_ins is None else guide.read_ins[self.session].weight.t().contiguous()
+        self.counts = new(streams, self.n_in)
+        self._x = new(streams, cfg.fac_dim) if self._read_in_t is not None else self.counts
+        # initial-condition encoder: used in the window only
+        w_ih, w_hh, b_ih, b_hh = _gru_weights(guide.ic_encoder.gru)
+        self._ic_in_t, self._ic_b_ih = w_ih.t().contiguous(), b_ih
+        self._ic_gru = _GRUStep(w_hh, b_hh, streams, None)
+        self._ic_h0 = guide.ic_encoder.h0[0, 0]
+        self._ic_h = new(streams, cfg.ic_enc_dim)
+        self._ic_loc_t = guide.ic_posterior.weight[: cfg.gen_dim].t().contiguous()
+        self._ic_loc_b = guide.ic_posterior.bias[: cfg.gen_dim]
+        generator = model.generator
+        self._gen_w_ih_t = generator.cell.weight_ih.t().contiguous()
+        self._gen_gru = _GRUStep(generator.cell.weight_hh, generator.cell.bias_hh, streams, generator.cell.clip)
+        self._gen_b_ih = generator.cell.bias_ih
+        self._fac_t = (generator.readout.weight / generator.readout.weight.norm(dim=1, keepdim=True)).t().contiguous()
+        self._live = _PathState(new, streams, cfg, self.n_ext)  # the streams' current state
+        self._scratch = _PathState(new, streams, cfg, self.n_ext)  # reruns inside the window
+        self._enc_gates = self._enc_gates_seen = None
+        if cfg.co_dim:
+            w_ih, w_hh, b_ih, b_hh = _gru_weights(guide.ci_encoder.gru)
+            self._ci_in_t, self._ci_b_ih = w_ih.t().contiguous(), b_ih
+            self._ci_gru = _GRUStep(w_hh, b_hh, streams, None)
+            self._ci_h0 = guide.ci_encoder.h0[0, 0]
+            self._ci_h = new(streams, cfg.ci_enc_dim)
+            w_enc, w_fac = guide.controller.weight_ih.split([cfg.ci_enc_dim, cfg.fac_dim], dim=1)
+            self._con_enc_t, self._con_fac_t = w_enc.t().contiguous(), w_fac.t().contiguous()
+            self._con_b_ih = guide.controller.bias_ih
+            self._con_gru = _GRUStep(guide.controller.weight_hh, guide.controller.bias_hh, streams, guide.controller.clip)
+            self._con_h0 = guide.controller_h0
+            self._enc_gates = new(streams, 3 * cfg.con_dim)  # W_enc E_con_t + b_ih
+            self._co_loc_t = guide.co_posterior.weight[: cfg.co_dim].t().contiguous()
+            self._co_loc_b = guide.co_posterior.bias[: cfg.co_dim]
+            self._enc_gates_seen = new(streams, self.window, 3 * cfg.con_dim)  # for reruns inside the window
+        self._ext_seen = new(streams, self.window, self.n_ext)
+        self.rates = new(streams, self.n_neurons)
+        self._readout_t = likelihood.readout.weight.t().contiguous()
+        self._readout_b = likelihood.readout.bias
+        self._link = ("exp" if isinstance(likelihood, _EXP_READOUT) else
+                      "identity" if isinstance(likelihood, GaussianLikelihood) else "likelihood")
+        self._likelihood = likelihood
+        self._bin = np.zeros(streams, dtype=np.int64)  # each stream's bin within its trial
+        self._streams_in_window = 0
+
+    # --- public --------------------------------------------------------------------------
+    @torch.no_grad()
+    def reset(self, streams: Sequence[int] | None = None) -> None:
+        """Start a new trial on the given streams (all by default)."""
+        index = range(self.streams) if streams is None else list(streams)
+        for s in index:
+            if not 0 <= s < self.streams:
+                raise InputError(f"reset: stream {s} is not one of 0..{self.streams - 1}")
+            self._bin[s] = 0
+            self._streams_in_window = int(np.count_nonzero(self._bin < self.window))
+            self._ic_h[s] = self._ic_h0
+            if self.config.co_dim:
+                self._ci_h[s] = self._ci_h0
+
+    @torch.no_grad()
+    def step(self, counts, ext_input=None) -> StepOutput:
+        """Take one bin of counts (S, N_in) (and external inputs (S, E) if the model has them),
+        return this bin's rates (S, N) and factors (S, F) for every stream."""
+        self._take(counts, ext_input)
+        if self._read_in_t is not None:
+            torch.mm(self.counts, self._read_in_t, out=self._x)
+        window = np.flatnonzero(self._bin < self.window) if self._streams_in_window else None
+        if self.config.co_dim:
+            torch.addmm(self._ci_b_ih, self._x, self._ci_in_t, out=self._ci_gru.x_gates)
+            self._ci_gru.update(self._ci_h)
+            torch.addmm(self._con_b_ih, self._ci_h, self._con_enc_t, out=self._enc_gates)
+        if window is not None:
+            self._window_step(window)
+        self._advance(self._live, self._enc_gates if self.config.co_dim else None)
+        if window is not None:
+            self._rerun(window)
+        self._bin += 1
+        if window is not None:
+            self._streams_in_window = int(np.count_nonzero(self._bin < self.window))
+        return StepOutput(self._rates(), self._live.factors)
+
+    # --- per bin -------------------------------------------------------------------------
+    def _take(self, counts, ext_input) -> None:
+        counts = torch.as_tensor(counts)
+        if counts.shape != (self.streams, self.n_in):
+            raise InputError(f"counts: expected shape ({self.streams}, {self.n_in}) (streams, neurons), "
+                             f"got {tuple(counts.shape)}")
+        self.counts.copy_(counts)
+        if self.n_ext:
+            if ext_input is None:
+                raise InputError(f"ext_input: the model reads {self.n_ext} external inputs per bin; pass (S, E)")
+            ext_input = torch.as_tensor(ext_input)
+            if ext_input.shape != (self.streams, self.n_ext):
+                raise InputError(f"ext_input: expected shape ({self.streams}, {self.n_ext}), got "
+                                 f"{tuple(ext_input.shape)}")
+            self._live.ext.copy_(ext_input)
+
+    def _advance(self, path: "_PathState", enc_gates: torch.Tensor | None) -> None:
+        """Controller, inferred input, generator and factors of every stream of ``path``, one bin on;
+        ``enc_gates`` (S, 3 con_dim) is W_enc E_con_t + b_ih, ``path.ext`` holds a_t."""
+        if self.config.co_dim:
+            torch.addmm(enc_gates, path.factors, self._con_fac_t, out=self._con_gru.x_gates)
+            self._con_gru.update(path.c)
+            torch.addmm(self._co_loc_b, path.c, self._co_loc_t, out=path.u)
+        torch.addmm(self._gen_b_ih, path.gen_in, self._gen_w_ih_t, out=self._gen_gru.x_gates)
+        self._gen_gru.update(path.g)
+        torch.mm(path.g, self._fac_t, out=path.factors)
+
+    def _rates(self) -> torch.Tensor:
+        if self._link == "likelihood":
+            self.rates.copy_(self._likelihood(self._live.factors[:, None]).rates[:, 0])
+        else:
+            torch.addmm(self._readout_b, self._live.factors, self._readout_t, out=self.rates)
+            if self._link == "exp":
+                self.rates.exp_()
+        return self.rates
+
+    # --- inside the initial-condition window ---------------------------------------------
+    def _window_step(self, index: np.ndarray) -> None:
+        """Advance the IC encoder and keep this bin's controller-encoder gates and external inputs."""
+        torch.addmm(self._ic_b_ih, self._x, self._ic_in_t, out=self._ic_gru.x_gates)
+        h = self._ic_h.clone()
+        self._ic_gru.update(h)
+        self._ic_h[index] = h[index]
+        bins = torch.as_tensor(self._bin[index])
+        rows = torch.as_tensor(index)
+        if self.config.co_dim:
+            self._enc_gates_seen[rows, bins] = self._enc_gates[rows]
+        self._ext_seen[rows, bins] = self._live.ext[rows]
+
+    def _rerun(self, index: np.ndarray) -> None:
+        """Streams inside the window: g0 from the bins so far, controller and generator rerun from bin 1
+        (all streams at once, in the scratch state; each window stream's rows are kept at its bin)."""
+        scratch, seen = self._scratch, self._bin[index]  # _bin not yet advanced: bins 0..seen read
+        torch.addmm(self._ic_loc_b, self._ic_h, self._ic_loc_t, out=scratch.g)  # g0 at the mean of q(g0)
+        torch.mm(scratch.g, self._fac_t, out=scratch.factors)
+        if self.config.co_dim:
+            scratch.c.copy_(self._con_h0.expand_as(scratch.c))
+        for t in range(int(seen.max()) + 1):
+            scratch.ext.copy_(self._ext_seen[:, t])
+            self._advance(scratch, self._enc_gates_seen[:, t] if self.config.co_dim else None)
+            rows = index[seen == t]
+            if rows.size:
+                self._live.take_rows(scratch, torch.as_tensor(rows))
+
+
+class _PathState:
+    """The recurrent state of S streams along the posterior-mean path: controller c (S, con_dim),
+    generator g (S, G), factors (S, F) and the generator's input [u_t, a_t] (S, U + E)."""
+
+    def __init__(self, new, streams: int, config, n_ext: int):
+        self.c = new(streams, config.con_dim) if config.co_dim else None
+        self.g = new(streams, config.gen_dim)
+        self.factors = new(streams, config.fac_dim)
+        self.gen_in = new(streams, config.co_dim + n_ext)
+        self.u, self.ext = self.gen_in[:, : config.co_dim], self.gen_in[:, config.co_dim:]
+
+    def take_rows(self, other: "_PathState", rows: torch.Tensor) -> None:
+        """Copy the state of streams ``rows`` from ``other``."""
+        for name in ("c", "g", "factors", "gen_in"):
+            if getattr(self, name) is not None:
+                getattr(self, name)[rows] = getattr(other, name)[rows]
+
+
+@torch.no_grad()
+def split_mean_path(model, guide, split, *, session: int = 0, time_bins: int | None = None,
+                    chunk: int = 256) -> dict[str, np.ndarray]:
+    """:func:`mean_path` over every trial of a :class:`~pyro_lfads.data.Split`, in chunks of trials:
+    ``rates`` (trials, T, N) and ``factors`` (trials, T, F) as float64 arrays."""
+    model.eval()
+    guide.eval()
+    device = next(model.parameters()).device
+    parts: dict[str, list] = {"rates": [], "factors": []}
+    for start in range(0, split.n_trials, chunk):
+        batch = split_batch(split, slice(start, start + chunk), device, time_bins, session)
+        path = mean_path(model, guide, batch)
+        for name, values in parts.items():
+            values.append(path[name].double().cpu().numpy())
+    return {name: np.concatenate(values) for name, values in parts.items()}
