@@ -7,7 +7,7 @@ replays validation trials bin by bin for 1 and for 64 concurrent streams
 
     {"streams": S, "median_ms": ..., "p99_ms": ..., "bins": ..., "threads": 1, "device": "cpu"}
 
-Accuracy: the default configuration fitted acausally and causally, the same
+Accuracy: the default configuration (with --epochs and --kl-ramp-steps) fitted acausally and causally, the same
 epochs, on the Lorenz set (rate R2 against the true rates) and on the
 synthetic NLB-shaped Lorenz set (velocity-decoding R2, ridge decoder fitted on
 the training trials, and co-bps); rates of the posterior-mean path
@@ -16,7 +16,8 @@ the training trials, and co-bps); rates of the posterior-mean path
     {"experiment": "lorenz" | "nlb-lorenz", "model": "causal" | "acausal", "epochs": ...,
      "rate_r2": ..., "vel_r2": ..., "co_bps": ..., "fit_seconds": ...}
 
-Run: python benchmarks/streaming.py [--epochs 200] [--latency-only] [--bins 2000] [--device cpu]
+Run: python benchmarks/streaming.py [--epochs 150] [--kl-ramp-steps 600] [--experiments lorenz,nlb-lorenz]
+                                    [--latency-only] [--bins 2000] [--device cpu]
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def latency(model, guide, counts: np.ndarray, streams: int, n_bins: int, device:
             "bins": n_bins, "threads": torch.get_num_threads(), "device": device}
 
 
-def accuracy(name: str, dataset, causal: bool, epochs: int, root: Path, device: str) -> tuple[dict, Path]:
-    config = pyro_lfads.LFADSConfig(causal=causal, max_epochs=epochs)
+def accuracy(name: str, dataset, config, root: Path, device: str) -> tuple[dict, Path]:
+    causal, epochs = config.causal, config.max_epochs
     run_dir = root / name / ("causal" if causal else "acausal")
     start = time.perf_counter()
     pyro_lfads.fit(dataset, config, run_dir, device=device, progress=False, overwrite=True)
@@ -81,7 +82,9 @@ def accuracy(name: str, dataset, causal: bool, epochs: int, root: Path, device: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--kl-ramp-steps", type=int, default=600)
+    parser.add_argument("--experiments", default="lorenz,nlb-lorenz")
     parser.add_argument("--bins", type=int, default=2000, help="timed bins per stream count")
     parser.add_argument("--latency-only", action="store_true",
                         help="time an untrained causal model (the cost does not depend on the weights)")
@@ -89,21 +92,21 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     lorenz = make_lorenz_dataset(seed=0)
+    makers = {"lorenz": lambda: lorenz, "nlb-lorenz": lambda: make_nlb_lorenz_dataset(seed=0)}
+    torch.manual_seed(0)
+    model = LFADSModel(pyro_lfads.LFADSConfig(causal=True), lorenz.valid.n_neurons).to(args.device)
+    guide = LFADSGuide(model, lorenz.valid.n_neurons).to(args.device)  # timed unless a fitted one replaces it
     with tempfile.TemporaryDirectory() as tmp:
         root = args.out or Path(tmp)
-        if args.latency_only:
-            torch.manual_seed(0)
-            config = pyro_lfads.LFADSConfig(causal=True)
-            model = LFADSModel(config, lorenz.valid.n_neurons).to(args.device)
-            guide = LFADSGuide(model, lorenz.valid.n_neurons).to(args.device)
-        else:
-            torch.set_num_threads(1)
-            for name, dataset in (("lorenz", lorenz), ("nlb-lorenz", make_nlb_lorenz_dataset(seed=0))):
-                for causal in (False, True):
-                    figures, run_dir = accuracy(name, dataset, causal, args.epochs, root, args.device)
-                    print(json.dumps(figures), flush=True)
-                    if name == "lorenz" and causal:
-                        _, _, model, guide = load_fitted(run_dir, "best", args.device)
+        for name in ([] if args.latency_only else args.experiments.split(",")):
+            dataset = makers[name]()
+            for causal in (False, True):
+                config = pyro_lfads.LFADSConfig(causal=causal, max_epochs=args.epochs,
+                                                kl_ramp_steps=args.kl_ramp_steps)
+                figures, run_dir = accuracy(name, dataset, config, root, args.device)
+                print(json.dumps(figures), flush=True)
+                if name == "lorenz" and causal:
+                    _, _, model, guide = load_fitted(run_dir, "best", args.device)
         torch.set_num_threads(1)
         for streams in (1, 64):
             print(json.dumps(latency(model, guide, lorenz.valid.encod_data, streams, args.bins, args.device)),

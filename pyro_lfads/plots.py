@@ -466,3 +466,74 @@ def plot_khat(khat: np.ndarray, path: str | Path) -> Path:
     fraction = float(np.mean(finite < 0.7)) if finite.size else float("nan")
     fig.suptitle(f"PSIS k-hat: {fraction:.0%} of trials below 0.7, median {np.median(finite):.2f}", fontsize=12)
     return _save(fig, path)
+
+
+def plot_hyperparameter_trajectories(rows: list[dict], names: list[str], path: str | Path, *,
+                                     log_names=(), metric: str = "valid_metric") -> Path:
+    """Population-based training: each hyperparameter of ``names``, and ``metric``, against generation,
+    one line per member.
+
+    ``rows`` hold one member's generation each: ``generation``, ``member``, ``parent`` (the member whose
+    checkpoint it started that generation from), the values of ``names`` and ``metric``. A generation that
+    started from another member's checkpoint (an exploit) is drawn as an open circle, joined to the
+    donor's previous generation by a dotted line. ``log_names`` get a log y axis.
+    Raises ``ValueError`` on an empty list.
+    """
+    if not rows:
+        raise ValueError("no population records")
+    panels = [*names, metric]
+    n_cols = min(4, len(panels))
+    n_rows = -(-len(panels) // n_cols)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(3.6 * n_cols, 2.9 * n_rows), squeeze=False)
+    members = sorted({row["member"] for row in rows})
+    colors = dict(zip(members, _category_colors(len(members))))
+    at = {(row["member"], row["generation"]): row for row in rows}
+    for ax, name in zip(axes.flat, panels):
+        for member in members:
+            mine = sorted((row for row in rows if row["member"] == member), key=lambda row: row["generation"])
+            ax.plot([row["generation"] for row in mine], [row[name] for row in mine], "-", color=colors[member],
+                    lw=1.3, label=f"member {member}")
+            for row in mine:
+                exploited = row["parent"] != member
+                ax.plot(row["generation"], row[name], "o", ms=5, color=colors[member],
+                        mfc="white" if exploited else colors[member])
+                donor = at.get((row["parent"], row["generation"] - 1))
+                if exploited and donor is not None:
+                    ax.plot([donor["generation"], row["generation"]], [donor[name], row[name]], ":",
+                            color=colors[member], lw=1.0)
+        if name in log_names:
+            ax.set_yscale("log")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("generation")
+    axes.flat[0].legend(fontsize=7, ncol=2)
+    for ax in axes.flat[len(panels):]:
+        ax.set_axis_off()
+    return _save(fig, path)
+
+
+def plot_streaming_replay(online: np.ndarray, offline: np.ndarray, path: str | Path, *,
+                          truth: np.ndarray | None = None, latencies_ms: np.ndarray | None = None,
+                          neurons=(0, 1, 2), bin_ms: float = 10.0) -> Path:
+    """One replayed trial: the rates a streamer returned bin by bin (online) against an offline
+    estimate of the whole trial, and the truth, for a few neurons; then the per-bin latencies.
+
+    ``online``, ``offline`` and ``truth`` are (time, neurons) in counts per bin, drawn in spikes/s;
+    ``latencies_ms`` (bins,) in milliseconds.
+    """
+    time_s = _time_s(online.shape[0], bin_ms)
+    to_hz = 1000.0 / bin_ms
+    n_panels = len(neurons) + (latencies_ms is not None)
+    fig, axes = plt.subplots(1, n_panels, figsize=(3.4 * n_panels, 2.8), squeeze=False)
+    for ax, neuron in zip(axes[0], neurons):
+        if truth is not None:
+            ax.plot(time_s, truth[:, neuron] * to_hz, color="black", lw=1.2, label="truth")
+        ax.plot(time_s, offline[:, neuron] * to_hz, color="tab:blue", lw=1.2, label="offline (whole trial)")
+        ax.plot(time_s, online[:, neuron] * to_hz, color="tab:red", lw=1.2, ls="--", label="online (bin by bin)")
+        ax.set(title=f"neuron {neuron}", xlabel="time (s)", ylabel="rate (spikes/s)")
+    axes[0, 0].legend(fontsize=7, frameon=False)
+    if latencies_ms is not None:
+        ax = axes[0, -1]
+        ax.hist(latencies_ms, bins=40, color="tab:gray")
+        ax.axvline(np.median(latencies_ms), color="tab:red", lw=1)
+        ax.set(title=f"per-bin latency, median {np.median(latencies_ms):.3f} ms", xlabel="ms", ylabel="bins")
+    return _save(fig, path)

@@ -41,3 +41,14 @@ def test_inferred_inputs_example_runs(tmp_path):
     assert figures["pulse_median_abs_error_ms"] >= 0 and figures["input_r2"] <= 1
     for name in ("pulses.png", "integrate_to_bound.png"):
         assert (tmp_path / name).stat().st_size > 10_000
+
+
+def test_streaming_replay_example_runs(tmp_path):
+    result = subprocess.run([sys.executable, str(EXAMPLES / "streaming_replay.py"), "--out", str(tmp_path),
+                             "--epochs", "2", "--kl-ramp-steps", "10", "--conditions", "4", "--trials", "3"],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["trials"] == 3 and 0 < figures["median_ms"] <= figures["p99_ms"]
+    assert figures["online_rate_r2"] <= 1 and figures["offline_rate_r2"] <= 1
+    assert (tmp_path / "replay.png").stat().st_size > 10_000
