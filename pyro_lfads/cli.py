@@ -1,4 +1,4 @@
-"""The ``pyro-lfads`` command: synth, from-nwb, fit, posterior, evaluate, decode, diagnose, report, demo.
+"""The ``pyro-lfads`` command: synth, from-nwb, fit, tune, posterior, evaluate, decode, diagnose, report, demo.
 
 Bad input gives one line on stderr (``pyro-lfads: error: ...``) and exit status 2.
 """
@@ -32,6 +32,19 @@ def _int_at_least(minimum: int):
 
 
 _positive_int, _nonnegative_int = _int_at_least(1), _int_at_least(0)
+
+
+def _float_above(minimum: float, inclusive: bool):
+    """An argparse type: a number > minimum (>= when ``inclusive``), with a one-line message otherwise."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (value >= minimum if inclusive else value > minimum):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {minimum:g}, got {text}")
+        return value
+    return parse
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
@@ -129,6 +142,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replace a different run already in --out (default: refuse)")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device(fit)
+
+    tun = sub.add_parser("tune", help="AutoLFADS: population-based training of the hyperparameters on Ray Tune; "
+                                      "writes the best member's run directory to OUT/best")
+    tun.add_argument("data", type=Path, help="LFADS-format data file (.h5/.hdf5 or .npz)")
+    tun.add_argument("--out", required=True, type=Path, help="new or empty directory for the results")
+    tun.add_argument("--population", required=True, type=_int_at_least(2), help="members trained side by side")
+    tun.add_argument("--generations", required=True, type=_positive_int,
+                     help="generations; after each but the last the worst quarter copies the best quarter")
+    tun.add_argument("--epochs-per-generation", type=_positive_int, default=5,
+                     help="epochs each member trains per generation (default 5)")
+    tun.add_argument("--config", type=Path, help="YAML file of config keys fixing everything that is not tuned")
+    tun.add_argument("--seed", type=_nonnegative_int, help="override the config's seed (initial draws and weights)")
+    tun.add_argument("--address", help="Ray cluster to run on (e.g. auto, or HOST:6379); default: Ray started "
+                                       "in this process on this machine's CPUs")
+    tun.add_argument("--cpus-per-trial", type=_float_above(0, inclusive=False), default=1.0,
+                     help="CPUs per member (default 1)")
+    tun.add_argument("--gpus-per-trial", type=_float_above(0, inclusive=True), default=0.0,
+                     help="GPUs per member, fractions share a GPU (default 0; > 0 trains on cuda)")
+    tun.add_argument("--quiet", action="store_true", help="no line per generation")
 
     post = sub.add_parser("posterior", help="posterior averages of a fitted run into RUN_DIR/posterior.h5 "
                                             "(posterior_session{k}.h5 per session of a stitched run)")
@@ -294,6 +326,26 @@ def cmd_fit(args) -> None:
           f"{best} at epoch {st.best_epoch}; run in {out}")
 
 
+def cmd_tune(args) -> None:
+    from .config import LFADSConfig
+    from .data import load_dataset
+    from .models.likelihoods import LIKELIHOODS
+    from .tune import METRIC, require_ray, tune
+
+    require_ray()
+    config = LFADSConfig.from_yaml(args.config) if args.config else LFADSConfig()
+    config = config.replace(seed=args.seed if args.seed is not None else config.seed)
+    dataset = load_dataset(args.data.resolve(), support=LIKELIHOODS[config.likelihood].support,
+                           min_time_bins=config.time_bins)
+    result = tune(dataset, args.out, population=args.population, generations=args.generations,
+                  epochs_per_generation=args.epochs_per_generation, config=config, address=args.address,
+                  cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, seed=config.seed,
+                  progress=not args.quiet)
+    print(f"best member: {METRIC} {result.best_metric:.4f}; hyperparameters {json.dumps(result.best_hyperparameters)}")
+    print(f"wrote {result.best_dir} (a run directory: 'pyro-lfads posterior {result.best_dir}', then evaluate, "
+          f"report), {result.population_csv}, {result.plot}")
+
+
 def data_paths(patterns: list[str]) -> list[Path]:
     """The data files named by ``patterns``: paths, or globs expanded in sorted order."""
     paths = []
@@ -388,8 +440,8 @@ def cmd_demo(args) -> None:
     run_demo(args.out, device=args.device, max_epochs=args.max_epochs, progress=not args.quiet)
 
 
-COMMANDS = {"synth": cmd_synth, "from-nwb": cmd_from_nwb, "fit": cmd_fit, "posterior": cmd_posterior,
-            "evaluate": cmd_evaluate, "decode": cmd_decode, "diagnose": cmd_diagnose, "report": cmd_report,
+COMMANDS = {"synth": cmd_synth, "from-nwb": cmd_from_nwb, "fit": cmd_fit, "tune": cmd_tune,
+            "posterior": cmd_posterior, "evaluate": cmd_evaluate, "decode": cmd_decode, "diagnose": cmd_diagnose, "report": cmd_report,
             "demo": cmd_demo}
 
 
@@ -404,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pyro-lfads: interrupted", file=sys.stderr)
         return 130
-    if args.command in ("fit", "posterior", "diagnose", "report", "demo"):
+    if args.command in ("fit", "tune", "posterior", "diagnose", "report", "demo"):
         print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 0
 
