@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from pyro_lfads.files import atomic_path  # noqa: E402
 
 
@@ -491,20 +492,20 @@ def plot_hyperparameter_trajectories(rows: list[dict], names: list[str], path: s
     for ax, name in zip(axes.flat, panels):
         for member in members:
             mine = sorted((row for row in rows if row["member"] == member), key=lambda row: row["generation"])
-            ax.plot([row["generation"] for row in mine], [row[name] for row in mine], "-", color=colors[member],
-                    lw=1.3, label=f"member {member}")
             for row in mine:
                 exploited = row["parent"] != member
                 ax.plot(row["generation"], row[name], "o", ms=5, color=colors[member],
-                        mfc="white" if exploited else colors[member])
-                donor = at.get((row["parent"], row["generation"] - 1))
-                if exploited and donor is not None:
-                    ax.plot([donor["generation"], row["generation"]], [donor[name], row[name]], ":",
-                            color=colors[member], lw=1.0)
+                        mfc="white" if exploited else colors[member], label=f"member {member}" if row is mine[0]
+                        else None)
+                before = at.get((row["parent"], row["generation"] - 1))
+                if before is not None:
+                    ax.plot([before["generation"], row["generation"]], [before[name], row[name]],
+                            ":" if exploited else "-", color=colors[member], lw=1.0 if exploited else 1.3)
         if name in log_names:
             ax.set_yscale("log")
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("generation")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes.flat[0].legend(fontsize=7, ncol=2)
     for ax in axes.flat[len(panels):]:
         ax.set_axis_off()
