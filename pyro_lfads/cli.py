@@ -146,19 +146,24 @@ def build_parser() -> argparse.ArgumentParser:
     tun = sub.add_parser("tune", help="AutoLFADS: population-based training of the hyperparameters on Ray Tune; "
                                       "writes the best member's run directory to OUT/best")
     tun.add_argument("data", type=Path, help="LFADS-format data file (.h5/.hdf5 or .npz)")
-    tun.add_argument("--out", required=True, type=Path, help="new or empty directory for the results")
-    tun.add_argument("--population", required=True, type=_int_at_least(2), help="members trained side by side")
-    tun.add_argument("--generations", required=True, type=_positive_int,
+    tun.add_argument("--out", required=True, type=Path, metavar="DIR",
+                     help="new or empty directory for the results")
+    tun.add_argument("--population", required=True, type=_int_at_least(2), metavar="N",
+                     help="members trained side by side")
+    tun.add_argument("--generations", required=True, type=_positive_int, metavar="G",
                      help="generations; after each but the last the worst quarter copies the best quarter")
-    tun.add_argument("--epochs-per-generation", type=_positive_int, default=5,
+    tun.add_argument("--epochs-per-generation", type=_positive_int, default=5, metavar="E",
                      help="epochs each member trains per generation (default 5)")
-    tun.add_argument("--config", type=Path, help="YAML file of config keys fixing everything that is not tuned")
-    tun.add_argument("--seed", type=_nonnegative_int, help="override the config's seed (initial draws and weights)")
-    tun.add_argument("--address", help="Ray cluster to run on (e.g. auto, or HOST:6379); default: Ray started "
-                                       "in this process on this machine's CPUs")
-    tun.add_argument("--cpus-per-trial", type=_float_above(0, inclusive=False), default=1.0,
+    tun.add_argument("--config", type=Path, metavar="YAML",
+                     help="YAML file of config keys fixing everything that is not tuned")
+    tun.add_argument("--seed", type=_nonnegative_int, metavar="S",
+                     help="override the config's seed (initial draws and weights)")
+    tun.add_argument("--address", metavar="A",
+                     help="Ray cluster to run on (e.g. auto, or HOST:6379; default: RAY_ADDRESS if set, else Ray "
+                          "started in this process on this machine's CPUs)")
+    tun.add_argument("--cpus-per-trial", type=_float_above(0, inclusive=False), default=1.0, metavar="C",
                      help="CPUs per member (default 1)")
-    tun.add_argument("--gpus-per-trial", type=_float_above(0, inclusive=True), default=0.0,
+    tun.add_argument("--gpus-per-trial", type=_float_above(0, inclusive=True), default=0.0, metavar="F",
                      help="GPUs per member, fractions share a GPU (default 0; > 0 trains on cuda)")
     tun.add_argument("--quiet", action="store_true", help="no line per generation")
 
@@ -334,12 +339,11 @@ def cmd_tune(args) -> None:
 
     require_ray()
     config = LFADSConfig.from_yaml(args.config) if args.config else LFADSConfig()
-    config = config.replace(seed=args.seed if args.seed is not None else config.seed)
     dataset = load_dataset(args.data.resolve(), support=LIKELIHOODS[config.likelihood].support,
                            min_time_bins=config.time_bins)
     result = tune(dataset, args.out, population=args.population, generations=args.generations,
                   epochs_per_generation=args.epochs_per_generation, config=config, address=args.address,
-                  cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, seed=config.seed,
+                  cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, seed=args.seed,
                   progress=not args.quiet)
     print(f"best member: {METRIC} {result.best_metric:.4f}; hyperparameters {json.dumps(result.best_hyperparameters)}")
     print(f"wrote {result.best_dir} (a run directory: 'pyro-lfads posterior {result.best_dir}', then evaluate, "
@@ -441,8 +445,8 @@ def cmd_demo(args) -> None:
 
 
 COMMANDS = {"synth": cmd_synth, "from-nwb": cmd_from_nwb, "fit": cmd_fit, "tune": cmd_tune,
-            "posterior": cmd_posterior, "evaluate": cmd_evaluate, "decode": cmd_decode, "diagnose": cmd_diagnose, "report": cmd_report,
-            "demo": cmd_demo}
+            "posterior": cmd_posterior, "evaluate": cmd_evaluate, "decode": cmd_decode, "diagnose": cmd_diagnose,
+            "report": cmd_report, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

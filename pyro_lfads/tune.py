@@ -214,24 +214,26 @@ def member_trainable(hyperparameters: dict, *, dataset: LFADSDataset, base: LFAD
 # --- the population -------------------------------------------------------------------------
 def tune(data: LFADSDataset | str | Path, out: str | Path, *, population: int = 8, generations: int = 10,
          epochs_per_generation: int = 5, config: LFADSConfig | None = None, address: str | None = None,
-         cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, seed: int = 0,
+         cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, seed: int | None = None,
          progress: bool = True) -> TuneResult:
     """Population-based training of ``population`` members for ``generations`` generations of
     ``epochs_per_generation`` epochs each, writing into ``out``.
 
     ``config`` (default LFADSConfig()) fixes everything but the tuned hyperparameters
     (:func:`search_space`). Ray runs in this process on this machine's CPUs (and GPUs), or on the
-    cluster at ``address`` (then ``out`` must be on storage every node can reach). Each member takes
-    ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs (cuda when > 0). ``seed`` is the members'
-    config seed and fixes the initial draws and the members' initial weights (member k's drawn with
-    seed + k); PBT's later choices are random. With ``progress`` one line per generation goes to
-    stderr. Writes OUT/best (the best member's run directory), OUT/population.csv,
+    cluster at ``address`` (default: the environment's RAY_ADDRESS, if set; then ``out`` must be
+    on storage every node can reach). Each member takes ``cpus_per_trial`` CPUs and
+    ``gpus_per_trial`` GPUs (cuda when > 0). ``seed`` (default: the config's) is the members'
+    config seed and fixes the initial draws and the members' initial weights (member k's drawn
+    with seed + k); PBT's later choices are random. With ``progress`` one line per generation goes
+    to stderr. Writes OUT/best (the best member's run directory), OUT/population.csv,
     OUT/hyperparameters.png and Ray's own records (every member's checkpoint of every generation)
     in OUT/ray.
     """
     ray_tune = require_ray()
     import ray
 
+    address = address or os.environ.get("RAY_ADDRESS") or None
     base = config if config is not None else LFADSConfig()
     dataset = load_dataset(Path(data).resolve(), support="counts" if _counts(base) else "real",
                            min_time_bins=base.time_bins) if isinstance(data, (str, Path)) else data
@@ -239,6 +241,7 @@ def tune(data: LFADSDataset | str | Path, out: str | Path, *, population: int = 
     _check_request(dataset, base, out, population, generations, epochs_per_generation, cpus_per_trial,
                    gpus_per_trial, address)
     space = search_space(base)
+    seed = base.seed if seed is None else seed
     base = base.replace(max_epochs=generations * epochs_per_generation, seed=seed)
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic output, which verbose=0 silences
