@@ -20,10 +20,10 @@ BIN_MS = 10.0
 
 
 def parse_args(doc: str, step: str, add_arguments=None) -> argparse.Namespace:
-    """The step's arguments: --out (default ``tutorial_out/<step>``), --tiny, --seed, and any
+    """The step's arguments: --out (default ``runs/tutorial/<step>``), --tiny, --seed, and any
     ``add_arguments(parser)`` adds. Creates the --out folder."""
     parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("tutorial_out") / step, help="folder for the figures")
+    parser.add_argument("--out", type=Path, default=Path("runs") / "tutorial" / step, help="folder for the figures")
     parser.add_argument("--tiny", action="store_true", help="tiny data and training: seconds, for tests")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and of the fit")
     if add_arguments is not None:
