@@ -74,7 +74,7 @@ def main() -> None:
     args = parse_args(__doc__, "03_controller_and_inputs")
     dataset = pulse_dataset(args.tiny, args.seed)
     config = small_config(args.tiny, co_dim=1, seed=args.seed,
-                          **({} if args.tiny else dict(batch_size=32, kl_ramp_steps=400, max_epochs=80)))
+                          **({} if args.tiny else dict(batch_size=32, max_epochs=50)))
     with_inputs = fit_and_score(dataset, config, args.out / "run_controller")
     without = fit_and_score(dataset, config.replace(co_dim=0), args.out / "run_no_controller")
 
