@@ -48,7 +48,7 @@ import pyro.distributions as dist  # noqa: E402
 from pyro.infer import SVI, Predictive, Trace_ELBO  # noqa: E402
 from torch import nn  # noqa: E402
 
-from _common import BIN_MS, lorenz_dataset, parse_args, report, small_config  # noqa: E402
+from _common import BIN_MS, lorenz_dataset, parse_args, report, showcase, small_config  # noqa: E402
 from pyro_lfads.batch import split_batch  # noqa: E402
 from pyro_lfads.guides.lfads import LFADSGuide  # noqa: E402
 from pyro_lfads.metrics import rate_r2  # noqa: E402
@@ -163,12 +163,12 @@ def main() -> None:
     ax.set(xlabel="SVI step", ylabel="-ELBO (nats per trial, running mean)", title="training with Trace_ELBO")
     ax.legend(fontsize=8)
     ax = axes[1, 1]
-    neuron = int(truth[0].var(0).argmax())
+    (trial,), neuron = showcase(dataset, 1)
     time_s = np.arange(truth.shape[1]) * BIN_MS / 1000
-    ax.plot(time_s, truth[0, :, neuron] * 1000 / BIN_MS, "k", lw=2, label="truth")
+    ax.plot(time_s, truth[trial, :, neuron] * 1000 / BIN_MS, "k", lw=2, label="truth")
     for name, result in scores.items():
-        ax.plot(time_s, result["rates"][0, :, neuron] * 1000 / BIN_MS, label=f"{name}: R2 {result['rate_r2']:.3f}")
-    ax.set(xlabel="time (s)", ylabel="rate (spikes/s)", title=f"validation trial 0, neuron {neuron}")
+        ax.plot(time_s, result["rates"][trial, :, neuron] * 1000 / BIN_MS, label=f"{name}: R2 {result['rate_r2']:.3f}")
+    ax.set(xlabel="time (s)", ylabel="rate (spikes/s)", title=f"validation trial {trial}, neuron {neuron}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     figure = args.out / "initial_condition.png"

@@ -14,25 +14,37 @@ In Pyro the weights are one line in the model and one in the guide:
 ``with poutine.scale(scale=w_t * s_ic): pyro.sample("g0", ...)``. Early in
 training the decoder is poor, and a full-weight KL pushes q(g0 | x) onto the
 prior before the generator can use g0; the ramp lets the reconstruction win
-first. This step fits the model of step 2 (``pyro_lfads.fit``, no inferred
-inputs) four times on the same Lorenz data:
+first. This step fits LFADS (``pyro_lfads.fit``) five times on the same Lorenz data,
+60 epochs each; the first four without inferred inputs (the model of step 2):
 
-- ``ramp``: the ramp over the first steps, KL weight 1;
+- ``ramp``: the KL weight ramps up over the first 300 steps, then stays 1;
 - ``no ramp``: weight 1 from the first step;
-- ``KL x 100`` (too strong): posterior collapse, q(g0 | x) sits on the prior
-  for every trial (KL near 0), g0 carries nothing about the trial and the
-  rates are the same in every trial: the rate R2 drops;
-- ``KL x 0.01`` (too weak): over-fitting, q(g0 | x) moves far from the prior
-  (a large KL) to fit each trial's spikes, noise included.
+- ``KL x 100`` (far too strong): the KL of g0 weighs 100 times its share;
+- ``KL x 0.01`` (far too weak): 1/100 of its share;
+- ``inputs, KL_u x 0.01, no CD``: 4 inferred inputs whose KL weighs 1/100,
+  coordinated dropout off (``cd_rate`` 0): nothing stops the controller from
+  passing each spike it reads straight into the rates.
 
-Sample validation (``sv_rate`` 0.2) hides a fixed fifth of the spikes from the
+What to look for. A full-weight KL at the start, or a far too strong one, is
+posterior collapse: q(g0 | x) sits on the prior for every trial (KL near 0,
+the means of q(g0 | x) do not spread over trials), the rates are the same in
+every trial and the rate R2 drops to near 0. A weak KL on g0 costs the ELBO
+(the KL grows, the true validation loss rises) but cannot over-fit much: g0
+only picks a trajectory of a smooth dynamical system. Over-fitting needs a
+path for the noise: a weak KL on the inputs lets the controller copy spikes,
+the training reconstruction drops far below the others while the held-out
+entries get worse.
+
+Sample validation (``sv_rate`` 0.2) hides a fixed fifth of the entries from the
 encoder and from training: their reconstruction cost on the validation trials
-(``valid_sv_recon``) is a held-out score that over-fitting cannot fool.
+(``valid_sv_recon``) is a held-out score that copying cannot fool, and it
+picks the best checkpoint (``best_epoch``). Rates are scored at that
+checkpoint (``rate_r2``) and at the last epoch (``rate_r2_last``).
 
 Figures: ``kl_curves.png`` (per epoch, from ``pyro_lfads.run.read_training_curve``:
 the KL of the validation trials, the training reconstruction, and the
 reconstruction of the held-out entries; rate R2 of each fit) and
-``kl_rates.png`` (one neuron's rates in three trials under each weight).
+``kl_rates.png`` (one neuron's rates, last epoch, in trials of three conditions).
 """
 
 from __future__ import annotations
@@ -43,31 +55,46 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from _common import BIN_MS, fit_and_score, lorenz_dataset, parse_args, report, small_config  # noqa: E402
-from pyro_lfads.run import read_training_curve  # noqa: E402
+from _common import BIN_MS, fit_and_score, lorenz_dataset, parse_args, report, showcase, small_config  # noqa: E402
+from pyro_lfads.metrics import rate_r2  # noqa: E402
+from pyro_lfads.posterior import posterior_chunks  # noqa: E402
+from pyro_lfads.run import load_fitted, read_training_curve  # noqa: E402
 
-VARIANTS = {"ramp": {}, "no ramp": {"kl_ramp_steps": 1},
-            "KL x 100": {"kl_ic_scale": 100.0}, "KL x 0.01": {"kl_ic_scale": 0.01}}
+#: JSON key: (label, config changes)
+VARIANTS = {"ramp": ("ramp", {}), "no_ramp": ("no ramp", {"kl_ramp_steps": 1}),
+            "KL_x_100": ("KL x 100", {"kl_ic_scale": 100.0}), "KL_x_001": ("KL x 0.01", {"kl_ic_scale": 0.01}),
+            "inputs_KL_u_x_001_no_CD": ("inputs, KL_u x 0.01, no CD",
+                                        {"co_dim": 4, "kl_co_scale": 0.01, "cd_rate": 0.0})}
+
+
+def last_epoch_rates(run_dir, split) -> np.ndarray:
+    """Posterior mean rates (trials, T, N) of ``split`` at the last epoch (``write_posterior`` uses the best)."""
+    config, _, model, guide = load_fitted(run_dir, "last")
+    chunks = posterior_chunks(model, guide, split, samples=config.posterior_samples)
+    return np.concatenate([arrays["output_params"] for _, arrays in chunks])
 
 
 def main() -> None:
     args = parse_args(__doc__, "04_kl_annealing")
     dataset = lorenz_dataset(args.tiny, args.seed)
-    base = small_config(args.tiny, sv_rate=0.2, seed=args.seed)
-    results, curves = {}, {}
-    for name, changes in VARIANTS.items():
-        run_dir = args.out / name.replace(" ", "_")
-        posterior = fit_and_score(dataset, base.replace(**changes), run_dir)
-        curve = read_training_curve(run_dir)
-        curves[name] = curve
-        results[name] = {
-            "rate_r2": posterior["rate_r2"],
-            "valid_kl": curve[-1]["valid_kl"],  # nats per trial, unweighted
-            "train_recon_first_to_last": [curve[0]["train_recon"], curve[-1]["train_recon"]],
-            "valid_heldout_recon_best_to_last": [min(r["valid_sv_recon"] for r in curve), curve[-1]["valid_sv_recon"]],
+    truth = dataset.truth_counts("valid")
+    base = small_config(args.tiny, sv_rate=0.2, seed=args.seed, **({} if args.tiny else {"max_epochs": 60}))
+    results, curves, rates = {}, {}, {}
+    for key, (label, changes) in VARIANTS.items():
+        run_dir = args.out / key
+        best = fit_and_score(dataset, base.replace(**changes), run_dir)
+        curve = curves[label] = read_training_curve(run_dir)
+        rates[label] = last_epoch_rates(run_dir, dataset.valid)
+        held_out = [record["valid_sv_recon"] for record in curve]
+        results[key] = {
+            "rate_r2": best["rate_r2"], "rate_r2_last": rate_r2(truth, rates[label]),
+            "best_epoch": int(np.argmin(held_out)) + 1,
+            "valid_kl": curve[-1]["valid_kl"],  # nats per trial, unweighted, last epoch
+            "valid_loss": curve[-1]["valid_loss"],  # the true -ELBO per trial
+            "train_recon": curve[-1]["train_recon"],
+            "heldout_recon_best_last": [min(held_out), held_out[-1]],  # nats per held-out entry
             # a collapsed q(g0 | x) is the same for every trial: its means barely spread over trials
-            "g0_mean_spread": float(posterior["ic_mean"].std(0).mean()),
-            "rates": posterior["output_params"],
+            "g0_mean_spread": float(best["ic_mean"].std(0).mean()),
         }
 
     fig, axes = plt.subplots(2, 2, figsize=(12, 8))
@@ -80,29 +107,29 @@ def main() -> None:
         ax.set(xlabel="epoch", title=title, yscale="log" if log else "linear")
         ax.legend(fontsize=8)
     ax = axes[1, 1]
-    ax.bar(list(results), [r["rate_r2"] for r in results.values()], color="tab:gray")
-    ax.set(ylabel="rate R2 against the truth", title="validation trials")
+    positions = np.arange(len(results))
+    ax.bar(positions - 0.2, [r["rate_r2"] for r in results.values()], 0.4, label="best checkpoint")
+    ax.bar(positions + 0.2, [r["rate_r2_last"] for r in results.values()], 0.4, label="last epoch")
+    ax.set_xticks(positions, [label.replace(", ", "\n") for label in curves], fontsize=8)
+    ax.set(ylabel="rate R2 against the truth", title="validation trials", ylim=(min(0, ax.get_ylim()[0]), 1))
+    ax.legend(fontsize=8)
     fig.tight_layout()
     figures = [args.out / "kl_curves.png", args.out / "kl_rates.png"]
     fig.savefig(figures[0], dpi=110)
 
-    truth = dataset.truth_counts("valid")
-    neuron = int(truth.var((0, 1)).argmax())
+    trials, neuron = showcase(dataset)
     time_s = np.arange(truth.shape[1]) * BIN_MS / 1000
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8), sharey=True)
-    for trial, ax in enumerate(axes):
+    fig, axes = plt.subplots(1, len(trials), figsize=(14, 3.8), sharey=True, squeeze=False)
+    for trial, ax in zip(trials, axes[0]):
         ax.plot(time_s, truth[trial, :, neuron] * 1000 / BIN_MS, "k", lw=2, label="truth")
-        for name, result in results.items():
-            ax.plot(time_s, result["rates"][trial, :, neuron] * 1000 / BIN_MS, lw=1.2, label=name)
+        for label, values in rates.items():
+            ax.plot(time_s, values[trial, :, neuron] * 1000 / BIN_MS, lw=1.2, label=label)
         ax.set(xlabel="time (s)", title=f"validation trial {trial}, neuron {neuron}")
-    axes[0].set_ylabel("rate (spikes/s)")
-    axes[0].legend(fontsize=8)
+    axes[0, 0].set_ylabel("rate (spikes/s)")
+    axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(figures[1], dpi=110)
-
-    for result in results.values():
-        del result["rates"]
-    report(step=4, figures=figures, **{name.replace(" ", "_").replace(".", ""): r for name, r in results.items()})
+    report(step=4, figures=figures, **results)
 
 
 if __name__ == "__main__":

@@ -18,17 +18,18 @@ bound (``pyro_lfads.diagnostics.log_importance_weights`` and
 a lower bound on the KL of the guide from the exact posterior.
 
 This step fits one model (no inferred inputs) with ``pyro_lfads.fit``, then,
-on that fitted model and the validation trials:
+on the validation trials:
 
-1. draws the per-trial loss estimate of both ELBOs many times (spread of the
-   estimate) and the gradient of each on a batch of 16 trials (its variance
-   over draws, summed over the guide's parameters, relative to the squared
-   mean gradient);
-2. estimates IWAE_K for K = 1, 10, 100, averaging independent groups of K
-   draws per trial.
+1. draws the per-trial loss estimate of both ELBOs many times (the spread of
+   the estimate) and the gradient of each on a batch of 16 trials (its
+   variance over draws, summed over the guide's parameters, relative to the
+   squared mean gradient), for the model before training and after: the KL
+   term dominates the noise only while q(g0 | x) is far from the prior;
+2. estimates IWAE_K of the fitted model for K = 1, 10, 100, averaging
+   independent groups of K draws per trial.
 
-Figure ``elbos.png``: the two ELBOs' loss estimates over draws; their
-gradient variance; the bound against K.
+Figure ``elbos.png``: the two ELBOs' loss estimates over draws (fitted
+model); their gradient variance before and after training; the bound against K.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from pyro.infer import Trace_ELBO, TraceMeanField_ELBO  # noqa: E402
 from _common import fit_and_score, lorenz_dataset, parse_args, report, small_config  # noqa: E402
 from pyro_lfads.batch import split_batch  # noqa: E402
 from pyro_lfads.diagnostics import iwae_per_trial, log_importance_weights  # noqa: E402
+from pyro_lfads.guides.lfads import LFADSGuide  # noqa: E402
+from pyro_lfads.models.lfads import LFADSModel  # noqa: E402
 from pyro_lfads.run import load_fitted  # noqa: E402
 
 ELBOS = {"Trace_ELBO": Trace_ELBO, "TraceMeanField_ELBO": TraceMeanField_ELBO}
@@ -78,44 +81,60 @@ def iwae_by_k(log_weights: np.ndarray, ks) -> dict[int, float]:
     return out
 
 
+def noise(model, guide, dataset, draws: int) -> dict:
+    """Both ELBOs' loss estimates over ``draws`` repeats on the validation trials (nats per trial) and
+    their relative gradient variance on 16 of them."""
+    model.eval()
+    guide.eval()
+    valid, small = split_batch(dataset.valid, slice(None)), split_batch(dataset.valid, slice(0, 16))
+    return {name: {"losses": loss_draws(elbo(), model, guide, valid, draws),
+                   "gradient_variance": relative_gradient_variance(elbo(), model, guide, small, min(draws, 100))}
+            for name, elbo in ELBOS.items()}
+
+
 def main() -> None:
     args = parse_args(__doc__, "07_comparing_elbos")
     draws, ks, importance_draws = (5, (1, 10), 10) if args.tiny else (200, (1, 10, 100), 1000)
     dataset = lorenz_dataset(args.tiny, args.seed)
+    config = small_config(args.tiny, seed=args.seed)
+    pyro.set_rng_seed(args.seed)
+    untrained = LFADSModel(config, dataset.train.n_neurons)  # the same model before any training
+    untrained.likelihood.init_from_data(split_batch(dataset.train, slice(None)).recon_data)
     run_dir = args.out / "run"
-    fitted = fit_and_score(dataset, small_config(args.tiny, seed=args.seed), run_dir)
+    fitted = fit_and_score(dataset, config, run_dir)
     _, _, model, guide = load_fitted(run_dir)
 
     pyro.set_rng_seed(args.seed)
-    valid = split_batch(dataset.valid, slice(None))
-    small = split_batch(dataset.valid, slice(0, 16))
-    losses = {name: loss_draws(elbo(), model, guide, valid, draws) for name, elbo in ELBOS.items()}
-    grad_variance = {name: relative_gradient_variance(elbo(), model, guide, small, min(draws, 100))
-                     for name, elbo in ELBOS.items()}
+    stages = {"untrained": noise(untrained, LFADSGuide(untrained, dataset.train.n_neurons), dataset, draws),
+              "fitted": noise(model, guide, dataset, draws)}
     log_weights = log_importance_weights(model, guide, dataset.valid, samples=importance_draws)
     bounds = iwae_by_k(log_weights, ks)  # log p(x) >= IWAE_K, nats per trial
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for name, values in losses.items():
+    for name, result in stages["fitted"].items():
+        values = result["losses"]
         axes[0].hist(values, bins=20, alpha=0.6, label=f"{name}: sd {values.std():.2f}")
-    axes[0].set(xlabel="-ELBO estimate (nats per trial)", ylabel="draws", title="one draw per trial, repeated")
+    axes[0].set(xlabel="-ELBO estimate (nats per trial)", ylabel="draws", title="fitted model: one draw per trial, repeated")
     axes[0].legend(fontsize=8)
-    axes[1].bar(list(grad_variance), list(grad_variance.values()), color=["tab:blue", "tab:orange"])
-    axes[1].set(ylabel="gradient variance / squared mean", title="noise of the guide's gradient (16 trials)")
+    for offset, name in ((-0.2, "Trace_ELBO"), (0.2, "TraceMeanField_ELBO")):
+        axes[1].bar(np.arange(2) + offset, [stages[stage][name]["gradient_variance"] for stage in stages], 0.4,
+                    label=name)
+    axes[1].set_xticks(np.arange(2), list(stages))
+    axes[1].set(yscale="log", ylabel="gradient variance / squared mean", title="noise of the guide's gradient (16 trials)")
+    axes[1].legend(fontsize=8)
     axes[2].semilogx(list(bounds), list(bounds.values()), "o-", color="tab:green", label="IWAE_K")
     axes[2].axhline(bounds[1], color="gray", ls="--", label="ELBO (K = 1)")
     axes[2].set(xlabel="K, draws per trial", ylabel="bound on log p(x) (nats per trial)",
-                title="the importance-weighted bound tightens")
+                title="fitted model: the importance-weighted bound tightens")
     axes[2].legend(fontsize=8)
     fig.tight_layout()
     figure = args.out / "elbos.png"
     fig.savefig(figure, dpi=110)
 
-    report(step=7, rate_r2=fitted["rate_r2"],
-           loss_mean={name: float(v.mean()) for name, v in losses.items()},
-           loss_sd={name: float(v.std()) for name, v in losses.items()},
-           relative_gradient_variance=grad_variance,
-           iwae={str(k): v for k, v in bounds.items()}, figures=[figure])
+    report(step=7, rate_r2=fitted["rate_r2"], figures=[figure], iwae={str(k): v for k, v in bounds.items()},
+           **{stage: {name: {"loss_mean": float(r["losses"].mean()), "loss_sd": float(r["losses"].std()),
+                             "relative_gradient_variance": r["gradient_variance"]} for name, r in result.items()}
+              for stage, result in stages.items()})
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 import pyro_lfads
 from pyro_lfads.metrics import rate_r2
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
@@ -62,6 +64,13 @@ def fit_and_score(dataset: pyro_lfads.LFADSDataset, config: pyro_lfads.LFADSConf
     posterior = pyro_lfads.read_posterior(run_dir, "valid")
     posterior["rate_r2"] = rate_r2(dataset.truth_counts("valid"), posterior["output_params"])
     return posterior
+
+
+def showcase(dataset: pyro_lfads.LFADSDataset, n_trials: int = 3) -> tuple[list[int], int]:
+    """Validation trials to draw, one per condition (the first ``n_trials`` conditions), and the neuron
+    whose true rate varies most over them."""
+    trials = np.unique(dataset.extras["valid_conditions"], return_index=True)[1][:n_trials].tolist()
+    return trials, int(dataset.truth_counts("valid")[trials].var((0, 1)).argmax())
 
 
 def report(**figures) -> None:
