@@ -24,7 +24,7 @@ condition pools over trials instead, but a single trial has no repeats. LFADS
 (the next steps) pools over neurons through a dynamical model.
 
 Figure ``smoothing.png``: the Lorenz state; one neuron's spikes, true rate and
-smoothed rates at three widths; rate R2 against the truth over sigma, next to
+smoothed rates at two widths; rate R2 against the truth over sigma, next to
 the condition average; true against smoothed rates.
 """
 
@@ -36,7 +36,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from _common import BIN_MS, lorenz_dataset, parse_args, report  # noqa: E402
+from _common import BIN_MS, lorenz_dataset, parse_args, report, showcase  # noqa: E402
 from pyro_lfads.baselines import GaussianSmoothing  # noqa: E402
 from pyro_lfads.metrics import condition_psth, rate_r2  # noqa: E402
 
@@ -59,16 +59,19 @@ def main() -> None:
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     latents = dataset.extras["valid_latents"]  # (trials, T, 3), z-scored Lorenz state
-    for trial in range(min(5, len(latents))):
+    shown, _ = showcase(dataset, 5)
+    for trial in shown:
         axes[0, 0].plot(latents[trial, :, 0], latents[trial, :, 2], lw=1)
-    axes[0, 0].set(xlabel="Lorenz x (z-scored)", ylabel="Lorenz z (z-scored)", title="the latent state, 5 trials")
+        axes[0, 0].plot(latents[trial, 0, 0], latents[trial, 0, 2], "o", color="black", ms=3)
+    axes[0, 0].set(xlabel="Lorenz x (z-scored)", ylabel="Lorenz z (z-scored)",
+                   title=f"the latent state of {len(shown)} conditions (dot: start)")
 
     time_s = np.arange(valid.shape[1]) * BIN_MS / 1000
     to_hz = 1000 / BIN_MS
-    trial, neuron = 0, int(truth[0].var(0).argmax())  # the neuron whose rate moves most in trial 0
+    (trial,), neuron = showcase(dataset, 1)
     ax = axes[0, 1]
     ax.plot(time_s, truth[trial, :, neuron] * to_hz, color="black", lw=2, label="true rate")
-    for sigma, color in ((1.0, "tab:orange"), (smoothing.sigma_bins_, "tab:red"), (15.0, "tab:purple")):
+    for sigma, color in ((1.0, "tab:orange"), (smoothing.sigma_bins_, "tab:red")):
         rates = GaussianSmoothing((sigma,)).fit(train).predict(valid[trial:trial + 1])
         ax.plot(time_s, rates[0, :, neuron] * to_hz, color=color, lw=1.2, label=f"smoothed, sigma {sigma:.1f} bins")
     spike_times = time_s[valid[trial, :, neuron] > 0]
@@ -80,7 +83,7 @@ def main() -> None:
     ax.semilogx(smoothing.sigmas, r2_by_sigma, "o-", color="tab:red", label="smoothing (each width)")
     ax.axvline(smoothing.sigma_bins_, color="tab:red", ls=":", label=f"chosen width {smoothing.sigma_bins_:.1f} bins")
     ax.axhline(averaged_r2, color="tab:green", ls="--", label="average of the condition's training trials")
-    ax.set(xlabel="kernel width sigma (bins)", ylabel="rate R2 against the truth", ylim=(min(0, min(r2_by_sigma)), 1),
+    ax.set(xlabel="kernel width sigma (bins)", ylabel="rate R2 against the truth", ylim=(max(-1, min(r2_by_sigma)), 1),
            title="single-trial smoothing cannot pool over neurons")
     ax.legend(fontsize=8)
 
