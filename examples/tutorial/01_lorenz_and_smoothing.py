@@ -59,7 +59,7 @@ def main() -> None:
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     latents = dataset.extras["valid_latents"]  # (trials, T, 3), z-scored Lorenz state
-    shown, _ = showcase(dataset, 5)
+    shown = [trial for trial, _ in showcase(dataset, 5)]
     for trial in shown:
         axes[0, 0].plot(latents[trial, :, 0], latents[trial, :, 2], lw=1)
         axes[0, 0].plot(latents[trial, 0, 0], latents[trial, 0, 2], "o", color="black", ms=3)
@@ -68,7 +68,7 @@ def main() -> None:
 
     time_s = np.arange(valid.shape[1]) * BIN_MS / 1000
     to_hz = 1000 / BIN_MS
-    (trial,), neuron = showcase(dataset, 1)
+    [(trial, neuron)] = showcase(dataset, 1)
     ax = axes[0, 1]
     ax.plot(time_s, truth[trial, :, neuron] * to_hz, color="black", lw=2, label="true rate")
     for sigma, color in ((1.0, "tab:orange"), (smoothing.sigma_bins_, "tab:red")):

@@ -163,7 +163,7 @@ def main() -> None:
     ax.set(xlabel="SVI step", ylabel="-ELBO (nats per trial, running mean)", title="training with Trace_ELBO")
     ax.legend(fontsize=8)
     ax = axes[1, 1]
-    (trial,), neuron = showcase(dataset, 1)
+    [(trial, neuron)] = showcase(dataset, 1)
     time_s = np.arange(truth.shape[1]) * BIN_MS / 1000
     ax.plot(time_s, truth[trial, :, neuron] * 1000 / BIN_MS, "k", lw=2, label="truth")
     for name, result in scores.items():

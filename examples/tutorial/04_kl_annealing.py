@@ -44,7 +44,7 @@ checkpoint (``rate_r2``) and at the last epoch (``rate_r2_last``).
 Figures: ``kl_curves.png`` (per epoch, from ``pyro_lfads.run.read_training_curve``:
 the KL of the validation trials, the training reconstruction, and the
 reconstruction of the held-out entries; rate R2 of each fit) and
-``kl_rates.png`` (one neuron's rates, last epoch, in trials of three conditions).
+``kl_rates.png`` (rates at the last epoch, one neuron in a trial of each of three conditions).
 """
 
 from __future__ import annotations
@@ -117,10 +117,10 @@ def main() -> None:
     figures = [args.out / "kl_curves.png", args.out / "kl_rates.png"]
     fig.savefig(figures[0], dpi=110)
 
-    trials, neuron = showcase(dataset)
+    shown = showcase(dataset)
     time_s = np.arange(truth.shape[1]) * BIN_MS / 1000
-    fig, axes = plt.subplots(1, len(trials), figsize=(14, 3.8), sharey=True, squeeze=False)
-    for trial, ax in zip(trials, axes[0]):
+    fig, axes = plt.subplots(1, len(shown), figsize=(14, 3.8), squeeze=False)
+    for (trial, neuron), ax in zip(shown, axes[0]):
         ax.plot(time_s, truth[trial, :, neuron] * 1000 / BIN_MS, "k", lw=2, label="truth")
         for label, values in rates.items():
             ax.plot(time_s, values[trial, :, neuron] * 1000 / BIN_MS, lw=1.2, label=label)

@@ -22,7 +22,7 @@ The guide is an approximation, so check it (``pyro_lfads.diagnostics``):
   importance sampler of that trial's exact posterior; above it, its bands
   are not to be read as calibrated.
 
-Figures: ``predictive.png`` (one neuron in trials of three conditions: truth, Predictive's
+Figures: ``predictive.png`` (one neuron in a trial of each of three conditions: truth, Predictive's
 mean and 90% band; Predictive's means against ``write_posterior``'s) and
 ``khat.png`` (``pyro_lfads.plots.plot_khat``).
 """
@@ -71,10 +71,9 @@ def main() -> None:
     khat = pareto_khat(log_importance_weights(model, guide, dataset.valid, samples=max(samples, 20)))
 
     fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
-    trials, neuron = showcase(dataset)
     time_s = np.arange(truth.shape[1]) * BIN_MS / 1000
     to_hz = 1000 / BIN_MS
-    for trial, ax in zip(trials, axes):
+    for (trial, neuron), ax in zip(showcase(dataset), axes):
         ax.fill_between(time_s, lower[trial, :, neuron] * to_hz, upper[trial, :, neuron] * to_hz,
                         color="tab:red", alpha=0.25, label="90% band (Predictive)")
         ax.plot(time_s, mean[trial, :, neuron] * to_hz, color="tab:red", label="posterior mean")

@@ -66,11 +66,12 @@ def fit_and_score(dataset: pyro_lfads.LFADSDataset, config: pyro_lfads.LFADSConf
     return posterior
 
 
-def showcase(dataset: pyro_lfads.LFADSDataset, n_trials: int = 3) -> tuple[list[int], int]:
-    """Validation trials to draw, one per condition (the first ``n_trials`` conditions), and the neuron
-    whose true rate varies most over them."""
-    trials = np.unique(dataset.extras["valid_conditions"], return_index=True)[1][:n_trials].tolist()
-    return trials, int(dataset.truth_counts("valid")[trials].var((0, 1)).argmax())
+def showcase(dataset: pyro_lfads.LFADSDataset, n_trials: int = 3) -> list[tuple[int, int]]:
+    """(trial, neuron) pairs to draw: validation trials of the first ``n_trials`` conditions, each
+    with the neuron whose true rate varies most in it."""
+    trials = np.unique(dataset.extras["valid_conditions"], return_index=True)[1][:n_trials]
+    truth = dataset.truth_counts("valid")
+    return [(int(trial), int(truth[trial].var(0).argmax())) for trial in trials]
 
 
 def report(**figures) -> None:
