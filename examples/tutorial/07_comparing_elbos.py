@@ -121,11 +121,11 @@ def main() -> None:
                     label=name)
     axes[1].set_xticks(np.arange(2), list(stages))
     axes[1].set(yscale="log", ylabel="gradient variance / squared mean", title="noise of the guide's gradient (16 trials)")
-    axes[1].legend(fontsize=8)
+    axes[1].legend(fontsize=8, loc="lower right")
     axes[2].semilogx(list(bounds), list(bounds.values()), "o-", color="tab:green", label="IWAE_K")
     axes[2].axhline(bounds[1], color="gray", ls="--", label="ELBO (K = 1)")
     axes[2].set(xlabel="K, draws per trial", ylabel="bound on log p(x) (nats per trial)",
-                title="fitted model: the importance-weighted bound tightens")
+                title="fitted model: IWAE_K tightens with K")
     axes[2].legend(fontsize=8)
     fig.tight_layout()
     figure = args.out / "elbos.png"
