@@ -25,14 +25,15 @@ first. This step fits LFADS (``pyro_lfads.fit``) five times on the same Lorenz d
   coordinated dropout off (``cd_rate`` 0): nothing stops the controller from
   passing each spike it reads straight into the rates.
 
-What to look for. A full-weight KL at the start, or a far too strong one, is
-posterior collapse: q(g0 | x) sits on the prior for every trial (KL near 0,
-the means of q(g0 | x) do not spread over trials), the rates are the same in
-every trial and the rate R2 drops to near 0. A weak KL on g0 costs the ELBO
-(the KL grows, the true validation loss rises) but cannot over-fit much: g0
-only picks a trajectory of a smooth dynamical system. Over-fitting needs a
-path for the noise: a weak KL on the inputs lets the controller copy spikes,
-the training reconstruction drops far below the others while the held-out
+What to look for (the numbers are in examples/tutorial/README.md). On these
+data a full-weight KL from the start, like a far too strong one, collapses the
+posterior: q(g0 | x) sits on the prior for every trial (KL near 0, the means
+of q(g0 | x) do not spread over trials), the rates are the same in every
+trial and the rate R2 drops to near 0. A weak KL on g0 costs the ELBO (the KL
+grows, the true validation loss rises) but did not over-fit here: g0 only
+selects a trajectory of the generator. Over-fitting needs a path for the
+noise: a weak KL on the inputs lets the controller copy spikes, and the
+training reconstruction drops far below the others while the held-out
 entries get worse.
 
 Sample validation (``sv_rate`` 0.2) hides a fixed fifth of the entries from the
