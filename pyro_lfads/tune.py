@@ -10,10 +10,11 @@ generation at a time) lets the worst quarter *exploit* the best quarter: such
 a member restarts from a best member's checkpoint (weights, optimiser,
 trainer state and random-number states, the format ``fit`` writes and
 resumes) and *explores*: each hyperparameter is the donor's times 0.8 or 1.2,
-clipped to its range, or with probability 0.25 drawn afresh. Because the
-metric is scored on held-out data, and coordinated dropout keeps the
-controller from copying spikes, the population cannot select models that
-over-fit.
+clipped to its range, or with probability 0.25 drawn afresh. The metric is
+scored on held-out trials at KL weight 1 whatever weights a member trains
+with, so the population selects neither models that fit only their training
+trials nor, with sample validation, models that copy spikes through the
+controller.
 
 Every member's Ray checkpoint is a whole run directory, so the best member's
 last checkpoint, copied to ``OUT/best``, is read by ``posterior``,
@@ -50,8 +51,8 @@ from .train import Trainer, check_device
 INSTALL_HINT = 'tune needs Ray: pip install "pyro-lfads[tune]"'
 #: The objective every member reports, lower is better.
 METRIC = "valid_metric"
-#: Ray's PBT defaults, also AutoLFADS's: the fraction of members that exploit (and of donors), the
-#: probability of drawing a value afresh, and the factors of a perturbation.
+#: Ray's PBT defaults: the fraction of members that exploit (and of donors), the probability of
+#: drawing a value afresh, and the factors of a perturbation.
 QUANTILE_FRACTION, RESAMPLE_PROBABILITY, PERTURBATION_FACTORS = 0.25, 0.25, (1.2, 0.8)
 #: A file in each member's checkpoint naming the member that wrote it and its generation.
 MEMBER_FILE = "member.json"
