@@ -91,7 +91,8 @@ def main() -> None:
     ax.scatter(truth.ravel()[::7] * to_hz, smoothed.ravel()[::7] * to_hz, s=2, alpha=0.3)
     top = float(truth.max()) * to_hz
     ax.plot([0, top], [0, top], "k--", lw=1)
-    ax.set(xlabel="true rate (spikes/s)", ylabel="smoothed rate (spikes/s)", title=f"smoothing: R2 = {smoothing_r2:.3f}")
+    ax.set(xlabel="true rate (spikes/s)", ylabel="smoothed rate (spikes/s)",
+           title=f"smoothing: R2 = {smoothing_r2:.3f}")
     fig.tight_layout()
     figure = args.out / "smoothing.png"
     fig.savefig(figure, dpi=110)

@@ -87,9 +87,10 @@ def main() -> None:
     n_time = dataset.valid.n_time
     time_ms = np.arange(n_time) * BIN_MS
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-    for draws, color, label in ((prior_draws(untrained, n_time), "tab:gray", f"before: tau {config.ar_tau_init:g} bins"),
-                                (prior_draws(model.input_prior, n_time), "tab:blue", f"learned: tau {tau:.1f} bins")):
-        for i, path in enumerate(draws):
+    priors = ((untrained, "tab:gray", f"before: tau {config.ar_tau_init:g} bins"),
+              (model.input_prior, "tab:blue", f"learned: tau {tau:.1f} bins"))
+    for prior, color, label in priors:
+        for i, path in enumerate(prior_draws(prior, n_time)):
             axes[0].plot(time_ms, path, color=color, lw=1, label=label if i == 0 else None)
     axes[0].set(xlabel="time (ms)", ylabel="u", title="draws of the AR(1) input prior")
     axes[0].legend(fontsize=8)

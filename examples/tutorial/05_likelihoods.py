@@ -78,9 +78,10 @@ def main() -> None:
     imaging = calcium_dataset(args.tiny, args.seed)
     calcium_config = config.replace(likelihood="calcium", calcium_tau_init=INDICATOR_DECAY_FRAMES)
     calcium = fit_and_score(imaging, calcium_config, args.out / "calcium")
-    on_fluorescence = fit_and_score(imaging, config.replace(likelihood="gaussian"), args.out / "gaussian_on_calcium")
+    fit_and_score(imaging, config.replace(likelihood="gaussian"), args.out / "gaussian_on_calcium")
     truth = imaging.truth_counts("valid")  # spikes per frame
-    calcium_rates, gaussian_rates = mapped(imaging, args.out / "calcium"), mapped(imaging, args.out / "gaussian_on_calcium")
+    calcium_rates = mapped(imaging, args.out / "calcium")
+    gaussian_rates = mapped(imaging, args.out / "gaussian_on_calcium")
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     trial = 0

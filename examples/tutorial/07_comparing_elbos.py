@@ -114,13 +114,15 @@ def main() -> None:
     for name, result in stages["fitted"].items():
         values = result["losses"]
         axes[0].hist(values, bins=20, alpha=0.6, label=f"{name}: sd {values.std():.2f}")
-    axes[0].set(xlabel="-ELBO estimate (nats per trial)", ylabel="draws", title="fitted model: one draw per trial, repeated")
+    axes[0].set(xlabel="-ELBO estimate (nats per trial)", ylabel="draws",
+                title="fitted model: one draw per trial, repeated")
     axes[0].legend(fontsize=8)
     for offset, name in ((-0.2, "Trace_ELBO"), (0.2, "TraceMeanField_ELBO")):
         axes[1].bar(np.arange(2) + offset, [stages[stage][name]["gradient_variance"] for stage in stages], 0.4,
                     label=name)
     axes[1].set_xticks(np.arange(2), list(stages))
-    axes[1].set(yscale="log", ylabel="gradient variance / squared mean", title="noise of the guide's gradient (16 trials)")
+    axes[1].set(yscale="log", ylabel="gradient variance / squared mean",
+                title="noise of the guide's gradient (16 trials)")
     axes[1].legend(fontsize=8, loc="lower right")
     axes[2].semilogx(list(bounds), list(bounds.values()), "o-", color="tab:green", label="IWAE_K")
     axes[2].axhline(bounds[1], color="gray", ls="--", label="ELBO (K = 1)")
