@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 from sklearn.linear_model import LinearRegression  # noqa: E402
 
 import pyro_lfads  # noqa: E402
-from _common import fit_and_score, lorenz_dataset, parse_args, report, small_config  # noqa: E402
+from _common import BIN_MS, fit_and_score, lorenz_dataset, parse_args, report, small_config  # noqa: E402
 from pyro_lfads.metrics import rate_r2  # noqa: E402
 from pyro_lfads.synthetic.calcium import make_calcium_dataset  # noqa: E402
 
@@ -86,7 +86,7 @@ def main() -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     trial = 0
     neuron = int(signals.valid.truth[trial].var(0).argmax())
-    time_s = np.arange(signals.valid.n_time) * 0.01
+    time_s = np.arange(signals.valid.n_time) * BIN_MS / 1000
     axes[0].plot(time_s, signals.valid.recon_data[trial, :, neuron], ".", color="tab:blue", ms=3, label="data")
     axes[0].plot(time_s, signals.valid.truth[trial, :, neuron], "k", lw=2, label="truth")
     axes[0].plot(time_s, gaussian["output_params"][trial, :, neuron], color="tab:red",

@@ -56,7 +56,7 @@ def main() -> None:
 
     batch = split_batch(dataset.valid, slice(None))  # every validation trial
     pyro.set_rng_seed(args.seed)
-    draws = Predictive(model, guide=guide, num_samples=samples, return_sites=["g0", "rates"])(batch, 1.0)
+    draws = Predictive(model, guide=guide, num_samples=samples, return_sites=["rates"])(batch, 1.0)
     rates = draws["rates"].numpy()  # (S, B, T, N) counts per bin
     mean, lower, upper = rates.mean(0), np.quantile(rates, 0.05, 0), np.quantile(rates, 0.95, 0)
     truth = dataset.truth_counts("valid")
