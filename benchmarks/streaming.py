@@ -17,7 +17,12 @@ the training trials, and co-bps); rates of the posterior-mean path
      "rate_r2": ..., "vel_r2": ..., "co_bps": ..., "fit_seconds": ...}
 
 Run: python benchmarks/streaming.py [--epochs 150] [--kl-ramp-steps 600] [--experiments lorenz,nlb-lorenz]
-                                    [--latency-only] [--bins 2000] [--device cpu]
+                                    [--models acausal,causal] [--causal-ic-bins K] [--latency-only]
+                                    [--bins 2000] [--out DIR] [--device cpu]
+
+``--causal-ic-bins`` sets the causal model's initial-condition window (``ic_enc_seq_len``; default
+5 bins, ``CAUSAL_IC_BINS``). ``--out DIR`` keeps the data files and runs (DIR/EXPERIMENT/data.h5,
+DIR/EXPERIMENT/causal, DIR/EXPERIMENT/acausal), which ``examples/streaming_replay.py --runs`` reads.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import numpy as np
 import torch
 
 import pyro_lfads
+from pyro_lfads.data import save_dataset
 from pyro_lfads.models.lfads import LFADSModel
 from pyro_lfads.guides.lfads import LFADSGuide
 from pyro_lfads.run import load_fitted
@@ -69,6 +75,8 @@ def latency(model, guide, counts: np.ndarray, streams: int, n_bins: int, device:
 def accuracy(name: str, dataset, config, root: Path, device: str) -> tuple[dict, Path]:
     causal, epochs = config.causal, config.max_epochs
     run_dir = root / name / ("causal" if causal else "acausal")
+    if causal and config.ic_enc_seq_len is not None:
+        run_dir = run_dir.with_name(f"causal_ic{config.ic_enc_seq_len}")
     start = time.perf_counter()
     pyro_lfads.fit(dataset, config, run_dir, device=device, progress=False, overwrite=True)
     seconds = time.perf_counter() - start
@@ -76,8 +84,8 @@ def accuracy(name: str, dataset, config, root: Path, device: str) -> tuple[dict,
     rates = {split: split_mean_path(model, guide, getattr(dataset, split))["rates"] for split in ("train", "valid")}
     figures = score_rates(dataset, rates["train"], rates["valid"])
     keep = {key: figures[key] for key in ("rate_r2", "vel_r2", "co_bps") if key in figures}
-    return {"experiment": name, "model": "causal" if causal else "acausal", "epochs": epochs, **keep,
-            "fit_seconds": round(seconds, 1)}, run_dir
+    return {"experiment": name, "model": "causal" if causal else "acausal", "epochs": epochs,
+            "ic_window": config.ic_window, **keep, "fit_seconds": round(seconds, 1)}, run_dir
 
 
 def main() -> None:
@@ -85,6 +93,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--kl-ramp-steps", type=int, default=600)
     parser.add_argument("--experiments", default="lorenz,nlb-lorenz")
+    parser.add_argument("--models", default="acausal,causal")
+    parser.add_argument("--causal-ic-bins", type=int, default=None,
+                        help="the causal model's initial-condition window in bins (default: CAUSAL_IC_BINS)")
     parser.add_argument("--bins", type=int, default=2000, help="timed bins per stream count")
     parser.add_argument("--latency-only", action="store_true",
                         help="time an untrained causal model (the cost does not depend on the weights)")
@@ -100,9 +111,13 @@ def main() -> None:
         root = args.out or Path(tmp)
         for name in ([] if args.latency_only else args.experiments.split(",")):
             dataset = makers[name]()
-            for causal in (False, True):
+            dataset.source = str(root / name / "data.h5")
+            (root / name).mkdir(parents=True, exist_ok=True)
+            save_dataset(dataset, dataset.source)
+            for causal in [model == "causal" for model in args.models.split(",")]:
                 config = pyro_lfads.LFADSConfig(causal=causal, max_epochs=args.epochs,
-                                                kl_ramp_steps=args.kl_ramp_steps)
+                                                kl_ramp_steps=args.kl_ramp_steps,
+                                                ic_enc_seq_len=args.causal_ic_bins if causal else None)
                 figures, run_dir = accuracy(name, dataset, config, root, args.device)
                 print(json.dumps(figures), flush=True)
                 if name == "lorenz" and causal:
