@@ -313,3 +313,23 @@ def split_mean_path(model, guide, split, *, session: int = 0, time_bins: int | N
         for name, values in parts.items():
             values.append(path[name].double().cpu().numpy())
     return {name: np.concatenate(values) for name, values in parts.items()}
+
+
+@torch.no_grad()
+def replay_split(model, guide, split, *, session: int = 0) -> dict[str, np.ndarray]:
+    """What a streamer returns for every trial of a split, all trials as concurrent streams, bin by
+    bin: ``rates`` (trials, T, N) and ``factors`` (trials, T, F), float64.
+
+    Bins the encoders read (``split.encod_data``) are streamed; the forward bins after them (NLB's
+    forward prediction, no counts to stream) are the causal model's predictions from the whole
+    observed trial, which is what a streamer knows at its last bin.
+    """
+    streamer = StreamingLFADS(model, guide, streams=split.n_trials, session=session)
+    device = streamer.counts.device
+    counts = torch.as_tensor(split.encod_data, dtype=torch.float32, device=device)
+    path = split_mean_path(model, guide, split, session=session)
+    for t in range(counts.shape[1]):
+        out = streamer.step(counts[:, t])
+        path["rates"][:, t] = out.rates.double().cpu().numpy()
+        path["factors"][:, t] = out.factors.double().cpu().numpy()
+    return path

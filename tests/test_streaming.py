@@ -11,7 +11,7 @@ from pyro_lfads.config import CAUSAL_IC_BINS, LFADSConfig
 from pyro_lfads.errors import InputError
 from pyro_lfads.guides.lfads import LFADSGuide
 from pyro_lfads.models.lfads import LFADSModel
-from pyro_lfads.streaming import StreamingLFADS, mean_path, split_mean_path
+from pyro_lfads.streaming import StreamingLFADS, mean_path, replay_split, split_mean_path
 from pyro_lfads.traces import guide_and_model_traces
 
 ATOL = 1e-5
@@ -212,3 +212,20 @@ def test_a_fitted_causal_run_streams_its_offline_outputs(tiny_lorenz, tmp_path):
     online = np.stack([streamer.step(counts[:, t]).rates.numpy().copy() for t in range(counts.shape[1])], 1)
     window = config.ic_window
     np.testing.assert_allclose(online[:, window - 1:], offline[:, window - 1:], rtol=1e-4, atol=ATOL)
+
+
+def test_replay_split_is_the_streamer_on_every_trial(tiny_config):
+    """replay_split: the streamed bins are a streamer's outputs; the forward bins are the batch causal
+    model's predictions (no later counts exist to stream)."""
+    from pyro_lfads.data import Split
+
+    config = tiny_config.replace(causal=True, ic_enc_seq_len=4)
+    model, guide = _pair(config, 5)
+    counts = _counts(3, 16, 5).numpy()
+    split = Split(encod_data=counts[:, :12], recon_data=counts)
+    replayed = replay_split(model, guide, split)
+    streamed, _ = _stream(StreamingLFADS(model, guide, streams=3), torch.as_tensor(counts[:, :12]))
+    np.testing.assert_allclose(replayed["rates"][:, :12], streamed.numpy(), rtol=1e-4, atol=ATOL)
+    batch = split_mean_path(model, guide, split)["rates"]
+    np.testing.assert_allclose(replayed["rates"][:, 12:], batch[:, 12:])
+    assert not np.allclose(replayed["rates"][:, :3], batch[:, :3], atol=1e-4)  # inside the window: online
