@@ -20,7 +20,7 @@ initial-condition window too (:func:`pyro_lfads.streaming.replay_split`).
 
 Run: python benchmarks/streaming.py [--epochs 150] [--kl-ramp-steps 600] [--experiments lorenz,nlb-lorenz]
                                     [--models acausal,causal] [--causal-ic-bins K] [--latency-only]
-                                    [--bins 2000] [--out DIR] [--device cpu]
+                                    [--bins 2000] [--out DIR [--reuse]] [--device cpu]
 
 ``--causal-ic-bins`` sets the causal model's initial-condition window (``ic_enc_seq_len``; default
 5 bins, ``CAUSAL_IC_BINS``). ``--out DIR`` keeps the data files and runs (DIR/EXPERIMENT/data.h5,
@@ -74,13 +74,15 @@ def latency(model, guide, counts: np.ndarray, streams: int, n_bins: int, device:
             "bins": n_bins, "threads": torch.get_num_threads(), "device": device}
 
 
-def accuracy(name: str, dataset, config, root: Path, device: str) -> tuple[dict, Path]:
+def accuracy(name: str, dataset, config, root: Path, device: str, reuse: bool) -> tuple[dict, Path]:
+    """Fit (or with ``reuse``, take the fit already in ``root``) and score one model."""
     causal, epochs = config.causal, config.max_epochs
     run_dir = root / name / ("causal" if causal else "acausal")
     if causal and config.ic_enc_seq_len is not None:
         run_dir = run_dir.with_name(f"causal_ic{config.ic_enc_seq_len}")
     start = time.perf_counter()
-    pyro_lfads.fit(dataset, config, run_dir, device=device, progress=False, overwrite=True)
+    if not reuse:
+        pyro_lfads.fit(dataset, config, run_dir, device=device, progress=False, overwrite=True)
     seconds = time.perf_counter() - start
     _, _, model, guide = load_fitted(run_dir, "best", device)
     outputs = replay_split if causal else split_mean_path  # the causal model as it runs online, bin by bin
@@ -88,7 +90,7 @@ def accuracy(name: str, dataset, config, root: Path, device: str) -> tuple[dict,
     figures = score_rates(dataset, rates["train"], rates["valid"])
     keep = {key: figures[key] for key in ("rate_r2", "vel_r2", "co_bps") if key in figures}
     return {"experiment": name, "model": "causal" if causal else "acausal", "epochs": epochs,
-            "ic_window": config.ic_window, **keep, "fit_seconds": round(seconds, 1)}, run_dir
+            "ic_window": config.ic_window, **keep, **({} if reuse else {"fit_seconds": round(seconds, 1)})}, run_dir
 
 
 def main() -> None:
@@ -103,6 +105,7 @@ def main() -> None:
     parser.add_argument("--latency-only", action="store_true",
                         help="time an untrained causal model (the cost does not depend on the weights)")
     parser.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
+    parser.add_argument("--reuse", action="store_true", help="score the fits already in --out, fit nothing")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
     lorenz = make_lorenz_dataset(seed=0)
@@ -121,7 +124,7 @@ def main() -> None:
                 config = pyro_lfads.LFADSConfig(causal=causal, max_epochs=args.epochs,
                                                 kl_ramp_steps=args.kl_ramp_steps,
                                                 ic_enc_seq_len=args.causal_ic_bins if causal else None)
-                figures, run_dir = accuracy(name, dataset, config, root, args.device)
+                figures, run_dir = accuracy(name, dataset, config, root, args.device, args.reuse)
                 print(json.dumps(figures), flush=True)
                 if name == "lorenz" and causal:
                     _, _, model, guide = load_fitted(run_dir, "best", args.device)
