@@ -202,10 +202,10 @@ def test_a_tiny_population_end_to_end(needs_ray, tiny_files, tmp_path, capsys):
     # the weights came along: the exploited member's run directory continues the donor's
     ids = sorted({saved for saved, _ in _checkpoints(out)})
     checkpoints = _checkpoints(out)
-    copied = (checkpoints[ids[worse], 2] / CURVE_FILE).read_text().splitlines()
-    assert copied[0] == (checkpoints[ids[better], 1] / CURVE_FILE).read_text().splitlines()[0]
-    assert copied[0] != (checkpoints[ids[worse], 1] / CURVE_FILE).read_text().splitlines()[0]
-    assert len(copied) == 2
+    copied = [json.loads(line) for line in (checkpoints[ids[worse], 2] / CURVE_FILE).read_text().splitlines()]
+    assert len(copied) == 2  # the donor's generation-1 epoch, then its own
+    assert copied[0]["valid_loss"] == float(first[better]["valid_metric"])
+    assert copied[0]["valid_loss"] != float(first[worse]["valid_metric"])
 
     # OUT/best: the member with the lowest best validation metric, a normal run directory
     best_metric = min(float(r["best_valid_metric"]) for r in rows[2:])
