@@ -183,15 +183,15 @@ class StreamingLFADS:
     @torch.no_grad()
     def reset(self, streams: Sequence[int] | None = None) -> None:
         """Start a new trial on the given streams (all by default)."""
-        index = range(self.streams) if streams is None else list(streams)
-        for s in index:
-            if not 0 <= s < self.streams:
-                raise InputError(f"reset: stream {s} is not one of 0..{self.streams - 1}")
-            self._bin[s] = 0
-            self._streams_in_window = int(np.count_nonzero(self._bin < self.window))
-            self._ic_h[s] = self._ic_h0
-            if self.config.co_dim:
-                self._ci_h[s] = self._ci_h0
+        index = list(range(self.streams)) if streams is None else list(streams)
+        bad = [s for s in index if not 0 <= s < self.streams]
+        if bad:
+            raise InputError(f"reset: stream {bad[0]} is not one of 0..{self.streams - 1}")
+        self._bin[index] = 0
+        self._streams_in_window = int(np.count_nonzero(self._bin < self.window))
+        self._ic_h[index] = self._ic_h0
+        if self.config.co_dim:
+            self._ci_h[index] = self._ci_h0
 
     @torch.no_grad()
     def step(self, counts, ext_input=None) -> StepOutput:

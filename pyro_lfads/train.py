@@ -367,20 +367,26 @@ def fit(data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig, run_di
     if not resume:
         for name in (LAST, BEST, CURVE_FILE):
             (run_dir / name).unlink(missing_ok=True)
-    write_run_files(run_dir, config, info)
+    trainer = new_trainer(sessions, config, info, run_dir, init_seed=config.seed, device=device, progress=progress)
+    if resume:
+        trainer.resume(run_dir / LAST)
+    trainer.fit()
+    return trainer
 
+
+def new_trainer(sessions: list[LFADSDataset], config: LFADSConfig, info: RunInfo, run_dir: Path, *, init_seed: int,
+                device: str = "cpu", progress: bool = True) -> Trainer:
+    """A Trainer of freshly initialised weights (drawn with ``init_seed``; read-outs from the data,
+    stitched sessions by PCR) writing into ``run_dir``, whose run files it writes."""
+    write_run_files(run_dir, config, info)
     pyro.clear_param_store()
-    pyro.set_rng_seed(config.seed)
+    pyro.set_rng_seed(init_seed)
     model, guide = build_model_and_guide(config, info)
     for likelihood, dataset in zip(model.likelihoods, sessions):
         likelihood.init_from_data(torch.as_tensor(dataset.train.recon_data[:, : info.n_time], dtype=torch.float32))
     if len(sessions) > 1:
         initialise_sessions(model, guide, sessions, info.n_time)
-    trainer = Trainer(model, guide, sessions, config, run_dir, device=device, progress=progress)
-    if resume:
-        trainer.resume(run_dir / LAST)
-    trainer.fit()
-    return trainer
+    return Trainer(model, guide, sessions, config, run_dir, device=device, progress=progress)
 
 
 def _likelihood_support(config: LFADSConfig) -> str:

@@ -37,16 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyro
 import torch
 
 from .config import LFADSConfig
 from .data import LFADSDataset, load_dataset, validate_dataset
 from .errors import InputError, TrainingDiverged
 from .masking import check_heldin_layout
-from .run import (CONFIG_FILE, LAST, RunInfo, build_model_and_guide, load_checkpoint, read_training_curve,
-                  save_checkpoint, write_run_files)
-from .train import Trainer, check_device
+from .run import CONFIG_FILE, LAST, RunInfo, load_checkpoint, read_training_curve, save_checkpoint
+from .train import Trainer, check_device, new_trainer
 
 INSTALL_HINT = 'tune needs Ray: pip install "pyro-lfads[tune]"'
 #: The objective every member reports, lower is better.
@@ -137,13 +135,7 @@ def start_member(dataset: LFADSDataset, config: LFADSConfig, run_dir: Path, *, i
         shutil.copytree(checkpoint_dir, run_dir, dirs_exist_ok=True)
         if LFADSConfig.from_yaml(run_dir / CONFIG_FILE).learning_rate != config.learning_rate:
             _set_checkpoint_lr(run_dir / LAST, config.learning_rate)
-    write_run_files(run_dir, config, info)
-    pyro.clear_param_store()
-    pyro.set_rng_seed(init_seed)
-    model, guide = build_model_and_guide(config, info)
-    for likelihood in model.likelihoods:
-        likelihood.init_from_data(torch.as_tensor(dataset.train.recon_data[:, : info.n_time], dtype=torch.float32))
-    trainer = Trainer(model, guide, dataset, config, run_dir, device=device, progress=False)
+    trainer = new_trainer([dataset], config, info, run_dir, init_seed=init_seed, device=device, progress=False)
     if checkpoint_dir is not None:
         trainer.resume(run_dir / LAST)
     return trainer
