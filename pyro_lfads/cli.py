@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="epochs each member trains per generation (default 5)")
     tun.add_argument("--config", type=Path, metavar="YAML",
                      help="YAML file of config keys fixing everything that is not tuned")
+    tun.add_argument("--objective", choices=("recon", "elbo"), default="recon",
+                     help="validation metric PBT minimises: the reconstruction cost (AutoLFADS's, default) or "
+                          "the -ELBO; sample validation (sv_rate > 0 in the config) overrides both")
     tun.add_argument("--seed", type=_nonnegative_int, metavar="S",
                      help="override the config's seed (initial draws and weights)")
     tun.add_argument("--address", metavar="A",
@@ -344,7 +347,7 @@ def cmd_tune(args) -> None:
     result = tune(dataset, args.out, population=args.population, generations=args.generations,
                   epochs_per_generation=args.epochs_per_generation, config=config, address=args.address,
                   cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, seed=args.seed,
-                  progress=not args.quiet)
+                  objective=args.objective, progress=not args.quiet)
     print(f"best member: {METRIC} {result.best_metric:.4f}; hyperparameters {json.dumps(result.best_hyperparameters)}")
     print(f"wrote {result.best_dir} (a run directory: 'pyro-lfads posterior {result.best_dir}', then evaluate, "
           f"report), {result.population_csv}, {result.plot}")

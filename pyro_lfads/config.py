@@ -18,6 +18,7 @@ import yaml
 from .errors import InputError
 
 ELBOS = ("trace", "meanfield")
+CHECKPOINT_METRICS = ("elbo", "recon")
 DEFAULT_CD_RATE = 0.3
 #: Bins a causal model's initial-condition encoder reads when ``ic_enc_seq_len`` is None.
 CAUSAL_IC_BINS = 5
@@ -73,6 +74,13 @@ class LFADSConfig:
             hidden from the encoder and from training; their reconstruction
             cost on the validation trials (``valid_sv_recon``) then chooses
             the best checkpoint. 0 turns it off.
+        checkpoint_metric: the validation quantity that chooses the best
+            checkpoint (lower is better): "elbo", the -ELBO per trial, or
+            "recon", its reconstruction term alone (AutoLFADS's objective,
+            which a KL weight cannot lower by shrinking the posterior; the
+            model cannot lower it by copying spikes only when it is trained
+            with coordinated dropout or has no controller). Sample validation
+            (sv_rate > 0) chooses by ``valid_sv_recon`` instead.
     Training:
         batch_size: trials per SVI step.
         learning_rate, adam_beta1, adam_beta2, adam_eps: Adam settings.
@@ -117,6 +125,7 @@ class LFADSConfig:
     dropout: float = 0.05
     cd_rate: float | None = None
     sv_rate: float = 0.0
+    checkpoint_metric: str = "elbo"
 
     batch_size: int = 128
     learning_rate: float = 0.01
@@ -174,6 +183,9 @@ class LFADSConfig:
 
         if self.likelihood not in LIKELIHOODS:
             raise InputError(f"{source}: likelihood: {self.likelihood!r} is not one of {', '.join(LIKELIHOODS)}")
+        if self.checkpoint_metric not in CHECKPOINT_METRICS:
+            raise InputError(f"{source}: checkpoint_metric: {self.checkpoint_metric!r} is not one of "
+                             f"{', '.join(CHECKPOINT_METRICS)}")
         if self.elbo not in ELBOS:
             raise InputError(f"{source}: elbo: {self.elbo!r} is not one of {', '.join(ELBOS)}")
 

@@ -121,6 +121,15 @@ def evaluate_elbo(model, guide, split: Split, config: LFADSConfig, device, sessi
     return {"loss": (recon + kl) / n, "recon": recon / n, "kl": kl / n}
 
 
+def validation_score(valid: dict, config: LFADSConfig) -> float:
+    """The quantity that chooses the best checkpoint (lower is better) from :meth:`Trainer.validate`'s
+    terms: ``sv_recon`` with sample validation, else ``recon`` or ``loss`` (the -ELBO) as
+    ``config.checkpoint_metric`` says."""
+    if "sv_recon" in valid:
+        return valid["sv_recon"]
+    return valid["recon" if config.checkpoint_metric == "recon" else "loss"]
+
+
 @dataclass
 class TrainerState:
     """Everything besides weights and optimiser that a resumed run needs."""
@@ -255,7 +264,7 @@ class Trainer:
                       **{f"train_{k}": v for k, v in train.items()},
                       **{f"valid_{k}": v for k, v in valid.items()},
                       "seconds": time.perf_counter() - start}
-            score = valid["sv_recon"] if "sv_recon" in valid else valid["loss"]
+            score = validation_score(valid, cfg)
             improved = score < st.best_valid
             if improved:
                 st.best_valid, st.best_epoch = score, st.epoch

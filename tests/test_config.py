@@ -41,7 +41,7 @@ def test_unknown_keys_are_refused_with_the_valid_ones(tmp_path):
 @pytest.mark.parametrize("key,value", [
     ("gen_dim", 0), ("gen_dim", 2.5), ("gen_dim", True), ("co_dim", -1), ("dropout", 1.0),
     ("learning_rate", 0), ("lr_decay", 1.0), ("likelihood", "gamma-ish"), ("elbo", "iwae"),
-    ("time_bins", 0), ("kl_ramp_steps", "many"),
+    ("time_bins", 0), ("kl_ramp_steps", "many"), ("checkpoint_metric", "bits"),
 ])
 def test_impossible_values_are_refused(key, value):
     with pytest.raises(InputError, match=key):

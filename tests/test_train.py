@@ -13,7 +13,7 @@ from pyro_lfads.errors import InputError
 from pyro_lfads.metrics import rate_r2
 from pyro_lfads.posterior import read_posterior, write_posterior
 from pyro_lfads.run import BEST, CURVE_FILE, LAST, load_checkpoint
-from pyro_lfads.train import fit, l2_penalty, ramp_weight
+from pyro_lfads.train import fit, l2_penalty, ramp_weight, validation_score
 
 
 def test_ramp_is_linear_positive_and_reaches_one():
@@ -51,6 +51,20 @@ def test_fit_writes_run_directory_and_curve(tiny_lorenz, tiny_config, tmp_path):
         assert all(np.isfinite(r[key]) for r in records), key
     assert trainer.state.stopped == "max_epochs"
     assert records[-1]["step"] == 3 * int(np.ceil(tiny_lorenz.train.n_trials / tiny_config.batch_size))
+
+
+@pytest.mark.parametrize("checkpoint_metric,key", [("elbo", "valid_loss"), ("recon", "valid_recon")])
+def test_the_best_checkpoint_is_the_epoch_with_the_lowest_chosen_metric(tiny_lorenz, tiny_config, tmp_path,
+                                                                      checkpoint_metric, key):
+    config = tiny_config.replace(checkpoint_metric=checkpoint_metric, max_epochs=4)
+    trainer = fit(tiny_lorenz, config, tmp_path / "run", progress=False)
+    records = [json.loads(line) for line in (tmp_path / "run" / CURVE_FILE).read_text().splitlines()]
+    lowest = min(records, key=lambda r: r[key])
+    assert trainer.state.best_valid == lowest[key]
+    assert trainer.state.best_epoch == lowest["epoch"]
+    assert validation_score({"loss": 2.0, "recon": 1.0, "kl": 1.0}, config) == (1.0 if checkpoint_metric == "recon"
+                                                                                  else 2.0)
+    assert validation_score({"loss": 2.0, "recon": 1.0, "kl": 1.0, "sv_recon": 0.5}, config) == 0.5
 
 
 def test_resume_continues_with_identical_parameters(tiny_lorenz, tiny_config, tmp_path):

@@ -21,8 +21,8 @@ from pyro_lfads.cli import main
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import save_dataset
 from pyro_lfads.run import BEST, CONFIG_FILE, CURVE_FILE, LAST
-from pyro_lfads.tune import (MEMBER_FILE, PERTURBATION_FACTORS, SEARCH_SPACE, member_config, search_space,
-                             start_member, train_generation, tune)
+from pyro_lfads.tune import (MEMBER_FILE, PERTURBATION_FACTORS, SEARCH_SPACE, initial_members, member_config,
+                             search_space, start_member, train_generation, tune)
 
 TINY_YAML = ("gen_dim: 16\nfac_dim: 4\nic_enc_dim: 8\nci_enc_dim: 8\ncon_dim: 8\nco_dim: 1\n"
              "batch_size: 32\nkl_ramp_steps: 10\nposterior_samples: 3\n")
@@ -141,6 +141,22 @@ def test_search_space_brackets_the_defaults_and_drops_the_controller_without_inp
     assert set(search_space(default.replace(co_dim=0))) == set(SEARCH_SPACE) - {"kl_co_scale", "l2_con_scale"}
 
 
+def test_member_0_starts_from_the_configuration_and_the_others_are_drawn_in_the_ranges():
+    base = LFADSConfig(dropout=0.2, l2_gen_scale=1e6)  # l2_gen_scale above its range: clipped
+    space = search_space(base)
+    members = initial_members(base, space, population=6, seed=3)
+    assert [m["init_seed"] for m in members] == [3, 4, 5, 6, 7, 8]
+    assert members[0] == {"init_seed": 3, **{name: getattr(base, name) for name in space
+                                            if name not in ("cd_rate", "l2_gen_scale", "l2_con_scale")},
+                          "cd_rate": base.coordinated_dropout_rate, "l2_gen_scale": SEARCH_SPACE["l2_gen_scale"].high,
+                          "l2_con_scale": SEARCH_SPACE["l2_con_scale"].low}
+    for member in members[1:]:
+        assert all(r.low <= member[name] <= r.high for name, r in space.items())
+    assert len({m["learning_rate"] for m in members}) == 6  # drawn, not copied
+    assert initial_members(base, space, 6, seed=3) == members  # the seed fixes the draws
+    assert initial_members(base, space, 6, seed=4)[1] != members[1]
+
+
 def test_bad_requests_get_one_line_before_ray_starts(needs_ray, tiny_lorenz, tiny_files, tmp_path, capsys):
     import ray
 
@@ -204,8 +220,8 @@ def test_a_tiny_population_end_to_end(needs_ray, tiny_files, tmp_path, capsys):
     checkpoints = _checkpoints(out)
     copied = [json.loads(line) for line in (checkpoints[ids[worse], 2] / CURVE_FILE).read_text().splitlines()]
     assert len(copied) == 2  # the donor's generation-1 epoch, then its own
-    assert copied[0]["valid_loss"] == float(first[better]["valid_metric"])
-    assert copied[0]["valid_loss"] != float(first[worse]["valid_metric"])
+    assert copied[0]["valid_recon"] == float(first[better]["valid_metric"])  # the default objective
+    assert copied[0]["valid_recon"] != float(first[worse]["valid_metric"])
 
     # OUT/best: the member with the lowest best validation metric, a normal run directory
     best_metric = min(float(r["best_valid_metric"]) for r in rows[2:])
