@@ -21,8 +21,10 @@ Reduced sizes by default (the paper's with ``--paper-sizes``): chaotic RNN and
 pulses 100 conditions x 10 trials (paper 400 x 10), integrate-to-bound 200
 conditions x 5 trials (paper 800 x 5); 1 s trials of 100 bins, as the paper.
 
-Everything else is the default configuration, but for batches of 64 trials and
-an 800-step KL ramp (the default 2000 steps would outlast these shorter runs).
+Everything else is the default configuration, but for batches of 64 trials,
+an 800-step KL ramp (the default 2000 steps would outlast these shorter runs)
+and, for integrate-to-bound, an input prior that starts white (EXPERIMENT_CONFIG);
+``--config`` keys override those, the flags override ``--config``.
 
 Run: python benchmarks/inputs.py [--experiments chaotic-rnn,pulses,integrate-to-bound]
          [--gammas 1.5,2.5] [--epochs 150] [--controller both|with|without] [--config YAML] [--out DIR] [--device cpu]
@@ -38,17 +40,21 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 import pyro_lfads
 from pyro_lfads.data import save_dataset
 from pyro_lfads.metrics import input_r2, pulse_time_errors_ms, rate_r2
 from pyro_lfads.run import read_training_curve
 from pyro_lfads.synthetic.chaotic_rnn import make_chaotic_rnn_dataset, make_pulse_dataset
+from pyro_lfads.synthetic.integrate_to_bound import FIT_CONFIG as ITB_FIT_CONFIG
 from pyro_lfads.synthetic.integrate_to_bound import make_integrate_to_bound_dataset, supervised_input_r2
 
 BIN_MS = 10.0
 #: (reduced, paper) conditions of each experiment.
 CONDITIONS = {"chaotic-rnn": (100, 400), "pulses": (100, 400), "integrate-to-bound": (200, 800)}
+#: Config keys set for one experiment only: integrate-to-bound's white-noise input gets a white input prior.
+EXPERIMENT_CONFIG = {"integrate-to-bound": ITB_FIT_CONFIG}
 
 
 def make_dataset(experiment: str, gamma: float, n_conditions: int, seed: int, itb_neurons: int):
@@ -101,9 +107,9 @@ def main() -> None:
     args = parser.parse_args()
     gammas = [float(g) for g in args.gammas.split(",")]
     controllers = {"both": (True, False), "with": (True,), "without": (False,)}[args.controller]
-    base = pyro_lfads.LFADSConfig.from_yaml(args.config) if args.config else pyro_lfads.LFADSConfig()
-    config = base.replace(max_epochs=args.epochs, batch_size=args.batch_size, kl_ramp_steps=args.kl_ramp_steps,
-                          ic_enc_seq_len=args.ic_enc_seq_len, posterior_samples=20)
+    user_keys = yaml.safe_load(args.config.read_text()) if args.config else {}
+    flags = dict(max_epochs=args.epochs, batch_size=args.batch_size, kl_ramp_steps=args.kl_ramp_steps,
+                 ic_enc_seq_len=args.ic_enc_seq_len, posterior_samples=20)
     with tempfile.TemporaryDirectory() as tmp:
         root = args.out or Path(tmp)
         for experiment in args.experiments.split(","):
@@ -116,6 +122,8 @@ def main() -> None:
                 save_dataset(dataset, dataset.source)
                 for controller in controllers:
                     run_dir = root / name / ("controller" if controller else "no_controller")
+                    keys = {**EXPERIMENT_CONFIG.get(experiment, {}), **(user_keys or {}), **flags}
+                    config = pyro_lfads.LFADSConfig().replace(**keys)
                     figures = fit_and_score(dataset, experiment, controller, run_dir, config, args.device)
                     print(json.dumps({"experiment": experiment,
                                       "gamma": gamma if experiment != "integrate-to-bound" else None,

@@ -4,7 +4,8 @@
     python examples/inferred_inputs.py --out inputs_example --runs BENCH_OUT   # from benchmarks/inputs.py --out
 
 Fits LFADS with one inferred input (co_dim 1) to the pulse data set (Methods 2.3)
-and to the integrate-to-bound data set (Methods 2.4), or takes the fits that
+and to the integrate-to-bound data set (Methods 2.4; with its white input prior,
+``integrate_to_bound.FIT_CONFIG``), or takes the fits that
 ``benchmarks/inputs.py --out BENCH_OUT`` kept, and draws:
 
 - ``pulses.png``: the inferred input of validation trials aligned to their true pulse;
@@ -24,19 +25,21 @@ from pyro_lfads.run import run_dataset
 from pyro_lfads.metrics import input_r2, pulse_time_errors_ms
 from pyro_lfads.plots import plot_input_recovery, plot_pulse_aligned_inputs
 from pyro_lfads.synthetic.chaotic_rnn import make_pulse_dataset
+from pyro_lfads.synthetic.integrate_to_bound import FIT_CONFIG as ITB_FIT_CONFIG
 from pyro_lfads.synthetic.integrate_to_bound import make_integrate_to_bound_dataset
 
 BIN_MS = 10.0
 
 
-def fitted(name: str, make, args) -> tuple[Path, pyro_lfads.LFADSDataset]:
-    """(run directory, data set) of a fit with one inferred input: the benchmark's, or a new one."""
+def fitted(name: str, make, args, **config_keys) -> tuple[Path, pyro_lfads.LFADSDataset]:
+    """(run directory, data set) of a fit with one inferred input (and ``config_keys``): the benchmark's,
+    or a new one."""
     if args.runs is not None:
         run_dir = args.runs / name / "controller"
         return run_dir, run_dataset(run_dir)
     dataset = make(seed=0, n_conditions=args.conditions)
     run_dir = args.out / name
-    config = pyro_lfads.LFADSConfig(co_dim=1, max_epochs=args.epochs, posterior_samples=args.samples)
+    config = pyro_lfads.LFADSConfig(co_dim=1, max_epochs=args.epochs, posterior_samples=args.samples, **config_keys)
     pyro_lfads.fit(dataset, config, run_dir, overwrite=True)
     pyro_lfads.write_posterior(run_dir, dataset)
     return run_dir, dataset
@@ -58,7 +61,7 @@ def main() -> None:
     errors = pulse_time_errors_ms(inputs, pulse_times, BIN_MS)
     plot_pulse_aligned_inputs(inputs, pulse_times, args.out / "pulses.png", bin_ms=BIN_MS)
 
-    run_dir, dataset = fitted("integrate-to-bound", make_integrate_to_bound_dataset, args)
+    run_dir, dataset = fitted("integrate-to-bound", make_integrate_to_bound_dataset, args, **ITB_FIT_CONFIG)
     inputs = pyro_lfads.read_posterior(run_dir, "valid")["co_means"]
     true_inputs = dataset.extras["valid_inputs"]
     plot_input_recovery(inputs, true_inputs, args.out / "integrate_to_bound.png", bin_ms=BIN_MS)

@@ -156,9 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="epochs each member trains per generation (default 5)")
     tun.add_argument("--config", type=Path, metavar="YAML",
                      help="YAML file of config keys fixing everything that is not tuned")
-    tun.add_argument("--objective", choices=("recon", "elbo"), default="recon",
-                     help="validation metric PBT minimises: the reconstruction cost (AutoLFADS's, default) or "
-                          "the -ELBO; sample validation (sv_rate > 0 in the config) overrides both")
+    tun.add_argument("--objective", choices=("sv", "recon", "elbo"), default="sv",
+                     help="validation metric PBT minimises: sample validation's reconstruction cost of entries no "
+                          "encoder sees (default; sv_rate 0.1 unless the config sets one), the validation trials' "
+                          "reconstruction cost, or their -ELBO")
     tun.add_argument("--seed", type=_nonnegative_int, metavar="S",
                      help="override the config's seed (initial draws and weights)")
     tun.add_argument("--address", metavar="A",

@@ -21,8 +21,8 @@ from pyro_lfads.cli import main
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import save_dataset
 from pyro_lfads.run import BEST, CONFIG_FILE, CURVE_FILE, LAST
-from pyro_lfads.tune import (MEMBER_FILE, PERTURBATION_FACTORS, SEARCH_SPACE, initial_members, member_config,
-                             search_space, start_member, train_generation, tune)
+from pyro_lfads.tune import (DEFAULT_SV_RATE, MEMBER_FILE, PERTURBATION_FACTORS, SEARCH_SPACE, initial_members,
+                             member_config, objective_config, search_space, start_member, train_generation, tune)
 
 TINY_YAML = ("gen_dim: 16\nfac_dim: 4\nic_enc_dim: 8\nci_enc_dim: 8\ncon_dim: 8\nco_dim: 1\n"
              "batch_size: 32\nkl_ramp_steps: 10\nposterior_samples: 3\n")
@@ -157,6 +157,14 @@ def test_member_0_starts_from_the_configuration_and_the_others_are_drawn_in_the_
     assert initial_members(base, space, 6, seed=4)[1] != members[1]
 
 
+def test_the_objective_sets_the_metric_each_member_reports_and_checkpoints_by():
+    base = LFADSConfig()
+    assert objective_config(base, "sv") == base.replace(sv_rate=DEFAULT_SV_RATE)
+    assert objective_config(base.replace(sv_rate=0.2), "sv").sv_rate == 0.2  # the config's own fraction
+    for objective in ("recon", "elbo"):
+        assert objective_config(base, objective) == base.replace(checkpoint_metric=objective)
+
+
 def test_bad_requests_get_one_line_before_ray_starts(needs_ray, tiny_lorenz, tiny_files, tmp_path, capsys):
     import ray
 
@@ -174,7 +182,10 @@ def test_bad_requests_get_one_line_before_ray_starts(needs_ray, tiny_lorenz, tin
                             ({"generations": 0}, "--generations: must be >= 1"),
                             ({"epochs_per_generation": 0}, "--epochs-per-generation: must be >= 1"),
                             ({"cpus_per_trial": 0}, "--cpus-per-trial: must be > 0"),
-                            ({"out": tmp_path / "full"}, "is not an empty directory")):
+                            ({"out": tmp_path / "full"}, "is not an empty directory"),
+                            ({"objective": "bits"}, "--objective: 'bits' is not one of sv, recon, elbo"),
+                            ({"objective": "elbo", "config": LFADSConfig(sv_rate=0.2)},
+                             "--objective elbo: the config turns on sample validation")):
         with pytest.raises(Exception, match=problem) as error:
             tune(tiny_lorenz, **{"out": tmp_path / "o", "population": 2, "generations": 1, **kwargs})
         assert type(error.value).__name__ == "InputError"
@@ -220,8 +231,9 @@ def test_a_tiny_population_end_to_end(needs_ray, tiny_files, tmp_path, capsys):
     checkpoints = _checkpoints(out)
     copied = [json.loads(line) for line in (checkpoints[ids[worse], 2] / CURVE_FILE).read_text().splitlines()]
     assert len(copied) == 2  # the donor's generation-1 epoch, then its own
-    assert copied[0]["valid_recon"] == float(first[better]["valid_metric"])  # the default objective
-    assert copied[0]["valid_recon"] != float(first[worse]["valid_metric"])
+    assert copied[0]["valid_sv_recon"] == float(first[better]["valid_metric"])  # the default objective: sv
+    assert copied[0]["valid_sv_recon"] != float(first[worse]["valid_metric"])
+    assert LFADSConfig.from_yaml(out / "best" / CONFIG_FILE).sv_rate == DEFAULT_SV_RATE
 
     # OUT/best: the member with the lowest best validation metric, a normal run directory
     best_metric = min(float(r["best_valid_metric"]) for r in rows[2:])
