@@ -27,7 +27,7 @@ and, for integrate-to-bound, an input prior that starts white (EXPERIMENT_CONFIG
 ``--config`` keys override those, the flags override ``--config``.
 
 Run: python benchmarks/inputs.py [--experiments chaotic-rnn,pulses,integrate-to-bound]
-         [--gammas 1.5,2.5] [--epochs 150] [--controller both|with|without] [--config YAML] [--out DIR] [--device cpu]
+         [--gammas 1.5,2.5] [--epochs 120] [--controller both|with|without] [--config YAML] [--out DIR] [--device cpu]
 ``--out`` keeps each experiment's data file and runs (``examples/inferred_inputs.py`` draws them).
 """
 
@@ -91,7 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiments", default="chaotic-rnn,pulses,integrate-to-bound")
     parser.add_argument("--gammas", default="1.5,2.5", help="chaotic-rnn gammas (pulses use the first)")
-    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--epochs", type=int, default=120)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--kl-ramp-steps", type=int, default=800)
     parser.add_argument("--controller", choices=["both", "with", "without"], default="both")
