@@ -21,7 +21,8 @@ one per model, then
 models start from that YAML instead of the defaults.
 
 Run: OMP_NUM_THREADS=1 python benchmarks/tune.py [--population 8] [--generations 12]
-     [--epochs-per-generation 5] [--objective sv|recon|elbo] [--config YAML] [--out DIR]   (needs pip install "pyro-lfads[tune]")
+     [--epochs-per-generation 5] [--objective sv|recon|elbo] [--config YAML] [--out DIR]
+     (needs pip install "pyro-lfads[tune]")
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=12)
     parser.add_argument("--epochs-per-generation", type=int, default=5)
     parser.add_argument("--config", type=Path, default=None,
-                        help="YAML of config keys for both the default model and the population (e.g. sv_rate: 0.1)")
+                        help="YAML of config keys for both the default model and the population "
+                             "(e.g. kl_ramp_steps: 200)")
     parser.add_argument("--objective", choices=OBJECTIVES, default="sv",
                         help="the population's validation metric (default sv: sample validation, sv_rate 0.1)")
     parser.add_argument("--out", type=Path, default=None, help="keep everything here (default: a temporary folder)")

@@ -17,8 +17,7 @@ lower is better (``objective``):
   Lorenz set it selects members that raise the KL weight on g0 (rate R2
   0.944 against 0.947).
 
-Then Ray's
-:class:`~ray.tune.schedulers.PopulationBasedTraining` (synchronous: one
+Then Ray's :class:`~ray.tune.schedulers.PopulationBasedTraining` (synchronous: one
 generation at a time) lets the worst quarter *exploit* the best quarter: such
 a member restarts from a best member's checkpoint (weights, optimiser,
 trainer state and random-number states, the format ``fit`` writes and
@@ -120,7 +119,8 @@ def objective_config(config: LFADSConfig, objective: str) -> LFADSConfig:
         return config if config.sv_rate > 0 else config.replace(sv_rate=DEFAULT_SV_RATE)
     if config.sv_rate > 0:
         raise InputError(f"--objective {objective}: the config turns on sample validation (sv_rate "
-                         f"{config.sv_rate:g}), whose metric would be used instead; set sv_rate: 0 or use --objective sv")
+                         f"{config.sv_rate:g}), whose metric would be used instead; set sv_rate: 0 or use "
+                         "--objective sv")
     return config.replace(checkpoint_metric=objective)
 
 
@@ -270,9 +270,9 @@ def tune(data: LFADSDataset | str | Path, out: str | Path, *, population: int = 
     config seed and fixes the initial draws and the members' initial weights (member k's drawn
     with seed + k); PBT's later choices are random. ``objective`` (one of OBJECTIVES, see the
     module docstring) is the validation metric PBT minimises and chooses each member's best checkpoint.
-    With ``progress`` one line per generation goes to stderr. Writes OUT/best (the best member's run directory), OUT/population.csv,
-    OUT/hyperparameters.png and Ray's own records (every member's checkpoint of every generation)
-    in OUT/ray.
+    With ``progress`` one line per generation goes to stderr. Writes OUT/best (the best member's run
+    directory), OUT/population.csv, OUT/hyperparameters.png and Ray's own records (every member's
+    checkpoint of every generation) in OUT/ray.
     """
     ray_tune = require_ray()
     import ray
