@@ -23,7 +23,8 @@ conditions x 5 trials (paper 800 x 5); 1 s trials of 100 bins, as the paper.
 
 Everything else is the default configuration, but for batches of 64 trials,
 an 800-step KL ramp (the default 2000 steps would outlast these shorter runs)
-and, for integrate-to-bound, an input prior that starts white (EXPERIMENT_CONFIG);
+and, for integrate-to-bound, ``integrate_to_bound.FIT_CONFIG`` (a white input
+prior, a KL weight of 0.3 on the inputs; EXPERIMENT_CONFIG);
 ``--config`` keys override those, the flags override ``--config``.
 
 Run: python benchmarks/inputs.py [--experiments chaotic-rnn,pulses,integrate-to-bound]
@@ -53,7 +54,7 @@ from pyro_lfads.synthetic.integrate_to_bound import make_integrate_to_bound_data
 BIN_MS = 10.0
 #: (reduced, paper) conditions of each experiment.
 CONDITIONS = {"chaotic-rnn": (100, 400), "pulses": (100, 400), "integrate-to-bound": (200, 800)}
-#: Config keys set for one experiment only: integrate-to-bound's white-noise input gets a white input prior.
+#: Config keys set for one experiment only: integrate-to-bound's, for its white-noise input.
 EXPERIMENT_CONFIG = {"integrate-to-bound": ITB_FIT_CONFIG}
 
 

@@ -5,10 +5,11 @@ import pytest
 from sklearn.metrics import r2_score
 
 from pyro_lfads.cli import main
+from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import load_dataset
 from pyro_lfads.errors import InputError
 from pyro_lfads.synthetic.chaotic_rnn import make_chaotic_rnn_dataset, make_pulse_dataset, rates_hz
-from pyro_lfads.synthetic.integrate_to_bound import (bounded_integral, make_integrate_to_bound_dataset,
+from pyro_lfads.synthetic.integrate_to_bound import (FIT_CONFIG, bounded_integral, make_integrate_to_bound_dataset,
                                                      supervised_input_r2, train_integrator)
 
 SMALL = dict(n_conditions=20, trials_per_condition=5)
@@ -190,6 +191,11 @@ def test_default_training_integrates_to_bound(default_integrator):
     assert r2_score(bounded_integral(inputs).ravel(), net.output(inputs).ravel()) > 0.8
     assert net.recurrent.shape == (50, 50) and net.input_weights.shape == (50, 1) and net.readout.shape == (50,)
     assert net.bias.shape == (50,)
+
+
+def test_the_suggested_fit_config_is_a_valid_config_with_a_white_prior():
+    config = LFADSConfig().replace(**FIT_CONFIG)
+    assert config.ar_tau_init < 1 and config.kl_co_scale < 1 and config.co_dim == 1
 
 
 def test_training_is_seeded():
