@@ -4,7 +4,7 @@
     python examples/inferred_inputs.py --out inputs_example --runs BENCH_OUT   # from benchmarks/inputs.py --out
 
 Fits LFADS with one inferred input (co_dim 1) to the pulse data set (Methods 2.3)
-and to the integrate-to-bound data set (Methods 2.4; with its white input prior,
+and to the integrate-to-bound data set (Methods 2.4; with its white input prior and input KL weight,
 ``integrate_to_bound.FIT_CONFIG``), or takes the fits that
 ``benchmarks/inputs.py --out BENCH_OUT`` kept, and draws:
 
