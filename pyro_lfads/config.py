@@ -76,11 +76,10 @@ class LFADSConfig:
             the best checkpoint. 0 turns it off.
         checkpoint_metric: the validation quantity that chooses the best
             checkpoint (lower is better): "elbo", the -ELBO per trial, or
-            "recon", its reconstruction term alone (AutoLFADS's objective,
-            which a KL weight cannot lower by shrinking the posterior; the
-            model cannot lower it by copying spikes only when it is trained
-            with coordinated dropout or has no controller). Sample validation
-            (sv_rate > 0) chooses by ``valid_sv_recon`` instead.
+            "recon", its reconstruction term alone (lfads-torch's AutoLFADS
+            objective; it rewards a controller that fits noise, see
+            :mod:`pyro_lfads.tune`). Sample validation (sv_rate > 0) chooses
+            by ``valid_sv_recon`` instead.
     Training:
         batch_size: trials per SVI step.
         learning_rate, adam_beta1, adam_beta2, adam_eps: Adam settings.
