@@ -67,12 +67,7 @@ class Generator(nn.Module):
         ran, self._ran = self._ran, None
         if ran is not None and all(a is b for a, b in zip(ran[0], (g0, u, ext_input))):
             return ran[1]
-        inputs_proj = self.cell.project_inputs(_generator_inputs(u, ext_input, g0, n_time))  # all steps at once
-        g, states = g0, []
-        for t in range(n_time):
-            g = self.cell.step(inputs_proj[:, t], g)
-            states.append(g)
-        return torch.stack(states, dim=1)
+        return self.cell.scan(_generator_inputs(u, ext_input, g0, n_time), g0)
 
     def remember(self, g0: torch.Tensor, u: torch.Tensor, ext_input: torch.Tensor | None,
                  states: torch.Tensor) -> None:

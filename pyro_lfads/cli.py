@@ -13,8 +13,10 @@ import time
 import warnings
 from pathlib import Path
 
+from .config import LFADSConfig
 from .diagnose import DEFAULT_DRAWS, DEFAULT_IMPORTANCE_SAMPLES
 from .errors import InputError
+from .schedule import MIN_STEPS_PER_EPOCH
 from .synthetic.observations import OBSERVATIONS
 
 
@@ -79,6 +81,18 @@ def _baseline_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def _fit_length_text() -> str:
+    """What sets a fit's length by default, from the config's defaults."""
+    c = LFADSConfig
+    return (f"Fit LFADS, writing a run directory. A run's length by default: a KL ramp of {c.kl_ramp_epochs} epochs; "
+            f"then the learning rate ({c.learning_rate}) falls x{c.lr_decay} after {c.lr_patience} epochs without "
+            f"progress of the validation objective (the one that picks best.pt; progress is a relative fall of "
+            f"{c.min_improvement:g}), and the fit stops after {c.patience} such epochs, or at {c.max_epochs} epochs "
+            f"at most (config keys kl_ramp_epochs, learning_rate, lr_decay, lr_patience, min_improvement, patience, "
+            f"max_epochs). Batches hold {c.batch_size} trials, fewer when the data set has under "
+            f"{MIN_STEPS_PER_EPOCH} batches. The last line says why the fit stopped.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyro-lfads",
@@ -126,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     nwb.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of that random split")
 
     fit = sub.add_parser("fit", help="fit LFADS to a data file (or stitch several sessions' files), "
-                                     "writing a run directory")
+                                     "writing a run directory",
+                         description=_fit_length_text())
     fit.add_argument("data", nargs="*", help="LFADS-format data file (.h5/.hdf5 or .npz); several files or a "
                                              "quoted glob ('sessions_*.h5') stitch one model across sessions")
     fit.add_argument("--out", type=Path, help="run directory to write (created if needed)")
@@ -134,7 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="continue RUN_DIR from its last complete checkpoint, on the data and config it records "
                           "(--max-epochs may extend it); no DATA, --out or --config then")
     fit.add_argument("--config", type=Path, help="YAML file of config keys (see LFADSConfig); others keep defaults")
-    fit.add_argument("--max-epochs", type=_positive_int, help="override the config's max_epochs")
+    fit.add_argument("--max-epochs", type=_positive_int,
+                     help=f"override the config's max_epochs, the ceiling (default {LFADSConfig.max_epochs}; the "
+                          "fit usually stops earlier, on a plateau)")
     fit.add_argument("--seed", type=_nonnegative_int, help="override the config's seed")
     fit.add_argument("--likelihood", help="override the config's observation model: "
                                           "poisson, gaussian, negbinom, gamma, zig or calcium")
@@ -331,8 +348,12 @@ def cmd_fit(args) -> None:
     st = trainer.state
     best = (f"best sample-validation cost {st.best_valid:.4f} nats/entry" if config.sv_rate > 0 else
             f"best validation loss {st.best_valid:.2f} nats/trial")
-    print(f"fitted {st.epoch} epochs ({st.step} steps, stopped: {st.stopped or 'resumable'}); "
+    print(f"fitted {st.epoch} epochs ({st.step} steps, stopped: {STOP_WORDS.get(st.stopped, 'resumable')}); "
           f"{best} at epoch {st.best_epoch}; run in {out}")
+
+
+STOP_WORDS = {"plateau": "plateau, no progress of the validation objective for the config's patience",
+              "lr_min": "the learning rate reached lr_min", "max_epochs": "max_epochs reached"}
 
 
 def cmd_tune(args) -> None:

@@ -80,17 +80,28 @@ class LFADSConfig:
             objective; it rewards a controller that fits noise, see
             :mod:`pyro_lfads.tune`). Sample validation (sv_rate > 0) chooses
             by ``valid_sv_recon`` instead.
-    Training:
-        batch_size: trials per SVI step.
+    Training (see :mod:`pyro_lfads.schedule` for the rules and why these lengths):
+        batch_size: trials per SVI step at most; data sets of fewer than
+            ``MIN_STEPS_PER_EPOCH`` batches get smaller batches, so that every
+            epoch takes at least that many steps.
         learning_rate, adam_beta1, adam_beta2, adam_eps: Adam settings.
-        lr_decay, lr_patience, lr_min: the paper's decay on plateau: multiply by
-            lr_decay when the epoch's training loss exceeds each of the last
-            lr_patience epochs' (at most once per lr_patience epochs); stop at
-            lr_min.
-        max_epochs: stop after this many epochs.
+        lr_decay, lr_patience, lr_min: decay on a plateau of the validation
+            objective (the quantity that chooses the best checkpoint): once
+            the KL ramp is over, multiply the learning rate by lr_decay when
+            it has not improved for lr_patience epochs (and lr_patience
+            epochs have passed since the last decay); stop at lr_min.
+        patience: stop when the validation objective has not improved by
+            ``min_improvement`` (relative) for this many epochs after the KL
+            ramp; 0 never stops early.
+        min_improvement: the relative fall of the validation objective that
+            counts as progress for ``patience`` and ``lr_patience`` (any fall
+            still updates the best checkpoint).
+        max_epochs: stop after this many epochs at most, a ceiling.
         grad_clip_norm: global gradient-norm clip.
-        kl_ramp_steps: steps of the linear KL ramp (weight 1 from then on);
+        kl_ramp_epochs: epochs of the linear KL ramp (weight 1 from then on);
             the L2 penalty follows the same ramp.
+        kl_ramp_steps: the ramp's length in optimiser steps instead (the
+            paper's unit, 2000 there); None (the default) uses kl_ramp_epochs.
         kl_ic_scale, kl_co_scale: constant weights on the KL terms of g0 and
             of the inferred inputs u (1, the true ELBO, by default; AutoLFADS
             tunes them). Both apply on top of the ramp.
@@ -131,12 +142,15 @@ class LFADSConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_eps: float = 0.1
-    lr_decay: float = 0.95
-    lr_patience: int = 6
+    lr_decay: float = 0.8
+    lr_patience: int = 10
     lr_min: float = 1e-5
-    max_epochs: int = 1000
+    patience: int = 30
+    min_improvement: float = 1e-3
+    max_epochs: int = 500
     grad_clip_norm: float = 200.0
-    kl_ramp_steps: int = 2000
+    kl_ramp_epochs: int = 30
+    kl_ramp_steps: int | None = None
     kl_ic_scale: float = 1.0
     kl_co_scale: float = 1.0
     l2_gen_scale: float = 2000.0
@@ -151,10 +165,10 @@ class LFADSConfig:
     def validate(self, source: str = "config") -> None:
         """Raise InputError naming the first field whose value is impossible."""
         positive_ints = ("gen_dim", "fac_dim", "ic_enc_dim", "batch_size",
-                         "lr_patience", "max_epochs", "kl_ramp_steps", "posterior_samples")
+                         "lr_patience", "max_epochs", "kl_ramp_epochs", "posterior_samples")
         for name in positive_ints:
             _check(source, name, getattr(self, name), int, lambda v: v >= 1, "must be an integer >= 1")
-        for name in ("co_dim", "seed"):
+        for name in ("co_dim", "seed", "patience"):
             _check(source, name, getattr(self, name), int, lambda v: v >= 0, "must be an integer >= 0")
         if self.co_dim > 0:
             for name in ("ci_enc_dim", "con_dim"):
@@ -163,6 +177,8 @@ class LFADSConfig:
         if self.ic_enc_seq_len is not None:
             _check(source, "ic_enc_seq_len", self.ic_enc_seq_len, int, lambda v: v >= 1,
                    "must be an integer >= 1 or null")
+        if self.kl_ramp_steps is not None:
+            _check(source, "kl_ramp_steps", self.kl_ramp_steps, int, lambda v: v >= 1, "must be an integer >= 1 or null")
         if self.time_bins is not None:
             _check(source, "time_bins", self.time_bins, int, lambda v: v >= 1, "must be an integer >= 1 or null")
         positive_floats = ("calcium_tau_init", "ic_prior_var", "ic_post_var_min", "ar_tau_init", "ar_var_init", "cell_clip",
@@ -173,7 +189,7 @@ class LFADSConfig:
             _check(source, name, getattr(self, name), float, lambda v: v >= 0, "must be a number >= 0")
         if self.cd_rate is not None:
             _check(source, "cd_rate", self.cd_rate, float, lambda v: 0 <= v < 1, "must be in [0, 1) or null")
-        for name in ("dropout", "sv_rate", "adam_beta1", "adam_beta2"):
+        for name in ("dropout", "sv_rate", "adam_beta1", "adam_beta2", "min_improvement"):
             _check(source, name, getattr(self, name), float, lambda v: 0 <= v < 1, "must be in [0, 1)")
         for name in ("train_read_in", "causal"):
             _check(source, name, getattr(self, name), bool, lambda v: True, "must be true or false")

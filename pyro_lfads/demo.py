@@ -6,7 +6,8 @@ report (``RUN_DIR/report/index.html``).
 
 The Lorenz system is autonomous (no inputs drive it), so the demo fits LFADS
 without inferred inputs (``co_dim = 0``): the initial condition alone explains
-each trial. Everything else is the default configuration.
+each trial. Everything else is the default configuration, which stops the fit
+by itself on a plateau of the validation objective.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .report import write_report
 from .synthetic.lorenz import make_lorenz_dataset
 from .train import fit
 
-DEMO_CONFIG = LFADSConfig(co_dim=0, max_epochs=300)
+DEMO_CONFIG = LFADSConfig(co_dim=0)
 
 
 def run_demo(out: str | Path, *, device: str = "cpu", max_epochs: int | None = None, progress: bool = True) -> dict:
@@ -42,8 +43,10 @@ def run_demo(out: str | Path, *, device: str = "cpu", max_epochs: int | None = N
     print(f"[1/5] synthetic Lorenz data (65 conditions x 20 trials, 30 neurons, 100 bins of 10 ms): {data_path}")
 
     run_dir = out / "run"
-    print(f"[2/5] fitting LFADS ({config.max_epochs} epochs at most) into {run_dir}")
-    fit(dataset, config, run_dir, device=device, overwrite=True, progress=progress)
+    print(f"[2/5] fitting LFADS until the validation objective stops improving ({config.max_epochs} epochs at most) "
+          f"into {run_dir}")
+    state = fit(dataset, config, run_dir, device=device, overwrite=True, progress=progress).state
+    print(f"      {state.epoch} epochs, stopped: {state.stopped}; best epoch {state.best_epoch}")
 
     print(f"[3/5] posterior averages ({config.posterior_samples} samples per trial)")
     write_posterior(run_dir, dataset, device=device, progress=progress)

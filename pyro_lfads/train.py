@@ -3,12 +3,13 @@ decay on plateau, validation, checkpoints and resume (Methods 1.5, 1.9).
 
 The objective of one step, per trial of the batch:
 
-    loss = -ELBO_w / B + w * L2,   w = min(1, (step + 1) / kl_ramp_steps)
+    loss = -ELBO_w / B + w * L2,   w = min(1, (step + 1) / ramp_steps)
 
 where ELBO_w is Pyro's ELBO with the latent sites' log densities scaled by w
 (``poutine.scale`` inside the model and guide, so the KL term is w * KL) and
-L2 is the penalty on the recurrent weights. From step ``kl_ramp_steps`` on,
-w = 1 and the ELBO is the true one.
+L2 is the penalty on the recurrent weights. From step ``ramp_steps`` on
+(``kl_ramp_epochs`` epochs), w = 1 and the ELBO is the true one. Batch size,
+ramp, learning-rate decay and the stop on a plateau follow :mod:`pyro_lfads.schedule`.
 
 With coordinated dropout (``coordinated_dropout_rate`` > 0) the training ELBO scores only the
 held-in entries the encoder did not see; with sample validation
@@ -23,7 +24,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -40,17 +41,13 @@ from .errors import InputError, TrainingDiverged
 from .masking import TrainingSplits, check_heldin_layout, coordinated_dropout
 from .run import (BEST, CURVE_FILE, LAST, RunInfo, build_model_and_guide, load_checkpoint, load_weights, same_run,
                   save_checkpoint, write_run_files)
+from .schedule import PlateauRule, epoch_batch_size, ramp_steps, ramp_weight, steps_per_epoch
 from .stitching import check_sessions, initialise_sessions
 from .traces import guide_and_model_traces
 
 
 #: Steps in a row with a non-finite loss or gradient after which training stops.
 MAX_FAULTS_IN_A_ROW = 5
-
-
-def ramp_weight(step: int, ramp_steps: int) -> float:
-    """Linear ramp from 1/ramp_steps at step 0 to 1 at step ramp_steps - 1 (always > 0)."""
-    return min(1.0, (step + 1) / ramp_steps)
 
 
 def l2_penalty(model, guide, config: LFADSConfig) -> torch.Tensor:
@@ -139,8 +136,9 @@ class TrainerState:
     lr: float = 0.0
     best_valid: float = math.inf
     best_epoch: int = -1
+    progress_valid: float = math.inf
+    progress_epoch: int = 0
     last_decay_epoch: int = 0
-    train_losses: list = field(default_factory=list)
     stopped: str = ""
     faults: int = 0
     faults_in_a_row: int = 0
@@ -170,6 +168,11 @@ class Trainer:
         self.batch_order = torch.Generator().manual_seed(config.seed)
         self.dropout_masks = torch.Generator().manual_seed(config.seed + 1)
         self.splits = [TrainingSplits(dataset, config) for dataset in self.sessions]
+        train_trials = [splits.train.n_trials for splits in self.splits]
+        self.batch_size = epoch_batch_size(sum(train_trials), config.batch_size)
+        self.steps_per_epoch = steps_per_epoch(train_trials, self.batch_size)
+        self.ramp_steps = ramp_steps(config, self.steps_per_epoch)
+        self.plateau = PlateauRule.for_run(config, self.steps_per_epoch)
 
     # --- the objective -------------------------------------------------------------------
     def _loss(self, model, guide, batch, kl_scale):
@@ -214,11 +217,11 @@ class Trainer:
         self.guide.train()
         totals = np.zeros(3)
         n = 0
-        for batch in iterate_session_batches([s.train for s in self.splits], self.config.batch_size,
+        for batch in iterate_session_batches([s.train for s in self.splits], self.batch_size,
                                              self.batch_order, self.device, self.config.time_bins):
             if self.config.coordinated_dropout_rate > 0:
                 batch = coordinated_dropout(batch, self.config.coordinated_dropout_rate, self.dropout_masks)
-            weight = ramp_weight(self.state.step, self.config.kl_ramp_steps)
+            weight = ramp_weight(self.state.step, self.ramp_steps)
             loss = self.step(batch, weight)
             self.state.step += 1
             if loss is None:
@@ -230,26 +233,28 @@ class Trainer:
             n += batch.n_trials
         return dict(zip(("loss", "recon", "kl"), totals / max(n, 1)))
 
-    def _maybe_decay(self, train_loss: float) -> None:
-        """The paper's rule: decay when this epoch's loss exceeds each of the last lr_patience.
-
-        Only once the KL ramp is over (while it ramps, the loss rises by design).
-        """
+    def _after_epoch(self, score: float) -> None:
+        """Book this epoch's validation score: the best epoch, progress, a learning-rate decay on a
+        plateau, and why the fit stops (``state.stopped``; empty while it goes on)."""
         cfg, st = self.config, self.state
-        history = st.train_losses[-cfg.lr_patience:]
-        ramp_done = st.step >= cfg.kl_ramp_steps
-        if (ramp_done and len(history) == cfg.lr_patience and train_loss > max(history)
-                and st.epoch - st.last_decay_epoch >= cfg.lr_patience):
+        if score < st.best_valid:
+            st.best_valid, st.best_epoch = score, st.epoch
+        if self.plateau.is_progress(score, st.progress_valid):
+            st.progress_valid, st.progress_epoch = score, st.epoch
+        action = self.plateau.action(st.epoch, st.progress_epoch, st.last_decay_epoch)
+        if action == "decay":
             self._set_lr(st.lr * cfg.lr_decay)
             st.last_decay_epoch = st.epoch
-        st.train_losses.append(train_loss)
+        st.stopped = ("plateau" if action == "stop" else "lr_min" if st.lr <= cfg.lr_min else
+                      "max_epochs" if st.epoch >= cfg.max_epochs else "")
 
     def fit(self) -> TrainerState:
-        """Train until the learning rate reaches lr_min or max_epochs; returns the final state."""
+        """Train until the validation objective stops improving (see :mod:`pyro_lfads.schedule`), the
+        learning rate reaches lr_min, or max_epochs; returns the final state."""
         cfg, st = self.config, self.state
         bar = tqdm(total=cfg.max_epochs, initial=st.epoch, desc="fit", unit="epoch",
                    disable=not self.progress, dynamic_ncols=True)
-        while st.epoch < cfg.max_epochs and st.lr > cfg.lr_min:
+        while st.epoch < cfg.max_epochs and st.lr > cfg.lr_min and st.stopped != "plateau":
             start = time.perf_counter()
             train = self.train_epoch()
             if st.faults_in_a_row >= MAX_FAULTS_IN_A_ROW:
@@ -258,21 +263,16 @@ class Trainer:
                 raise TrainingDiverged(self._divergence_message())
             valid = self.validate()
             st.epoch += 1
-            self._maybe_decay(train["loss"])
-            record = {"epoch": st.epoch, "step": st.step, "lr": st.lr,
-                      "kl_weight": ramp_weight(st.step - 1, cfg.kl_ramp_steps),
+            best_before = st.best_valid
+            self._after_epoch(validation_score(valid, cfg))
+            record = {"epoch": st.epoch, "step": st.step, "lr": st.lr, "batch_size": self.batch_size,
+                      "kl_weight": ramp_weight(st.step - 1, self.ramp_steps),
                       **{f"train_{k}": v for k, v in train.items()},
                       **{f"valid_{k}": v for k, v in valid.items()},
-                      "seconds": time.perf_counter() - start}
-            score = validation_score(valid, cfg)
-            improved = score < st.best_valid
-            if improved:
-                st.best_valid, st.best_epoch = score, st.epoch
-            st.stopped = ("lr_min" if st.lr <= cfg.lr_min else
-                          "max_epochs" if st.epoch >= cfg.max_epochs else "")
+                      "seconds": time.perf_counter() - start, "stop_reason": st.stopped}
             self._append_curve(record)
             self.save(self.run_dir / LAST)
-            if improved:
+            if st.best_valid < best_before:
                 self.save(self.run_dir / BEST)
             bar.update(1)
             bar.set_postfix(loss=f"{train['loss']:.1f}", recon=f"{train['recon']:.1f}", kl=f"{train['kl']:.1f}",
@@ -326,7 +326,8 @@ class Trainer:
         """Continue exactly where the checkpoint at ``path`` left off."""
         state = load_checkpoint(path, map_location=self.device)
         load_weights(self.model, self.guide, state, path)
-        self.state = TrainerState(**state["trainer"])
+        known = {f.name for f in fields(TrainerState)}
+        self.state = TrainerState(**{k: v for k, v in state["trainer"].items() if k in known})
         self.optim.set_state(state["optim"])
         self._set_lr(self.state.lr)
         pyro.util.set_rng_state(state["rng"]["pyro"])

@@ -286,7 +286,8 @@ def tune(data: LFADSDataset | str | Path, out: str | Path, *, population: int = 
                    gpus_per_trial, address)
     space = search_space(base)
     seed = base.seed if seed is None else seed
-    base = base.replace(max_epochs=generations * epochs_per_generation, seed=seed)
+    # PBT decides how long members train: no member stops early on its own plateau
+    base = base.replace(max_epochs=generations * epochs_per_generation, seed=seed, patience=0)
 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic output, which verbose=0 silences
     started_here = not ray.is_initialized()
