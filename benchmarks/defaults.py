@@ -125,7 +125,8 @@ def tuned_config(base: Path | None, epochs: int, out: Path) -> Path:
     """A config file for the fit 5x as long: ``base``'s keys, max_epochs 5 * epochs, no early stop, the
     ramp and the learning-rate patience five times as long."""
     keys = yaml.safe_load(base.read_text()) if base else {}
-    keys.update(max_epochs=5 * epochs, patience=0, kl_ramp_epochs=5 * keys.get("kl_ramp_epochs", LFADSConfig.kl_ramp_epochs),
+    keys.update(max_epochs=5 * epochs, patience=0,
+                kl_ramp_epochs=5 * keys.get("kl_ramp_epochs", LFADSConfig.kl_ramp_epochs),
                 lr_patience=5 * keys.get("lr_patience", LFADSConfig.lr_patience))
     out.write_text(yaml.safe_dump(keys))
     return out

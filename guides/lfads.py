@@ -124,7 +124,8 @@ class LFADSGuide(nn.Module):
         enc_proj = _repeat(torch.nn.functional.linear(enc, w_enc, self.controller.bias_ih),
                            batch.encoder_repeats)  # (B, T, 3 con_dim)
         g = g0
-        factors = generator.factors(g0)
+        readout_weight = generator.readout.normalized_weight()
+        factors = generator.factors(g0, readout_weight)
         c = self.controller_h0.expand(n_trials, -1)
         locs, scales, path, states = [], [], [], []
         for t in range(n_time):
@@ -133,7 +134,7 @@ class LFADSGuide(nn.Module):
             scale = (0.5 * log_var).exp()
             u_t = loc + scale * torch.randn_like(loc) if sample else loc
             g = generator.step(g, u_t if ext is None else torch.cat([u_t, ext[:, t]], dim=-1))
-            factors = generator.factors(g)
+            factors = generator.factors(g, readout_weight)
             locs.append(loc)
             scales.append(scale)
             path.append(u_t)

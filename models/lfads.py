@@ -79,9 +79,13 @@ class Generator(nn.Module):
         """One update: g (B, G), inputs_t (B, I) -> g (B, G)."""
         return self.cell(inputs_t, g)
 
-    def factors(self, states: torch.Tensor) -> torch.Tensor:
-        """states (..., G) -> factors (..., F), with dropout on the states while training."""
-        return self.readout(self.dropout(states))
+    def factors(self, states: torch.Tensor, readout_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """states (..., G) -> factors (..., F), with dropout on the states while training.
+
+        ``readout_weight``: ``self.readout.normalized_weight()``, computed once by a caller that reads
+        the factors bin by bin (the guide's controller loop).
+        """
+        return self.readout(self.dropout(states), readout_weight)
 
 
 class InputPrior(nn.Module):

@@ -178,7 +178,8 @@ class LFADSConfig:
             _check(source, "ic_enc_seq_len", self.ic_enc_seq_len, int, lambda v: v >= 1,
                    "must be an integer >= 1 or null")
         if self.kl_ramp_steps is not None:
-            _check(source, "kl_ramp_steps", self.kl_ramp_steps, int, lambda v: v >= 1, "must be an integer >= 1 or null")
+            _check(source, "kl_ramp_steps", self.kl_ramp_steps, int, lambda v: v >= 1,
+                   "must be an integer >= 1 or null")
         if self.time_bins is not None:
             _check(source, "time_bins", self.time_bins, int, lambda v: v >= 1, "must be an integer >= 1 or null")
         positive_floats = ("calcium_tau_init", "ic_prior_var", "ic_post_var_min", "ar_tau_init", "ar_var_init", "cell_clip",

@@ -169,8 +169,8 @@ def test_model_reuses_the_guides_generator_run_with_the_same_values_and_gradient
     model = LFADSModel(config, batch.recon_data.shape[2], n_ext)
     guide = LFADSGuide(model, batch.encod_data.shape[2])
     calls = []
-    original_step = model.generator.cell.step
-    model.generator.cell.step = lambda *args: calls.append(1) or original_step(*args)
+    original_scan = model.generator.cell.scan  # the whole recurrence over inputs known in advance
+    model.generator.cell.scan = lambda *args: calls.append(1) or original_scan(*args)
 
     def loss(reuse: bool):
         pyro.set_rng_seed(1)
@@ -179,15 +179,15 @@ def test_model_reuses_the_guides_generator_run_with_the_same_values_and_gradient
             model.generator._ran = None
         calls.clear()
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch, 1.0)
-        model_steps = len(calls)
+        model_runs = len(calls)
         elbo = model_trace.log_prob_sum() - guide_trace.log_prob_sum()
         params = list(model.parameters()) + list(guide.parameters())
         grads = torch.autograd.grad(-elbo, params, allow_unused=True)
-        return elbo.detach(), model_trace.nodes["rates"]["value"].detach(), grads, model_steps
+        return elbo.detach(), model_trace.nodes["rates"]["value"].detach(), grads, model_runs
 
-    elbo_reused, rates_reused, grads_reused, steps_reused = loss(reuse=True)
-    elbo_rerun, rates_rerun, grads_rerun, steps_rerun = loss(reuse=False)
-    assert steps_reused == 0 and steps_rerun == batch.n_time
+    elbo_reused, rates_reused, grads_reused, runs_reused = loss(reuse=True)
+    elbo_rerun, rates_rerun, grads_rerun, runs_rerun = loss(reuse=False)
+    assert runs_reused == 0 and runs_rerun == 1
     torch.testing.assert_close(rates_reused, rates_rerun)
     torch.testing.assert_close(elbo_reused, elbo_rerun)
     for a, b in zip(grads_reused, grads_rerun):
@@ -215,3 +215,51 @@ def test_repeated_trials_encode_each_trial_once_with_the_same_posterior(tiny_con
         torch.testing.assert_close(traces[0].nodes[site]["value"], traces[1].nodes[site]["value"])
         torch.testing.assert_close(traces[0].nodes[site]["fn"].log_prob(traces[0].nodes[site]["value"]),
                                    traces[1].nodes[site]["fn"].log_prob(traces[1].nodes[site]["value"]))
+
+
+@pytest.mark.parametrize("n_inputs, clip", [(0, 5.0), (3, 5.0), (2, 1.0), (2, 0.5)])
+def test_the_fused_scan_equals_the_clipped_step_by_step_recurrence(n_inputs, clip):
+    """ClippedGRUCell.scan runs bins 2..T in torch's GRU: values and gradients must equal T clipped steps,
+    with the clip binding at the first step (|h0| up to 3 clip)."""
+    from pyro_lfads.nn import ClippedGRUCell
+
+    torch.manual_seed(0)
+    cell = ClippedGRUCell(n_inputs, 16, clip)
+    x = torch.randn(5, 30, n_inputs, requires_grad=True)
+    h0 = (torch.randn(5, 16) * 3 * clip).requires_grad_()
+    assert (h0.abs() > clip).any()
+    fused = cell.scan(x, h0)
+    states, h = [], h0
+    for t in range(x.shape[1]):
+        h = cell(x[:, t], h)
+        states.append(h)
+    plain = torch.stack(states, dim=1)
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
+    weights = torch.randn_like(plain)
+    wrt = [h0, *cell.parameters()] + ([x] if n_inputs else [])
+    for a, b in zip(torch.autograd.grad((fused * weights).sum(), wrt, allow_unused=True),
+                    torch.autograd.grad((plain * weights).sum(), wrt, allow_unused=True)):
+        if b is None:  # weight_ih of a cell without inputs
+            continue
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("clip", [5.0, 0.3])
+def test_the_fused_step_has_the_plain_steps_values_and_gradients(clip):
+    """FusedClippedGRUStep's hand-written backward against autograd through the plain step, in float64,
+    with the clip binding on some units (clip 0.3) or on none (5)."""
+    from pyro_lfads.nn import ClippedGRUCell
+
+    torch.manual_seed(1)
+    cell = ClippedGRUCell(3, 16, clip).double()
+    x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    h = (torch.randn(7, 16, dtype=torch.float64) * 2).requires_grad_()
+    x_proj = cell.project_inputs(x)
+    fused, plain = cell.step(x_proj, h), cell.plain_step(x_proj, h)
+    assert (plain.abs() == clip).any() == (clip < 1)
+    torch.testing.assert_close(fused, plain)
+    weights = torch.randn_like(plain)
+    wrt = [x, h, *cell.parameters()]
+    for a, b in zip(torch.autograd.grad((fused * weights).sum(), wrt, retain_graph=True),
+                    torch.autograd.grad((plain * weights).sum(), wrt)):
+        torch.testing.assert_close(a, b)

@@ -176,3 +176,24 @@ def test_repeated_faults_stop_training_with_a_message_and_keep_the_best_checkpoi
     assert "\n" not in str(info.value)
     assert trainer.state.stopped == "non-finite" and trainer.state.epoch == 1
     assert (tmp_path / BEST).read_bytes() == best
+
+
+def test_a_fit_stops_by_itself_on_a_plateau_and_says_so_in_its_curve(tiny_lorenz, tiny_config, tmp_path):
+    # every epoch after the first falls short of a 90% relative fall: no progress, so after the one-epoch
+    # ramp the learning rate decays each epoch and the fit stops 3 epochs later
+    config = tiny_config.replace(kl_ramp_steps=None, kl_ramp_epochs=1, patience=3, lr_patience=1,
+                                 min_improvement=0.9, max_epochs=50)
+    state = fit(tiny_lorenz, config, tmp_path, progress=False).state
+    records = [json.loads(x) for x in (tmp_path / CURVE_FILE).read_text().splitlines()]
+    assert state.stopped == "plateau" and state.epoch == len(records) == 4
+    assert [r["stop_reason"] for r in records] == ["", "", "", "plateau"]
+    assert [r["lr"] for r in records] == pytest.approx([0.01, 0.008, 0.0064, 0.0064])
+    # the same run again resumes a finished fit: nothing more is trained
+    assert fit(tiny_lorenz, config, tmp_path, progress=False).state.epoch == 4
+
+
+def test_a_fit_without_patience_runs_to_its_ceiling(tiny_lorenz, tiny_config, tmp_path):
+    config = tiny_config.replace(kl_ramp_steps=None, kl_ramp_epochs=1, patience=0, lr_patience=100,
+                                 min_improvement=0.9, max_epochs=5)
+    state = fit(tiny_lorenz, config, tmp_path, progress=False).state
+    assert state.stopped == "max_epochs" and state.epoch == 5 and state.lr == 0.01
