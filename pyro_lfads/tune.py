@@ -82,14 +82,14 @@ class Range:
 
 
 #: AutoLFADS's search space in this package's units (see LFADSConfig). The KL scales multiply the
-#: true ELBO's KL terms, so they bracket 1; the L2 scales bracket the default 2000 (generator) and
+#: true ELBO's KL terms: they bracket the default 0.1 and reach the ELBO's 1; the L2 scales bracket the default 2000 (generator) and
 #: reach down to about nothing (controller, default 0); dropout and coordinated dropout as AutoLFADS.
 SEARCH_SPACE: dict[str, Range] = {
     "learning_rate": Range(2e-3, 5e-2, log=True),    # Adam step, around the default 0.01
     "dropout": Range(0.0, 0.6, log=False),           # dropout probability
     "cd_rate": Range(0.01, 0.7, log=False),          # coordinated dropout: fraction of input entries dropped
-    "kl_ic_scale": Range(0.2, 5.0, log=True),        # weight of KL(q(g0) || p(g0)); 1 = the ELBO
-    "kl_co_scale": Range(0.2, 5.0, log=True),        # weight of KL(q(u) || p(u)); 1 = the ELBO
+    "kl_ic_scale": Range(0.02, 2.0, log=True),       # weight of KL(q(g0) || p(g0)); 1 = the ELBO
+    "kl_co_scale": Range(0.02, 2.0, log=True),       # weight of KL(q(u) || p(u)); 1 = the ELBO
     "l2_gen_scale": Range(200.0, 2e4, log=True),     # L2 on the generator's recurrent weights
     "l2_con_scale": Range(1.0, 1e4, log=True),       # L2 on the controller's recurrent weights
 }

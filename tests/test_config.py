@@ -11,11 +11,13 @@ from pyro_lfads.errors import InputError
 def test_paper_defaults_and_the_measured_schedule():
     cfg = LFADSConfig()
     assert (cfg.ic_prior_var, cfg.ar_tau_init, cfg.ar_var_init) == (0.1, 10.0, 0.1)
-    assert (cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2, cfg.adam_eps) == (0.01, 0.9, 0.999, 0.1)
+    assert (cfg.learning_rate, cfg.adam_beta1, cfg.adam_beta2) == (0.01, 0.9, 0.999)
     assert (cfg.grad_clip_norm, cfg.posterior_samples) == (200.0, 50)
+    # measured on data this project did not make (benchmarks/defaults.py), not the paper's 0.1 and 1
+    assert (cfg.adam_eps, cfg.kl_ic_scale, cfg.kl_co_scale) == (1e-8, 0.1, 0.1)
     # the schedule, chosen by benchmarks/defaults.py: epochs, not the paper's steps
-    assert (cfg.kl_ramp_epochs, cfg.kl_ramp_steps, cfg.patience, cfg.max_epochs) == (30, None, 30, 500)
-    assert (cfg.lr_decay, cfg.lr_patience, cfg.lr_min, cfg.min_improvement) == (0.8, 10, 1e-5, 1e-3)
+    assert (cfg.kl_ramp_epochs, cfg.kl_ramp_steps, cfg.patience, cfg.max_epochs) == (30, None, 15, 500)
+    assert (cfg.lr_decay, cfg.lr_patience, cfg.lr_min, cfg.min_improvement) == (0.5, 5, 1e-5, 1e-4)
 
 
 def test_yaml_round_trip(tmp_path):
