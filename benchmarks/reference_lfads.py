@@ -42,20 +42,21 @@ class ReferenceLFADS:
         ic_loc, ic_scale = guide.initial_condition(x)
         q_g0 = Normal(ic_loc, ic_scale)
         g0 = q_g0.rsample()
-        log_q = q_g0.log_prob(g0).sum(-1)
-        log_p = Normal(model.ic_prior_mean, math.sqrt(cfg.ic_prior_var)).log_prob(g0).sum(-1)
+        # log p - log q of each latent, weighted by its KL scale (kl_ic_scale, kl_co_scale)
+        log_ratio = cfg.kl_ic_scale * (Normal(model.ic_prior_mean, math.sqrt(cfg.ic_prior_var)).log_prob(g0)
+                                       - q_g0.log_prob(g0)).sum(-1)
         u = None
         if cfg.co_dim:
             loc, scale, u = guide.controller_path(x, g0, batch)
-            log_q = log_q + Normal(loc, scale).log_prob(u).sum((-2, -1))
-            log_p = log_p + model.input_prior(batch.n_time).log_prob(u)
+            log_ratio = log_ratio + cfg.kl_co_scale * (model.input_prior(batch.n_time).log_prob(u)
+                                                       - Normal(loc, scale).log_prob(u).sum((-2, -1)))
         states = model.generator.run(g0, u, batch.ext_input, batch.n_time)
         observation = model.likelihoods[batch.session](model.generator.factors(states))
         likelihood = observation.distribution
         if batch.recon_weight is not None:
             likelihood = WeightedElements(likelihood, batch.recon_weight)
         log_lik = likelihood.log_prob(batch.recon_data).sum((-2, -1))
-        elbo = log_lik + kl_scale * (log_p - log_q)
+        elbo = log_lik + kl_scale * log_ratio
         return -elbo.sum() / batch.n_trials + kl_scale * l2_penalty(model, guide, cfg)
 
     def step(self, batch, kl_scale: float) -> float:

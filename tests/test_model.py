@@ -100,6 +100,7 @@ def test_model_and_guide_share_one_generator(tiny_config, counts_batch):
 
 
 def test_guide_log_q_u_is_the_density_of_the_path_the_generator_consumed(tiny_config, counts_batch):
+    tiny_config = tiny_config.replace(kl_ic_scale=1.0, kl_co_scale=1.0)  # the true ELBO: log_prob unscaled
     model = LFADSModel(tiny_config, n_neurons=7).eval()  # eval: no dropout, so runs are comparable
     guide = LFADSGuide(model, n_encod_neurons=7).eval()
     batch = counts_batch(n_neurons=7)
@@ -120,6 +121,7 @@ def test_guide_log_q_u_is_the_density_of_the_path_the_generator_consumed(tiny_co
 
 
 def test_annealing_scales_the_kl_terms_and_nothing_else(tiny_config, counts_batch):
+    tiny_config = tiny_config.replace(kl_ic_scale=1.0, kl_co_scale=1.0)  # the ramp alone scales the KL terms
     model = LFADSModel(tiny_config, n_neurons=7).eval()
     guide = LFADSGuide(model, n_encod_neurons=7).eval()
     batch = counts_batch(n_neurons=7)

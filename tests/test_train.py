@@ -182,7 +182,7 @@ def test_a_fit_stops_by_itself_on_a_plateau_and_says_so_in_its_curve(tiny_lorenz
     # every epoch after the first falls short of a 90% relative fall: no progress, so after the one-epoch
     # ramp the learning rate decays each epoch and the fit stops 3 epochs later
     config = tiny_config.replace(kl_ramp_steps=None, kl_ramp_epochs=1, patience=3, lr_patience=1,
-                                 min_improvement=0.9, max_epochs=50)
+                                 lr_decay=0.8, min_improvement=0.9, max_epochs=50)
     state = fit(tiny_lorenz, config, tmp_path, progress=False).state
     records = [json.loads(x) for x in (tmp_path / CURVE_FILE).read_text().splitlines()]
     assert state.stopped == "plateau" and state.epoch == len(records) == 4
