@@ -26,9 +26,6 @@ from .config import LFADSConfig
 #: The fewest optimiser steps an epoch takes; smaller data sets get smaller batches.
 MIN_STEPS_PER_EPOCH = 4
 
-#: Why a fit ended: the objective's plateau, the learning rate's floor, the epoch ceiling.
-STOP_REASONS = ("plateau", "lr_min", "max_epochs")
-
 
 def epoch_batch_size(n_trials: int, batch_size: int) -> int:
     """Trials per step for ``n_trials`` training trials: ``batch_size``, or fewer so that an epoch
