@@ -31,9 +31,9 @@ import tempfile
 from pathlib import Path
 
 import pyro_lfads
-from pyro_lfads.metrics import bits_per_spike, rate_r2
-from pyro_lfads.run import CURVE_FILE
-from pyro_lfads.scoring import Layout, score_rates
+from pyro_lfads.evaluation.metrics import bits_per_spike, rate_r2
+from pyro_lfads.fitting.run import CURVE_FILE
+from pyro_lfads.evaluation.nlb_figures import Layout, score_rates
 from pyro_lfads.synthetic.lorenz_nlb import make_nlb_lorenz_dataset
 
 

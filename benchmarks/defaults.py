@@ -39,9 +39,9 @@ import yaml
 
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split, save_dataset
-from pyro_lfads.posterior import read_posterior
-from pyro_lfads.run import read_training_curve
-from pyro_lfads.scoring import baseline_rates, score_rates
+from pyro_lfads.fitting.posterior import read_posterior
+from pyro_lfads.fitting.run import read_training_curve
+from pyro_lfads.evaluation.nlb_figures import baseline_rates, score_rates
 from pyro_lfads.synthetic.chaotic_rnn import make_chaotic_rnn_dataset
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
 

@@ -12,7 +12,7 @@ validation trials are scored against the ground truth. One JSON line per fit:
 ``rate_r2`` is the R2 of the posterior mean rates against the true rates.
 Pulse timing compares the bin where the inferred input departs most from its
 median with the true pulse time; ``input_r2`` allows a fitted sign, scale and
-offset between the inferred and the true input (:mod:`pyro_lfads.metrics`);
+offset between the inferred and the true input (:mod:`pyro_lfads.evaluation.metrics`);
 ``input_r2_supervised_ridge`` is what a ridge decoder *trained on the true
 inputs* recovers from the same validation spikes (cross-validated), a yardstick
 for how much of the input the spikes carry.
@@ -45,8 +45,8 @@ import yaml
 
 import pyro_lfads
 from pyro_lfads.data import save_dataset
-from pyro_lfads.metrics import input_r2, pulse_time_errors_ms, rate_r2
-from pyro_lfads.run import read_training_curve
+from pyro_lfads.evaluation.metrics import input_r2, pulse_time_errors_ms, rate_r2
+from pyro_lfads.fitting.run import read_training_curve
 from pyro_lfads.synthetic.chaotic_rnn import make_chaotic_rnn_dataset, make_pulse_dataset
 from pyro_lfads.synthetic.integrate_to_bound import FIT_CONFIG as ITB_FIT_CONFIG
 from pyro_lfads.synthetic.integrate_to_bound import make_integrate_to_bound_dataset, supervised_input_r2

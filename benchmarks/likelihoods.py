@@ -30,7 +30,7 @@ import numpy as np
 from sklearn.linear_model import LinearRegression
 
 import pyro_lfads
-from pyro_lfads.metrics import rate_r2
+from pyro_lfads.evaluation.metrics import rate_r2
 from pyro_lfads.synthetic.calcium import make_calcium_dataset
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import pyro_lfads
-from pyro_lfads.scoring import score_rates
+from pyro_lfads.evaluation.nlb_figures import score_rates
 from pyro_lfads.synthetic.lorenz_nlb import make_nlb_lorenz_dataset
 
 BEHAVIOR_LAG_BINS = 5

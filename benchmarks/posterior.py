@@ -2,7 +2,7 @@
 
 For each trial count, a fresh process builds the default model and guide
 (30 neurons, 100 bins, one inferred input; weights as initialised: the cost
-does not depend on them), runs :func:`pyro_lfads.posterior.posterior_chunks`
+does not depend on them), runs :func:`pyro_lfads.fitting.posterior.posterior_chunks`
 over all trials (chunks of at most ``--max-rows`` trial-samples) and keeps the
 averages in memory as ``write_posterior`` streams them to disk. One JSON line
 per trial count:
@@ -30,8 +30,8 @@ import torch
 
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split
-from pyro_lfads.posterior import posterior_chunks
-from pyro_lfads.run import RunInfo, build_model_and_guide
+from pyro_lfads.fitting.posterior import posterior_chunks
+from pyro_lfads.fitting.run import RunInfo, build_model_and_guide
 
 N_NEURONS, N_TIME = 30, 100
 

@@ -2,7 +2,7 @@
 
 It uses the package's own modules (the model's generator, priors and
 observation model; the guide's encoders and controller) and computes exactly
-the loss :class:`pyro_lfads.train.Trainer` minimises, with the same draws in
+the loss :class:`pyro_lfads.fitting.train.Trainer` minimises, with the same draws in
 the same order: per trial,
 
     -ELBO_w = -log p(x | g0, u) - w (log p(g0) + log p(u) - log q(g0 | x) - log q(u | g0, x)),
@@ -21,8 +21,8 @@ import math
 import torch
 from torch.distributions import Normal
 
-from pyro_lfads.distributions import WeightedElements
-from pyro_lfads.train import l2_penalty
+from pyro_lfads.blocks.distributions import WeightedElements
+from pyro_lfads.fitting.train import l2_penalty
 
 
 class ReferenceLFADS:

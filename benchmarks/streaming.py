@@ -1,6 +1,6 @@
 """Causal, real-time LFADS: per-bin latency of streaming inference, and what causality costs in accuracy.
 
-Latency: :class:`pyro_lfads.streaming.StreamingLFADS` with the default
+Latency: :class:`pyro_lfads.extensions.streaming.StreamingLFADS` with the default
 configuration made causal (``causal: true``), on the Lorenz set's neurons,
 replays validation trials bin by bin for 1 and for 64 concurrent streams
 (one torch thread); one JSON line per stream count:
@@ -11,9 +11,9 @@ Accuracy: the default configuration (with --epochs and --kl-ramp-steps) fitted a
 epochs, on the Lorenz set (rate R2 against the true rates) and on the
 synthetic NLB-shaped Lorenz set (velocity-decoding R2, ridge decoder fitted on
 the training trials, and co-bps). Rates of the posterior-mean path for both: the
-acausal model's from whole trials (:func:`pyro_lfads.streaming.split_mean_path`),
+acausal model's from whole trials (:func:`pyro_lfads.extensions.streaming.split_mean_path`),
 the causal model's as a streamer returns them bin by bin, inside the
-initial-condition window too (:func:`pyro_lfads.streaming.replay_split`).
+initial-condition window too (:func:`pyro_lfads.extensions.streaming.replay_split`).
 
     {"experiment": "lorenz" | "nlb-lorenz", "model": "causal" | "acausal", "epochs": ...,
      "rate_r2": ..., "vel_r2": ..., "co_bps": ..., "fit_seconds": ...}
@@ -42,9 +42,9 @@ import pyro_lfads
 from pyro_lfads.data import save_dataset
 from pyro_lfads.models.lfads import LFADSModel
 from pyro_lfads.guides.lfads import LFADSGuide
-from pyro_lfads.run import load_fitted
-from pyro_lfads.scoring import score_rates
-from pyro_lfads.streaming import StreamingLFADS, replay_split, split_mean_path
+from pyro_lfads.fitting.run import load_fitted
+from pyro_lfads.evaluation.nlb_figures import score_rates
+from pyro_lfads.extensions.streaming import StreamingLFADS, replay_split, split_mean_path
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
 from pyro_lfads.synthetic.lorenz_nlb import make_nlb_lorenz_dataset
 

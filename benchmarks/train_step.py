@@ -2,7 +2,7 @@
 
 For each configuration, the same model and guide (``build_model_and_guide``)
 take steps two ways on the same batch of Poisson counts: Pyro's
-``SVI.step`` as :class:`pyro_lfads.train.Trainer` runs it, and the plain-PyTorch
+``SVI.step`` as :class:`pyro_lfads.fitting.train.Trainer` runs it, and the plain-PyTorch
 step of ``benchmarks/reference_lfads.py`` (the same objective and draws, no
 Pyro). Blocks of steps of the two alternate, and each figure is the median
 over all steps after warm-up. One JSON line per configuration:
@@ -36,12 +36,12 @@ import pyro
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pyro_lfads.batch import Batch
+from pyro_lfads.fitting.batch import Batch
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split
-from pyro_lfads.demo import DEMO_CONFIG
-from pyro_lfads.run import RunInfo, build_model_and_guide
-from pyro_lfads.train import Trainer
+from pyro_lfads.cli.demo import DEMO_CONFIG
+from pyro_lfads.fitting.run import RunInfo, build_model_and_guide
+from pyro_lfads.fitting.train import Trainer
 
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_lfads import ReferenceLFADS  # noqa: E402

@@ -4,7 +4,7 @@ The data are ``pyro-lfads synth lorenz``'s (seed 0: 65 conditions x 20 trials, 3
 The default configuration (LFADSConfig(): one inferred input, coordinated dropout 0.3; with the
 objective's setting, sample validation's ``sv_rate: 0.1`` by default) is fitted for
 ``generations x epochs_per_generation`` epochs on one CPU thread; the population, each member also
-trained for that many epochs, runs through :func:`pyro_lfads.tune.tune` with one CPU per member, as
+trained for that many epochs, runs through :func:`pyro_lfads.extensions.tune.tune` with one CPU per member, as
 many members at a time as the machine has CPUs. Both models choose their best checkpoint by the
 population's validation metric (``--objective``, lower is better: by default sample validation's
 reconstruction cost of held-back entries, nats per entry) and are scored there on the validation
@@ -41,7 +41,7 @@ import pyro_lfads
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import save_dataset
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
-from pyro_lfads.tune import OBJECTIVES, objective_config, tune
+from pyro_lfads.extensions.tune import OBJECTIVES, objective_config, tune
 
 
 def scores(run_dir: Path, dataset) -> dict:

@@ -7,7 +7,7 @@ Without ``--runs`` it makes the Lorenz set and fits the default configuration
 twice, acausally (the offline model: bidirectional encoders, the whole trial)
 and causally (``causal: true``, the online model); with ``--runs`` it takes the
 ``acausal`` and ``causal`` fits that ``benchmarks/streaming.py --out`` kept.
-Then a :class:`pyro_lfads.streaming.StreamingLFADS` replays the validation
+Then a :class:`pyro_lfads.extensions.streaming.StreamingLFADS` replays the validation
 trials one bin at a time, as a recording system would deliver them, and it
 writes ``replay.png`` (one trial: online, offline and true rates of three
 neurons; the histogram of per-bin latencies) and prints one JSON line: rate
@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 import pyro_lfads
-from pyro_lfads.metrics import rate_r2
-from pyro_lfads.plots import plot_streaming_replay
-from pyro_lfads.run import load_fitted, run_dataset
-from pyro_lfads.streaming import StreamingLFADS, split_mean_path
+from pyro_lfads.evaluation.metrics import rate_r2
+from pyro_lfads.diagnostics.figures import plot_streaming_replay
+from pyro_lfads.fitting.run import load_fitted, run_dataset
+from pyro_lfads.extensions.streaming import StreamingLFADS, split_mean_path
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
 
 

@@ -13,7 +13,7 @@ encoder exists. The guide takes the model's arguments: ``guide(batch, kl_scale)`
 
 Causal variant (``config.causal``, for streaming): both encoders are forward-only
 GRUs, so E_con_t has read x_1..x_t and no later bin, and q(g0) reads the first
-``config.ic_window`` bins (see :mod:`pyro_lfads.streaming`).
+``config.ic_window`` bins (see :mod:`pyro_lfads.extensions.streaming`).
 
 Stitching (Methods 1.8): with several sessions, the encoders read
 ``W_in^s x_t`` (F wide, the session's read-in) instead of x_t; everything
@@ -31,9 +31,9 @@ from pyro import poutine
 from torch import nn
 
 from pyro_lfads.config import LFADSConfig
-from pyro_lfads.distributions import PathNormal
+from pyro_lfads.blocks.distributions import PathNormal
 from pyro_lfads.models.lfads import LFADSModel
-from pyro_lfads.nn import ClippedGRUCell, ReadIn, make_encoder
+from pyro_lfads.blocks.networks import ClippedGRUCell, ReadIn, make_encoder
 
 
 class LFADSGuide(nn.Module):

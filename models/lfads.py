@@ -34,8 +34,8 @@ from pyro import poutine
 from torch import nn
 
 from pyro_lfads.config import LFADSConfig
-from pyro_lfads.distributions import AR1Process, WeightedElements
-from pyro_lfads.nn import ClippedGRUCell, FactorReadout
+from pyro_lfads.blocks.distributions import AR1Process, WeightedElements
+from pyro_lfads.blocks.networks import ClippedGRUCell, FactorReadout
 
 from .likelihoods import make_likelihood
 

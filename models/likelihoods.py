@@ -32,7 +32,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from pyro_lfads.distributions import ZeroInflatedGamma
+from pyro_lfads.blocks.distributions import ZeroInflatedGamma
 
 
 class Observation(NamedTuple):

@@ -3,7 +3,7 @@
 The model's defaults follow the paper's Methods 1.9 (kappa = 0.1, AR(1) tau =
 10 bins and variance 0.1, Adam lr 0.01 / betas (0.9, 0.999), gradient clipping
 at 200). The training was chosen by measurement on data this project did not
-fit before (``benchmarks/defaults.py``, see :mod:`pyro_lfads.schedule`): ramps
+fit before (``benchmarks/defaults.py``, see :mod:`pyro_lfads.fitting.schedule`): ramps
 in epochs rather than the paper's 2000 steps, a stop on a plateau of the
 validation objective, Adam's eps 1e-8 rather than 0.1, and KL weights of 0.1.
 Network sizes are a small default that trains in minutes on a laptop CPU.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import InputError
+from pyro_lfads.errors import InputError
 
 ELBOS = ("trace", "meanfield")
 CHECKPOINT_METRICS = ("elbo", "recon")
@@ -45,7 +45,7 @@ class LFADSConfig:
         time_bins: bins per trial the model uses (the first ``time_bins`` of
             each trial); None uses all bins; data with fewer bins is refused.
         causal: a causal variant for streaming, closed-loop use (see
-            :mod:`pyro_lfads.streaming`): both encoders run forward in time only,
+            :mod:`pyro_lfads.extensions.streaming`): both encoders run forward in time only,
             so the controller's input at bin t has seen bins 1..t and never a
             later one, and g0 is inferred from the first ``ic_enc_seq_len``
             bins (``CAUSAL_IC_BINS`` when that is None).
@@ -80,9 +80,9 @@ class LFADSConfig:
             checkpoint (lower is better): "elbo", the -ELBO per trial, or
             "recon", its reconstruction term alone (lfads-torch's AutoLFADS
             objective; it rewards a controller that fits noise, see
-            :mod:`pyro_lfads.tune`). Sample validation (sv_rate > 0) chooses
+            :mod:`pyro_lfads.extensions.tune`). Sample validation (sv_rate > 0) chooses
             by ``valid_sv_recon`` instead.
-    Training (see :mod:`pyro_lfads.schedule` for the rules and why these lengths):
+    Training (see :mod:`pyro_lfads.fitting.schedule` for the rules and why these lengths):
         batch_size: trials per SVI step at most; data sets of fewer than
             ``MIN_STEPS_PER_EPOCH`` batches get smaller batches, so that every
             epoch takes at least that many steps.

@@ -6,7 +6,7 @@ import pyro
 import pytest
 import torch
 
-from pyro_lfads.batch import Batch
+from pyro_lfads.fitting.batch import Batch
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
 
@@ -49,8 +49,8 @@ def fitted_tiny_lorenz(tiny_lorenz, tmp_path_factory):
     Without inferred inputs, trained on the true ELBO (KL weight 1, so that the guide is the importance
     proposal the diagnostics tests expect), 200 epochs at most (the plateau rule stops it earlier).
     """
-    from pyro_lfads.posterior import write_posterior
-    from pyro_lfads.train import fit
+    from pyro_lfads.fitting.posterior import write_posterior
+    from pyro_lfads.fitting.train import fit
 
     run_dir = tmp_path_factory.mktemp("fitted_tiny_lorenz")
     pyro.clear_param_store()

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from pyro_lfads.baselines import DEFAULT_GLM_ALPHAS, GaussianSmoothing, GPFABaseline, PoissonGLM, SmoothingBaseline
+from pyro_lfads.evaluation.baselines import DEFAULT_GLM_ALPHAS, GaussianSmoothing, GPFABaseline, PoissonGLM, SmoothingBaseline
 from pyro_lfads.errors import InputError
-from pyro_lfads.metrics import co_bps, fp_bps, rate_r2
+from pyro_lfads.evaluation.metrics import co_bps, fp_bps, rate_r2
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
 
 
@@ -224,7 +224,7 @@ def test_nlb_baseline_bad_inputs():
 
 
 def test_gpfa_baseline_predicts_held_out_and_forward_bins():
-    pytest.importorskip("pyro_lfads.gpfa")
+    pytest.importorskip("pyro_lfads.evaluation.gpfa")
     train_in, train_out, train_fwd, _ = _nlb_data(4, 100, n_time=30)
     eval_in, eval_out, eval_fwd, _ = _nlb_data(5, 40, n_time=30)
     model = GPFABaseline(n_latents=2, max_iter=30).fit(train_in, train_out, train_fwd)

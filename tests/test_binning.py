@@ -1,11 +1,11 @@
-"""Tests for pyro_lfads.binning: spike counts, window alignment and resampling, by hand."""
+"""Tests for pyro_lfads.data.binning: spike counts, window alignment and resampling, by hand."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pyro_lfads.binning import align_windows, bin_spike_times, resample_to_bins
+from pyro_lfads.data.binning import align_windows, bin_spike_times, resample_to_bins
 from pyro_lfads.errors import InputError
 
 # Bin widths that are exact in binary floating point keep the edge cases exact.

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_lfads.diagnostics import elbo_per_trial, iwae_per_trial, log_importance_weights, pareto_khat
-from pyro_lfads.run import load_fitted
-from pyro_lfads.train import fit
+from pyro_lfads.diagnostics.importance import elbo_per_trial, iwae_per_trial, log_importance_weights, pareto_khat
+from pyro_lfads.fitting.run import load_fitted
+from pyro_lfads.fitting.train import fit
 
 
 def test_iwae_and_elbo_on_hand_made_weights():
@@ -51,7 +51,7 @@ def test_khat_is_low_for_a_fitted_guide_and_flags_a_collapsed_one(fitted_tiny_lo
 def test_inference_data_groups_shapes_netcdf_and_loo(tiny_lorenz, tiny_config, tmp_path):
     import arviz as az
 
-    from pyro_lfads.diagnostics import to_inference_data
+    from pyro_lfads.diagnostics.importance import to_inference_data
 
     fit(tiny_lorenz, tiny_config.replace(max_epochs=1), tmp_path, progress=False)
     _, _, model, guide = load_fitted(tmp_path)
@@ -106,7 +106,7 @@ def test_diagnose_run_writes_inference_data_and_a_summary_of_a_fitted_model(fitt
 
     import arviz as az
 
-    from pyro_lfads.diagnose import diagnose_run, read_diagnostics
+    from pyro_lfads.diagnostics.summary import diagnose_run, read_diagnostics
 
     fitted_dir, dataset = fitted_tiny_lorenz
     run_dir = shutil.copytree(fitted_dir, tmp_path / "run")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from pyro_lfads.data import save_dataset
-from pyro_lfads.run import LAST, load_checkpoint
+from pyro_lfads.fitting.run import LAST, load_checkpoint
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
 
 CONFIG = "gen_dim: 16\nfac_dim: 4\nic_enc_dim: 8\nci_enc_dim: 8\ncon_dim: 8\nco_dim: 1\nbatch_size: 16\n" \

@@ -1,4 +1,4 @@
-"""Tests for pyro_lfads.gpfa: recovery on simulated data, shapes, ordering, input checks."""
+"""Tests for pyro_lfads.evaluation.gpfa: recovery on simulated data, shapes, ordering, input checks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from scipy.optimize import check_grad
 
 from pyro_lfads.errors import InputError
-from pyro_lfads.gpfa import GPFA, _se_kernel, _tau_objective
+from pyro_lfads.evaluation.gpfa import GPFA, _se_kernel, _tau_objective
 
 TRUE_TAUS = (2.0, 5.0, 10.0)
 

@@ -10,12 +10,12 @@ from scipy import signal, stats
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split, validate_dataset
 from pyro_lfads.errors import InputError
-from pyro_lfads.evaluate import evaluate_run
+from pyro_lfads.evaluation.table import evaluate_run
 from pyro_lfads.models.likelihoods import LIKELIHOODS, make_likelihood
-from pyro_lfads.posterior import read_posterior, write_posterior
+from pyro_lfads.fitting.posterior import read_posterior, write_posterior
 from pyro_lfads.synthetic.calcium import make_calcium_dataset
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
-from pyro_lfads.train import fit
+from pyro_lfads.fitting.train import fit
 
 B, T, F, N = 3, 9, 4, 5
 

@@ -9,14 +9,14 @@ import pytest
 import torch
 from scipy import stats
 
-from pyro_lfads.batch import Batch, split_batch
+from pyro_lfads.fitting.batch import Batch, split_batch
 from pyro_lfads.data import LFADSDataset, Split
-from pyro_lfads.distributions import WeightedElements
+from pyro_lfads.blocks.distributions import WeightedElements
 from pyro_lfads.errors import InputError
-from pyro_lfads.masking import (check_heldin_layout, coordinated_dropout, hide_for_validation,
+from pyro_lfads.fitting.masking import (check_heldin_layout, coordinated_dropout, hide_for_validation,
                                 sample_validation_mask)
-from pyro_lfads.run import CURVE_FILE
-from pyro_lfads.train import fit
+from pyro_lfads.fitting.run import CURVE_FILE
+from pyro_lfads.fitting.train import fit
 
 
 def _batch(n_trials=64, t_enc=6, n_enc=5, t_all=8, n_all=7, seed=0) -> Batch:

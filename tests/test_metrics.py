@@ -10,7 +10,7 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import GridSearchCV, GroupKFold
 
 from pyro_lfads.errors import InputError
-from pyro_lfads.metrics import (
+from pyro_lfads.evaluation.metrics import (
     DEFAULT_RIDGE_ALPHAS,
     bits_per_spike,
     co_bps,
@@ -321,7 +321,7 @@ def test_psth_bad_inputs():
 
 
 def test_pulse_time_errors_find_the_peak_whatever_its_sign():
-    from pyro_lfads.metrics import pulse_time_errors_ms
+    from pyro_lfads.evaluation.metrics import pulse_time_errors_ms
 
     inputs = np.zeros((3, 50, 1))
     inputs[0, 10, 0] = 2.0    # peak at 100 ms
@@ -334,7 +334,7 @@ def test_pulse_time_errors_find_the_peak_whatever_its_sign():
 
 
 def test_input_r2_allows_sign_and_scale_only():
-    from pyro_lfads.metrics import input_r2
+    from pyro_lfads.evaluation.metrics import input_r2
 
     rng = np.random.default_rng(0)
     true = rng.normal(size=(20, 30, 1))
@@ -347,7 +347,7 @@ def test_input_r2_allows_sign_and_scale_only():
 
 
 def test_cross_validated_r2_decodes_a_linear_code_and_not_noise():
-    from pyro_lfads.metrics import cross_validated_r2
+    from pyro_lfads.evaluation.metrics import cross_validated_r2
 
     rng = np.random.default_rng(0)
     latents = rng.normal(size=(30, 20, 3))
@@ -361,7 +361,7 @@ def test_cross_validated_r2_decodes_a_linear_code_and_not_noise():
 
 
 def test_cross_session_consistency():
-    from pyro_lfads.metrics import cross_session_consistency
+    from pyro_lfads.evaluation.metrics import cross_session_consistency
 
     rng = np.random.default_rng(1)
     shared = rng.normal(size=(5, 20, 4))

@@ -8,10 +8,10 @@ import torch
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 
-from pyro_lfads.distributions import AR1Process, PathNormal
+from pyro_lfads.blocks.distributions import AR1Process, PathNormal
 from pyro_lfads.guides.lfads import LFADSGuide
 from pyro_lfads.models.lfads import LFADSModel
-from pyro_lfads.traces import guide_and_model_traces
+from pyro_lfads.fitting.objective import guide_and_model_traces
 
 
 traced = guide_and_model_traces
@@ -223,7 +223,7 @@ def test_repeated_trials_encode_each_trial_once_with_the_same_posterior(tiny_con
 def test_the_fused_scan_equals_the_clipped_step_by_step_recurrence(n_inputs, clip):
     """ClippedGRUCell.scan runs bins 2..T in torch's GRU: values and gradients must equal T clipped steps,
     with the clip binding at the first step (|h0| up to 3 clip)."""
-    from pyro_lfads.nn import ClippedGRUCell
+    from pyro_lfads.blocks.networks import ClippedGRUCell
 
     torch.manual_seed(0)
     cell = ClippedGRUCell(n_inputs, 16, clip)
@@ -250,7 +250,7 @@ def test_the_fused_scan_equals_the_clipped_step_by_step_recurrence(n_inputs, cli
 def test_the_fused_step_has_the_plain_steps_values_and_gradients(clip):
     """FusedClippedGRUStep's hand-written backward against autograd through the plain step, in float64,
     with the clip binding on some units (clip 0.3) or on none (5)."""
-    from pyro_lfads.nn import ClippedGRUCell
+    from pyro_lfads.blocks.networks import ClippedGRUCell
 
     torch.manual_seed(1)
     cell = ClippedGRUCell(3, 16, clip).double()

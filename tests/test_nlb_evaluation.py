@@ -8,16 +8,16 @@ import h5py
 import numpy as np
 import pytest
 
-from pyro_lfads.cli import format_table, main
+from pyro_lfads.cli.commands import format_table, main
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import load_dataset, save_dataset
-from pyro_lfads.decode import decode_run
+from pyro_lfads.evaluation.decoding import decode_run
 from pyro_lfads.errors import InputError
-from pyro_lfads.evaluate import evaluate_run
-from pyro_lfads.posterior import write_posterior
-from pyro_lfads.scoring import Layout, baseline_rates, score_rates
+from pyro_lfads.evaluation.table import evaluate_run
+from pyro_lfads.fitting.posterior import write_posterior
+from pyro_lfads.evaluation.nlb_figures import Layout, baseline_rates, score_rates
 from pyro_lfads.synthetic.lorenz_nlb import make_nlb_lorenz_dataset
-from pyro_lfads.train import fit
+from pyro_lfads.fitting.train import fit
 
 SMALL = dict(n_conditions=8, trials_per_condition=10, n_heldin=12, n_heldout=4, n_time=30, n_forward=6)
 

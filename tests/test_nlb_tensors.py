@@ -1,4 +1,4 @@
-"""Tests for pyro_lfads.nlb: NLB tensor files <-> LFADS data sets."""
+"""Tests for pyro_lfads.data.nlb: NLB tensor files <-> LFADS data sets."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from pyro_lfads.data import dataset_from_arrays, save_dataset
 from pyro_lfads.errors import InputError
-from pyro_lfads.nlb import is_nlb_file, load_nlb_tensors, save_nlb_tensors
+from pyro_lfads.data.nlb import is_nlb_file, load_nlb_tensors, save_nlb_tensors
 
 N_TRAIN, N_EVAL, T, T_FWD, N_IN, N_OUT, B = 6, 4, 10, 3, 5, 2, 2
 

@@ -1,4 +1,4 @@
-"""Tests for pyro_lfads.nwb: a small NWB file with known counts, read back with load_nwb."""
+"""Tests for pyro_lfads.data.nwb: a small NWB file with known counts, read back with load_nwb."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 pynwb = pytest.importorskip("pynwb")
 
 from pyro_lfads.errors import InputError  # noqa: E402
-from pyro_lfads.nwb import load_nwb  # noqa: E402
+from pyro_lfads.data.nwb import load_nwb  # noqa: E402
 
 BIN_MS, WINDOW_MS, FORWARD_MS = 10.0, (-50.0, 50.0), 20.0
 N_OBS, N_FWD = 10, 2

@@ -26,7 +26,7 @@ def wheel(tmp_path_factory) -> Path:
 def test_wheel_holds_models_and_guides_inside_the_package(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for module in ("pyro_lfads/models/lfads.py", "pyro_lfads/models/likelihoods.py",
-                   "pyro_lfads/guides/lfads.py", "pyro_lfads/synthetic/lorenz.py", "pyro_lfads/cli.py"):
+                   "pyro_lfads/guides/lfads.py", "pyro_lfads/synthetic/lorenz.py", "pyro_lfads/cli/commands.py"):
         assert module in names, module
     top_level = {name.split("/")[0] for name in names}
     assert "models" not in top_level and "guides" not in top_level

@@ -8,7 +8,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from pyro_lfads import plots
+from pyro_lfads.diagnostics import figures as plots
 
 K, T, N = 6, 20, 5
 
@@ -120,7 +120,7 @@ def test_plot_rates_unchanged(tmp_path, counts):
 
 
 def test_pulse_aligned_inputs_and_input_recovery_figures(tmp_path):
-    from pyro_lfads.plots import plot_input_recovery, plot_pulse_aligned_inputs
+    from pyro_lfads.diagnostics.figures import plot_input_recovery, plot_pulse_aligned_inputs
 
     rng = np.random.default_rng(0)
     inputs = rng.normal(0, 0.1, size=(8, 100, 1))

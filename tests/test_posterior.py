@@ -6,9 +6,9 @@ import h5py
 import numpy as np
 import torch
 
-from pyro_lfads.posterior import posterior_chunks, read_posterior, write_posterior
-from pyro_lfads.run import load_fitted
-from pyro_lfads.train import fit
+from pyro_lfads.fitting.posterior import posterior_chunks, read_posterior, write_posterior
+from pyro_lfads.fitting.run import load_fitted
+from pyro_lfads.fitting.train import fit
 
 
 def test_chunks_cover_every_trial_within_the_row_bound(tiny_lorenz, tiny_config, tmp_path):

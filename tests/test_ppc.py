@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pyro_lfads.ppc import condition_means, fano_factor, posterior_predictive_checks
+from pyro_lfads.diagnostics.predictive_checks import condition_means, fano_factor, posterior_predictive_checks
 
 
 def test_fano_factor_and_condition_means_by_hand():

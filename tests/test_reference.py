@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from pyro_lfads.data import LFADSDataset, Split
-from pyro_lfads.run import RunInfo, build_model_and_guide
-from pyro_lfads.train import Trainer
+from pyro_lfads.fitting.run import RunInfo, build_model_and_guide
+from pyro_lfads.fitting.train import Trainer
 
 _PATH = Path(__file__).parent.parent / "benchmarks" / "reference_lfads.py"
 _SPEC = importlib.util.spec_from_file_location("reference_lfads", _PATH)

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from pyro_lfads.config import LFADSConfig
-from pyro_lfads.schedule import (MIN_STEPS_PER_EPOCH, PlateauRule, epoch_batch_size, ramp_steps, ramp_weight,
+from pyro_lfads.fitting.schedule import (MIN_STEPS_PER_EPOCH, PlateauRule, epoch_batch_size, ramp_steps, ramp_weight,
                                  steps_per_epoch)
 
 

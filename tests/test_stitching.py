@@ -14,13 +14,13 @@ from pyro import poutine
 from pyro.infer import Trace_ELBO
 
 from pyro_lfads import evaluate_run, fit, read_posterior, write_posterior
-from pyro_lfads.batch import iterate_batches, iterate_session_batches, split_batch
+from pyro_lfads.fitting.batch import iterate_batches, iterate_session_batches, split_batch
 from pyro_lfads.cli import main
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split
 from pyro_lfads.errors import InputError
-from pyro_lfads.run import RunInfo, build_model_and_guide
-from pyro_lfads.stitching import (
+from pyro_lfads.fitting.run import RunInfo, build_model_and_guide
+from pyro_lfads.extensions.stitching import (
     condition_averages,
     initialise_sessions,
     pcr_read_ins,

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_lfads.batch import Batch
+from pyro_lfads.fitting.batch import Batch
 from pyro_lfads.config import CAUSAL_IC_BINS, LFADSConfig
 from pyro_lfads.errors import InputError
 from pyro_lfads.guides.lfads import LFADSGuide
 from pyro_lfads.models.lfads import LFADSModel
-from pyro_lfads.streaming import StreamingLFADS, mean_path, replay_split, split_mean_path
-from pyro_lfads.traces import guide_and_model_traces
+from pyro_lfads.extensions.streaming import StreamingLFADS, mean_path, replay_split, split_mean_path
+from pyro_lfads.fitting.objective import guide_and_model_traces
 
 ATOL = 1e-5
 
@@ -201,7 +201,7 @@ def test_streaming_refuses_bad_use(tiny_config):
 def test_a_fitted_causal_run_streams_its_offline_outputs(tiny_lorenz, tmp_path):
     """From a run directory (a short real fit): the streamer reproduces the offline mean path of the
     validation trials, numpy counts in."""
-    from pyro_lfads.train import fit
+    from pyro_lfads.fitting.train import fit
 
     config = LFADSConfig(gen_dim=16, fac_dim=4, ic_enc_dim=8, ci_enc_dim=8, con_dim=8, batch_size=32,
                          kl_ramp_steps=10, max_epochs=2, causal=True)

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from pyro_lfads.baselines import GaussianSmoothing
+from pyro_lfads.evaluation.baselines import GaussianSmoothing
 from pyro_lfads.errors import InputError
-from pyro_lfads.metrics import rate_r2
-from pyro_lfads.posterior import read_posterior, write_posterior
-from pyro_lfads.run import BEST, CURVE_FILE, LAST, load_checkpoint
-from pyro_lfads.train import fit, l2_penalty, ramp_weight, validation_score
+from pyro_lfads.evaluation.metrics import rate_r2
+from pyro_lfads.fitting.posterior import read_posterior, write_posterior
+from pyro_lfads.fitting.run import BEST, CURVE_FILE, LAST, load_checkpoint
+from pyro_lfads.fitting.train import fit, l2_penalty, ramp_weight, validation_score
 
 
 def test_ramp_is_linear_positive_and_reaches_one():
@@ -144,7 +144,7 @@ def _poison(trainer, from_call: int, calls: int = 10**9):
 
 
 def test_a_non_finite_step_is_undone_and_decays_the_learning_rate(tiny_lorenz, tiny_config, tmp_path):
-    from pyro_lfads.batch import split_batch
+    from pyro_lfads.fitting.batch import split_batch
 
     trainer = fit(tiny_lorenz, tiny_config.replace(max_epochs=1), tmp_path, progress=False)
     batch = split_batch(tiny_lorenz.train, slice(0, 16))

@@ -1,4 +1,4 @@
-"""AutoLFADS (pyro_lfads.tune): a tiny population end to end on Ray, the exploit step (weights copied,
+"""AutoLFADS (pyro_lfads.extensions.tune): a tiny population end to end on Ray, the exploit step (weights copied,
 hyperparameters applied), the explore step (x0.8 / x1.2, clipped, or resampled) and the errors.
 
 Every test but the install hint and the exploit step needs Ray (``pip install "pyro-lfads[tune]"``) and
@@ -20,8 +20,8 @@ import torch
 from pyro_lfads.cli import main
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import save_dataset
-from pyro_lfads.run import BEST, CONFIG_FILE, CURVE_FILE, LAST
-from pyro_lfads.tune import (DEFAULT_SV_RATE, MEMBER_FILE, PERTURBATION_FACTORS, SEARCH_SPACE, initial_members,
+from pyro_lfads.fitting.run import BEST, CONFIG_FILE, CURVE_FILE, LAST
+from pyro_lfads.extensions.tune import (DEFAULT_SV_RATE, MEMBER_FILE, PERTURBATION_FACTORS, SEARCH_SPACE, initial_members,
                              member_config, objective_config, search_space, start_member, train_generation, tune)
 
 TINY_YAML = ("gen_dim: 16\nfac_dim: 4\nic_enc_dim: 8\nci_enc_dim: 8\ncon_dim: 8\nco_dim: 1\n"
@@ -107,7 +107,7 @@ def test_explore_multiplies_by_0_8_or_1_2_clips_or_resamples(needs_ray):
     from ray import tune as ray_tune
     from ray.tune.schedulers.pbt import _explore
 
-    from pyro_lfads.tune import make_scheduler
+    from pyro_lfads.extensions.tune import make_scheduler
 
     space = search_space(LFADSConfig())
     domains = {name: (ray_tune.loguniform if r.log else ray_tune.uniform)(r.low, r.high) for name, r in space.items()}

@@ -11,7 +11,7 @@ Each condition starts at its own point of the attractor; its trials share
 the rates and differ only in the Poisson draw. The shapes are (trials, T, N)
 and the true rates are kept, so every later step can score itself.
 
-The baseline (``pyro_lfads.baselines.GaussianSmoothing``). Smooth each spike
+The baseline (``pyro_lfads.evaluation.baselines.GaussianSmoothing``). Smooth each spike
 train along time with a Gaussian kernel of width sigma:
 
     r_hat_t = sum_s k_sigma(t - s) x_s / sum_s k_sigma(t - s)
@@ -37,8 +37,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from _common import BIN_MS, lorenz_dataset, parse_args, report, showcase  # noqa: E402
-from pyro_lfads.baselines import GaussianSmoothing  # noqa: E402
-from pyro_lfads.metrics import condition_psth, rate_r2  # noqa: E402
+from pyro_lfads.evaluation.baselines import GaussianSmoothing  # noqa: E402
+from pyro_lfads.evaluation.metrics import condition_psth, rate_r2  # noqa: E402
 
 
 def main() -> None:

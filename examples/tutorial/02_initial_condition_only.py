@@ -16,7 +16,7 @@ Training maximises the ELBO, E_q[log p(x | g0)] - KL(q(g0 | x) || p(g0)),
 with ``pyro.infer.SVI`` and ``Trace_ELBO``: one draw of g0 per trial per
 step. The two classes below are that program and nothing more, built from
 the package's own pieces: the generator (``pyro_lfads.models.lfads.Generator``:
-the GRU and the factor readout), the encoder (``pyro_lfads.nn.BidirectionalEncoder``)
+the GRU and the factor readout), the encoder (``pyro_lfads.blocks.networks.BidirectionalEncoder``)
 and the Poisson observation model (``pyro_lfads.models.likelihoods``).
 
 What the full ``LFADSModel``/``LFADSGuide`` add with ``co_dim=0`` (fitted here
@@ -49,12 +49,12 @@ from pyro.infer import SVI, Predictive, Trace_ELBO  # noqa: E402
 from torch import nn  # noqa: E402
 
 from _common import BIN_MS, lorenz_dataset, parse_args, report, showcase, small_config  # noqa: E402
-from pyro_lfads.batch import split_batch  # noqa: E402
+from pyro_lfads.fitting.batch import split_batch  # noqa: E402
 from pyro_lfads.guides.lfads import LFADSGuide  # noqa: E402
-from pyro_lfads.metrics import rate_r2  # noqa: E402
+from pyro_lfads.evaluation.metrics import rate_r2  # noqa: E402
 from pyro_lfads.models.lfads import Generator, LFADSModel  # noqa: E402
 from pyro_lfads.models.likelihoods import PoissonLikelihood  # noqa: E402
-from pyro_lfads.nn import BidirectionalEncoder  # noqa: E402
+from pyro_lfads.blocks.networks import BidirectionalEncoder  # noqa: E402
 
 
 class ICModel(nn.Module):

@@ -10,7 +10,7 @@ generator (Methods 1.2, 1.7; ``pyro_lfads.models.lfads``):
 
     g0        ~ Normal(mu_g0, kappa I)
     u_1       ~ Normal(0, v)                                 the AR(1) prior (InputPrior,
-    u_t | u_(t-1) ~ Normal(a u_(t-1), v (1 - a^2))            pyro_lfads.distributions.AR1Process):
+    u_t | u_(t-1) ~ Normal(a u_(t-1), v (1 - a^2))            pyro_lfads.blocks.distributions.AR1Process):
                   a = exp(-1 / tau), tau and v learned        smooth inputs, variance v, time scale tau
     g_t       = GRU_gen(g_(t-1), u_t)
     f_t, x_t  as in step 2
@@ -34,7 +34,7 @@ true rates; the inferred input should peak at the true pulse.
 
 Figures: ``controller.png`` (draws of the AR(1) prior before and after
 training, one trial's inferred input, one neuron's rates with and without the
-controller) and ``pulses.png`` (``pyro_lfads.plots.plot_pulse_aligned_inputs``:
+controller) and ``pulses.png`` (``pyro_lfads.diagnostics.figures.plot_pulse_aligned_inputs``:
 every validation trial's inferred input aligned to its true pulse).
 """
 
@@ -48,10 +48,10 @@ import numpy as np  # noqa: E402
 import pyro  # noqa: E402
 
 from _common import BIN_MS, fit_and_score, parse_args, report, small_config  # noqa: E402
-from pyro_lfads.metrics import pulse_time_errors_ms  # noqa: E402
+from pyro_lfads.evaluation.metrics import pulse_time_errors_ms  # noqa: E402
 from pyro_lfads.models.lfads import InputPrior  # noqa: E402
-from pyro_lfads.plots import plot_pulse_aligned_inputs  # noqa: E402
-from pyro_lfads.run import load_fitted  # noqa: E402
+from pyro_lfads.diagnostics.figures import plot_pulse_aligned_inputs  # noqa: E402
+from pyro_lfads.fitting.run import load_fitted  # noqa: E402
 from pyro_lfads.synthetic.chaotic_rnn import make_pulse_dataset  # noqa: E402
 
 

@@ -4,7 +4,7 @@ The ELBO of one trial is a reconstruction term minus a KL term:
 
     ELBO = E_q[log p(x | g0, u)] - KL(q(g0 | x) || p(g0)) - KL(q(u | x) || p(u))
 
-LFADS trains on a weighted version (``pyro_lfads.train``):
+LFADS trains on a weighted version (``pyro_lfads.fitting.train``):
 
     loss = -E_q[log p(x | g0, u)] + w_t (s_ic KL_g0 + s_co KL_u) + w_t L2
     w_t  = min(1, (t + 1) / kl_ramp_steps)        the ramp (KL annealing), 1 after the ramp
@@ -42,7 +42,7 @@ encoder and from training: their reconstruction cost on the validation trials
 picks the best checkpoint (``best_epoch``). Rates are scored at that
 checkpoint (``rate_r2``) and at the last epoch (``rate_r2_last``).
 
-Figures: ``kl_curves.png`` (per epoch, from ``pyro_lfads.run.read_training_curve``:
+Figures: ``kl_curves.png`` (per epoch, from ``pyro_lfads.fitting.run.read_training_curve``:
 the KL of the validation trials, the training reconstruction, and the
 reconstruction of the held-out entries; rate R2 of each fit) and
 ``kl_rates.png`` (rates at the last epoch, one neuron in a trial of each of three conditions).
@@ -57,9 +57,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from _common import BIN_MS, fit_and_score, lorenz_dataset, parse_args, report, showcase, small_config  # noqa: E402
-from pyro_lfads.metrics import rate_r2  # noqa: E402
-from pyro_lfads.posterior import posterior_chunks  # noqa: E402
-from pyro_lfads.run import load_fitted, read_training_curve  # noqa: E402
+from pyro_lfads.evaluation.metrics import rate_r2  # noqa: E402
+from pyro_lfads.fitting.posterior import posterior_chunks  # noqa: E402
+from pyro_lfads.fitting.run import load_fitted, read_training_curve  # noqa: E402
 
 #: JSON key: (label, config changes)
 VARIANTS = {"ramp": ("ramp", {}), "no_ramp": ("no ramp", {"kl_ramp_steps": 1}),

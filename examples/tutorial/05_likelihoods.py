@@ -42,7 +42,7 @@ from sklearn.linear_model import LinearRegression  # noqa: E402
 
 import pyro_lfads  # noqa: E402
 from _common import BIN_MS, fit_and_score, lorenz_dataset, parse_args, report, small_config  # noqa: E402
-from pyro_lfads.metrics import rate_r2  # noqa: E402
+from pyro_lfads.evaluation.metrics import rate_r2  # noqa: E402
 from pyro_lfads.synthetic.calcium import make_calcium_dataset  # noqa: E402
 
 FRAME_MS = 30.0  # 3 bins of 10 ms per imaging frame

@@ -12,7 +12,7 @@ computes the same averages for whole data sets (one guide trace and one model
 replay per draw, trials in bounded chunks) and ``read_posterior`` reads them
 back; the two must agree up to Monte Carlo error.
 
-The guide is an approximation, so check it (``pyro_lfads.diagnostics``):
+The guide is an approximation, so check it (``pyro_lfads.diagnostics.importance``):
 
 - ``to_inference_data`` puts posterior draws, posterior predictive
   simulations, observations and log-likelihoods in an ``arviz.InferenceData``,
@@ -24,7 +24,7 @@ The guide is an approximation, so check it (``pyro_lfads.diagnostics``):
 
 Figures: ``predictive.png`` (one neuron in a trial of each of three conditions: truth, Predictive's
 mean and 90% band; Predictive's means against ``write_posterior``'s) and
-``khat.png`` (``pyro_lfads.plots.plot_khat``).
+``khat.png`` (``pyro_lfads.diagnostics.figures.plot_khat``).
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ import pyro  # noqa: E402
 from pyro.infer import Predictive  # noqa: E402
 
 from _common import BIN_MS, fit_and_score, lorenz_dataset, parse_args, report, showcase, small_config  # noqa: E402
-from pyro_lfads.batch import split_batch  # noqa: E402
-from pyro_lfads.diagnostics import log_importance_weights, pareto_khat, to_inference_data  # noqa: E402
-from pyro_lfads.metrics import rate_r2  # noqa: E402
-from pyro_lfads.plots import plot_khat  # noqa: E402
-from pyro_lfads.run import load_fitted  # noqa: E402
+from pyro_lfads.fitting.batch import split_batch  # noqa: E402
+from pyro_lfads.diagnostics.importance import log_importance_weights, pareto_khat, to_inference_data  # noqa: E402
+from pyro_lfads.evaluation.metrics import rate_r2  # noqa: E402
+from pyro_lfads.diagnostics.figures import plot_khat  # noqa: E402
+from pyro_lfads.fitting.run import load_fitted  # noqa: E402
 
 
 def main() -> None:

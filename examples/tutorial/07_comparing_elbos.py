@@ -13,7 +13,7 @@ The first two have the same expectation, so the choice between them is about
 noise: the mean-field version drops the sampling noise of the KL term,
 which lowers the variance of the loss and of the guide's gradients. Train
 with either through ``LFADSConfig(elbo="trace" | "meanfield")``. The IWAE
-bound (``pyro_lfads.diagnostics.log_importance_weights`` and
+bound (``pyro_lfads.diagnostics.importance.log_importance_weights`` and
 ``iwae_per_trial``) measures how loose the ELBO is: the gap IWAE_K - ELBO is
 a lower bound on the KL of the guide from the exact posterior.
 
@@ -44,11 +44,11 @@ import torch  # noqa: E402
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO  # noqa: E402
 
 from _common import fit_and_score, lorenz_dataset, parse_args, report, small_config  # noqa: E402
-from pyro_lfads.batch import split_batch  # noqa: E402
-from pyro_lfads.diagnostics import iwae_per_trial, log_importance_weights  # noqa: E402
+from pyro_lfads.fitting.batch import split_batch  # noqa: E402
+from pyro_lfads.diagnostics.importance import iwae_per_trial, log_importance_weights  # noqa: E402
 from pyro_lfads.guides.lfads import LFADSGuide  # noqa: E402
 from pyro_lfads.models.lfads import LFADSModel  # noqa: E402
-from pyro_lfads.run import load_fitted  # noqa: E402
+from pyro_lfads.fitting.run import load_fitted  # noqa: E402
 
 ELBOS = {"Trace_ELBO": Trace_ELBO, "TraceMeanField_ELBO": TraceMeanField_ELBO}
 

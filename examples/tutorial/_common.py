@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import pyro_lfads
-from pyro_lfads.metrics import rate_r2
+from pyro_lfads.evaluation.metrics import rate_r2
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
 
 BIN_MS = 10.0

@@ -15,8 +15,8 @@ import numpy as np
 
 from pyro_lfads.data import LFADSDataset
 
-from .arguments import check_float, check_int, train_count
-from .lorenz import assemble_dataset, lorenz_latents, split_trials
+from pyro_lfads.synthetic.arguments import check_float, check_int, train_count
+from pyro_lfads.synthetic.lorenz import assemble_dataset, lorenz_latents, split_trials
 
 
 def make_calcium_dataset(

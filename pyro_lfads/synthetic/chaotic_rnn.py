@@ -34,8 +34,8 @@ import torch
 from pyro_lfads.data import LFADSDataset
 from pyro_lfads.errors import InputError
 
-from .arguments import check_float, check_int, train_count
-from .lorenz import assemble_dataset, split_trials
+from pyro_lfads.synthetic.arguments import check_float, check_int, train_count
+from pyro_lfads.synthetic.lorenz import assemble_dataset, split_trials
 
 
 def rnn_states(y_start: torch.Tensor, recurrent: torch.Tensor, dt_over_tau: float, n_time: int,

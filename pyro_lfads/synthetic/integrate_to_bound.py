@@ -34,10 +34,10 @@ import torch
 from sklearn.metrics import r2_score
 
 from pyro_lfads.data import LFADSDataset
-from pyro_lfads.metrics import cross_validated_r2
+from pyro_lfads.evaluation.metrics import cross_validated_r2
 
-from .arguments import check_float, check_int, train_count
-from .lorenz import assemble_dataset, split_trials
+from pyro_lfads.synthetic.arguments import check_float, check_int, train_count
+from pyro_lfads.synthetic.lorenz import assemble_dataset, split_trials
 
 #: Config keys suited to fitting these data. The input prior starts white (AR(1) tau 0.1 bins), where
 #: the paper reports its priors end (tau ~ 0); started at the default 10 bins it stays smooth through
@@ -217,7 +217,7 @@ def supervised_input_r2(counts: np.ndarray, inputs: np.ndarray, lags: tuple[int,
     """Cross-validated R2 of a ridge decoder of u_t from the counts of bins t+lags[0] .. t+lags[1].
 
     A yardstick for what an unsupervised method may recover: this decoder is
-    *trained on the true inputs* (:func:`pyro_lfads.metrics.cross_validated_r2`).
+    *trained on the true inputs* (:func:`pyro_lfads.evaluation.metrics.cross_validated_r2`).
 
     Args:
         counts: (trials, T, neurons) spike counts.

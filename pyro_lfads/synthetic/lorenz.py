@@ -23,8 +23,8 @@ import numpy as np
 from pyro_lfads.data import LFADSDataset, Split
 from pyro_lfads.errors import InputError
 
-from .arguments import check_float, check_int, train_count
-from .observations import OBSERVATIONS, draw_observations
+from pyro_lfads.synthetic.arguments import check_float, check_int, train_count
+from pyro_lfads.synthetic.observations import OBSERVATIONS, draw_observations
 
 LORENZ_SIGMA = 10.0
 LORENZ_RHO = 28.0

@@ -9,7 +9,7 @@ bins earlier (so neural activity leads behaviour, as in motor cortex), stands
 for hand velocity (velocity R2). Conditions share their Lorenz trajectory, so
 condition-averaged rates have a truth too (PSTH R2).
 
-Layout (the LFADS / NLB convention of :mod:`pyro_lfads.nlb`), per split:
+Layout (the LFADS / NLB convention of :mod:`pyro_lfads.data.nlb`), per split:
     encod_data  (trials, n_time, n_heldin)                     held-in spikes
     recon_data  (trials, n_time + n_forward, n_heldin + n_heldout)  held-in first, observed bins first
     truth       like recon_data, rates in spikes/s (conversion_factor = 1000 / bin_ms)
@@ -23,9 +23,9 @@ import numpy as np
 
 from pyro_lfads.data import LFADSDataset, Split
 
-from .arguments import check_float, check_int, train_count
-from .lorenz import lorenz_latents, split_trials
-from .observations import draw_observations
+from pyro_lfads.synthetic.arguments import check_float, check_int, train_count
+from pyro_lfads.synthetic.lorenz import lorenz_latents, split_trials
+from pyro_lfads.synthetic.observations import draw_observations
 
 
 def make_nlb_lorenz_dataset(

@@ -22,8 +22,8 @@ import numpy as np
 from pyro_lfads.data import LFADSDataset
 from pyro_lfads.errors import InputError
 
-from .arguments import check_int
-from .lorenz import assemble_dataset, check_lorenz_arguments, lorenz_latents, observe_lorenz, split_trials
+from pyro_lfads.synthetic.arguments import check_int
+from pyro_lfads.synthetic.lorenz import assemble_dataset, check_lorenz_arguments, lorenz_latents, observe_lorenz, split_trials
 
 DEFAULT_NEURONS = (20, 24, 28, 32, 36)
 

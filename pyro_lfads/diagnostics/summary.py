@@ -7,7 +7,7 @@ Writes into RUN_DIR:
 
 The summary (also returned) holds the PSIS k-hat distribution of the
 importance weights per trial, the ELBO and IWAE estimates of log p(x) per
-trial (nats) and the posterior predictive checks (:mod:`pyro_lfads.ppc`).
+trial (nats) and the posterior predictive checks (:mod:`pyro_lfads.diagnostics.predictive_checks`).
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import LFADSDataset
-from .diagnostics import elbo_per_trial, iwae_per_trial, log_importance_weights, pareto_khat, to_inference_data
-from .errors import InputError
-from .files import atomic_path
-from .ppc import PPCResult, posterior_predictive_checks
-from .run import load_fitted, require_single_session, run_bins
+from pyro_lfads.data import LFADSDataset
+from pyro_lfads.diagnostics.importance import elbo_per_trial, iwae_per_trial, log_importance_weights, pareto_khat, to_inference_data
+from pyro_lfads.errors import InputError
+from pyro_lfads.data.atomic_files import atomic_path
+from pyro_lfads.diagnostics.predictive_checks import PPCResult, posterior_predictive_checks
+from pyro_lfads.fitting.run import load_fitted, require_single_session, run_bins
 
 INFERENCE_DATA_FILE, DIAGNOSTICS_FILE = "inference_data.nc", "diagnostics.json"
 DEFAULT_DRAWS, DEFAULT_IMPORTANCE_SAMPLES = 20, 200

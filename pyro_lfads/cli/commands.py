@@ -12,19 +12,19 @@ import time
 import warnings
 from pathlib import Path
 
-from .cli_parser import build_parser
-from .errors import InputError
+from pyro_lfads.cli.parser import build_parser
+from pyro_lfads.errors import InputError
 
 
 def cmd_synth(args) -> None:
-    from .data import save_dataset
-    from .nlb import save_nlb_tensors
-    from .synthetic.calcium import make_calcium_dataset
-    from .synthetic.chaotic_rnn import make_chaotic_rnn_dataset, make_pulse_dataset
-    from .synthetic.integrate_to_bound import make_integrate_to_bound_dataset
-    from .synthetic.lorenz import make_lorenz_dataset
-    from .synthetic.lorenz_nlb import make_nlb_lorenz_dataset
-    from .synthetic.multisession import make_multisession_datasets
+    from pyro_lfads.data import save_dataset
+    from pyro_lfads.data.nlb import save_nlb_tensors
+    from pyro_lfads.synthetic.calcium import make_calcium_dataset
+    from pyro_lfads.synthetic.chaotic_rnn import make_chaotic_rnn_dataset, make_pulse_dataset
+    from pyro_lfads.synthetic.integrate_to_bound import make_integrate_to_bound_dataset
+    from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
+    from pyro_lfads.synthetic.lorenz_nlb import make_nlb_lorenz_dataset
+    from pyro_lfads.synthetic.multisession import make_multisession_datasets
 
     if args.likelihood != "poisson" and args.system != "lorenz":
         raise InputError(f"--likelihood: applies to 'synth lorenz' only, not {args.system}")
@@ -61,7 +61,7 @@ def cmd_synth(args) -> None:
 
 def _write_sessions(sessions, out: Path) -> None:
     """Write each session to OUT's stem + _session{k} + OUT's suffix."""
-    from .data import save_dataset
+    from pyro_lfads.data import save_dataset
 
     for k, dataset in enumerate(sessions):
         path = out.with_name(f"{out.stem}_session{k}{out.suffix}")
@@ -72,8 +72,8 @@ def _write_sessions(sessions, out: Path) -> None:
 
 
 def cmd_from_nwb(args) -> None:
-    from .data import save_dataset
-    from .nwb import load_nwb
+    from pyro_lfads.data import save_dataset
+    from pyro_lfads.data.nwb import load_nwb
 
     dataset = load_nwb(args.nwb_file, bin_ms=args.bin_ms, align_to=args.align_to, window_ms=tuple(args.window_ms),
                        forward_ms=args.forward_ms, behavior=args.behavior, condition=args.condition,
@@ -86,7 +86,7 @@ def cmd_from_nwb(args) -> None:
 
 
 def _config_for(args):
-    from .config import LFADSConfig
+    from pyro_lfads.config import LFADSConfig
 
     config = LFADSConfig.from_yaml(args.config) if args.config else LFADSConfig()
     overrides = (("max_epochs", args.max_epochs), ("seed", args.seed), ("likelihood", args.likelihood))
@@ -95,10 +95,10 @@ def _config_for(args):
 
 
 def cmd_fit(args) -> None:
-    from .data import load_dataset
-    from .models.likelihoods import LIKELIHOODS
-    from .run import read_run, run_sessions
-    from .train import check_device, fit
+    from pyro_lfads.data import load_dataset
+    from pyro_lfads.models.likelihoods import LIKELIHOODS
+    from pyro_lfads.fitting.run import read_run, run_sessions
+    from pyro_lfads.fitting.train import check_device, fit
 
     check_device(args.device)
     if args.resume is not None:
@@ -129,10 +129,10 @@ STOP_WORDS = {"plateau": "plateau, no progress of the validation objective for t
 
 
 def cmd_tune(args) -> None:
-    from .config import LFADSConfig
-    from .data import load_dataset
-    from .models.likelihoods import LIKELIHOODS
-    from .tune import METRIC, require_ray, tune
+    from pyro_lfads.config import LFADSConfig
+    from pyro_lfads.data import load_dataset
+    from pyro_lfads.models.likelihoods import LIKELIHOODS
+    from pyro_lfads.extensions.tune import METRIC, require_ray, tune
 
     require_ray()
     config = LFADSConfig.from_yaml(args.config) if args.config else LFADSConfig()
@@ -162,9 +162,9 @@ def data_paths(patterns: list[str]) -> list[Path]:
 
 
 def cmd_posterior(args) -> None:
-    from .posterior import write_posterior
-    from .run import run_sessions
-    from .train import check_device
+    from pyro_lfads.fitting.posterior import write_posterior
+    from pyro_lfads.fitting.run import run_sessions
+    from pyro_lfads.fitting.train import check_device
 
     check_device(args.device)
     paths = write_posterior(args.run_dir, run_sessions(args.run_dir), samples=args.samples, device=args.device,
@@ -173,8 +173,8 @@ def cmd_posterior(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluate import evaluate_run
-    from .run import read_run
+    from pyro_lfads.evaluation.table import evaluate_run
+    from pyro_lfads.fitting.run import read_run
 
     n_sessions = len(read_run(args.run_dir)[1].session_infos())
     sessions = [args.session] if args.session is not None else range(n_sessions)
@@ -210,14 +210,14 @@ def _cell(value) -> str:
 
 
 def cmd_decode(args) -> None:
-    from .decode import decode_run
+    from pyro_lfads.evaluation.decoding import decode_run
 
     print(json.dumps(decode_run(args.run_dir, source=args.source, lag_bins=args.lag_bins, session=args.session)))
 
 
 def cmd_diagnose(args) -> None:
-    from .diagnose import diagnose_run
-    from .train import check_device
+    from pyro_lfads.diagnostics.summary import diagnose_run
+    from pyro_lfads.fitting.train import check_device
 
     check_device(args.device)
     summary = diagnose_run(args.run_dir, samples=args.samples, importance_samples=args.importance_samples,
@@ -226,8 +226,8 @@ def cmd_diagnose(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from .report import write_report
-    from .train import check_device
+    from pyro_lfads.diagnostics.report import write_report
+    from pyro_lfads.fitting.train import check_device
 
     check_device(args.device)
     index = write_report(args.run_dir, out=args.out, bin_ms=args.bin_ms, device=args.device,
@@ -236,7 +236,7 @@ def cmd_report(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from .demo import run_demo
+    from pyro_lfads.cli.demo import run_demo
 
     run_demo(args.out, device=args.device, max_epochs=args.max_epochs, progress=not args.quiet)
 
@@ -261,6 +261,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

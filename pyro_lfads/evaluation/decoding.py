@@ -1,6 +1,6 @@
 """``pyro-lfads decode``: a ridge decoder of behaviour from a fitted run's rates or factors.
 
-The decoder (:func:`pyro_lfads.metrics.fit_velocity_decoder`, penalty chosen by
+The decoder (:func:`pyro_lfads.evaluation.metrics.fit_velocity_decoder`, penalty chosen by
 cross-validation over training trials) is fitted on the training trials'
 posterior means over the observed bins, and scored on the validation trials.
 """
@@ -12,12 +12,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import InputError
-from .files import atomic_path
-from .metrics import fit_velocity_decoder, velocity_r2
-from .posterior import read_posterior
-from .run import run_bins, session_file
-from .scoring import Layout
+from pyro_lfads.errors import InputError
+from pyro_lfads.data.atomic_files import atomic_path
+from pyro_lfads.evaluation.metrics import fit_velocity_decoder, velocity_r2
+from pyro_lfads.fitting.posterior import read_posterior
+from pyro_lfads.fitting.run import run_bins, session_file
+from pyro_lfads.evaluation.nlb_figures import Layout
 
 DECODING_FILE = "decoding.h5"
 SOURCES = {"rates": "output_params", "factors": "factors"}

@@ -22,11 +22,11 @@ import numpy as np
 import pyro
 import torch
 
-from . import __version__
-from .config import LFADSConfig
-from .data import LFADSDataset, Split, as_sessions, load_dataset
-from .errors import InputError
-from .files import atomic_path
+from pyro_lfads.version import __version__
+from pyro_lfads.config import LFADSConfig
+from pyro_lfads.data import LFADSDataset, Split, as_sessions, load_dataset
+from pyro_lfads.errors import InputError
+from pyro_lfads.data.atomic_files import atomic_path
 
 CONFIG_FILE, INFO_FILE, CURVE_FILE = "config.yaml", "run.json", "training_curve.jsonl"
 LAST, BEST = "checkpoints/last.pt", "checkpoints/best.pt"
@@ -92,8 +92,8 @@ def dataset_sha256(dataset: LFADSDataset) -> str:
 
 def build_model_and_guide(config: LFADSConfig, info: RunInfo):
     """A fresh (model, guide) pair for data of the shapes in ``info``."""
-    from .guides.lfads import LFADSGuide
-    from .models.lfads import LFADSModel
+    from pyro_lfads.guides.lfads import LFADSGuide
+    from pyro_lfads.models.lfads import LFADSModel
 
     sessions = info.session_infos()
     if len(sessions) == 1:

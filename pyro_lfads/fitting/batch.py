@@ -8,7 +8,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from .data import Split
+from pyro_lfads.data import Split
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Batch:
         n_time: T, the bins the generator runs (recon_data's when present).
         recon_weight: (B, T, N) weight of each entry of recon_data in the
             likelihood, 0 for unscored entries; None weighs all by 1 (see
-            :mod:`pyro_lfads.masking`).
+            :mod:`pyro_lfads.fitting.masking`).
         session: which recording session the trials come from (0 for
             single-session data): it picks the session's read-in and read-out.
         encoder_repeats: each row of ``encod_data`` stands for this many

@@ -17,16 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import LFADSConfig
-from .data import save_dataset
-from .diagnose import diagnose_run
-from .evaluate import evaluate_run
-from .scoring import baseline_rates
-from .plots import plot_rates
-from .posterior import read_posterior, write_posterior
-from .report import write_report
-from .synthetic.lorenz import make_lorenz_dataset
-from .train import fit
+from pyro_lfads.config import LFADSConfig
+from pyro_lfads.data import save_dataset
+from pyro_lfads.diagnostics.summary import diagnose_run
+from pyro_lfads.evaluation.table import evaluate_run
+from pyro_lfads.evaluation.nlb_figures import baseline_rates
+from pyro_lfads.diagnostics.figures import plot_rates
+from pyro_lfads.fitting.posterior import read_posterior, write_posterior
+from pyro_lfads.diagnostics.report import write_report
+from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
+from pyro_lfads.fitting.train import fit
 
 DEMO_CONFIG = LFADSConfig(co_dim=0)
 

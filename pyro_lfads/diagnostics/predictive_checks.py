@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import r2_score
 
-from .metrics import smooth_over_time
-from .scoring import DEFAULT_PSTH_SIGMA_BINS
+from pyro_lfads.evaluation.metrics import smooth_over_time
+from pyro_lfads.evaluation.nlb_figures import DEFAULT_PSTH_SIGMA_BINS
 
 #: Bins of the value histogram of real-valued data.
 REAL_VALUE_BINS = 20

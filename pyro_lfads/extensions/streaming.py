@@ -29,10 +29,10 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .batch import Batch, split_batch
-from .errors import InputError
-from .models.likelihoods import CalciumLikelihood, GaussianLikelihood, NegativeBinomialLikelihood, PoissonLikelihood
-from .run import load_fitted
+from pyro_lfads.fitting.batch import Batch, split_batch
+from pyro_lfads.errors import InputError
+from pyro_lfads.models.likelihoods import CalciumLikelihood, GaussianLikelihood, NegativeBinomialLikelihood, PoissonLikelihood
+from pyro_lfads.fitting.run import load_fitted
 
 #: Likelihoods whose rates are exp(readout(f)); the Gaussian's are readout(f) itself.
 _EXP_READOUT = (PoissonLikelihood, NegativeBinomialLikelihood, CalciumLikelihood)
@@ -96,7 +96,7 @@ class StreamingLFADS:
 
     Args:
         model, guide: a causal model/guide pair (``config.causal``), e.g. from
-            :func:`pyro_lfads.run.load_fitted`; they are put in eval mode.
+            :func:`pyro_lfads.fitting.run.load_fitted`; they are put in eval mode.
         streams: S, the concurrent streams (trials running at once, each with its own state).
         session: the recording session of a stitched model whose neurons the streams carry.
 

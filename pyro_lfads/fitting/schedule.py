@@ -21,7 +21,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .config import LFADSConfig
+from pyro_lfads.config import LFADSConfig
 
 #: The fewest optimiser steps an epoch takes; smaller data sets get smaller batches.
 MIN_STEPS_PER_EPOCH = 4

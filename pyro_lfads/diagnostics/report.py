@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plots
-from .data import LFADSDataset
-from .diagnose import INFERENCE_DATA_FILE, diagnose_run, predictive_checks, read_diagnostics
-from .metrics import rate_r2
-from .files import atomic_path
-from .run import BEST, read_run, read_training_curve, require_single_session, run_bins
+from pyro_lfads.diagnostics import figures as plots
+from pyro_lfads.data import LFADSDataset
+from pyro_lfads.diagnostics.summary import INFERENCE_DATA_FILE, diagnose_run, predictive_checks, read_diagnostics
+from pyro_lfads.evaluation.metrics import rate_r2
+from pyro_lfads.data.atomic_files import atomic_path
+from pyro_lfads.fitting.run import BEST, read_run, read_training_curve, require_single_session, run_bins
 
 REPORT_DIR = "report"
 

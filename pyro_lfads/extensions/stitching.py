@@ -29,8 +29,8 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 from sklearn.decomposition import PCA
 
-from .data import LFADSDataset
-from .errors import InputError
+from pyro_lfads.data import LFADSDataset
+from pyro_lfads.errors import InputError
 
 DEFAULT_SIGMA_BINS = 2.0
 

@@ -51,12 +51,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import LFADSConfig
-from .data import LFADSDataset, load_dataset, validate_dataset
-from .errors import InputError, TrainingDiverged
-from .masking import check_heldin_layout
-from .run import CONFIG_FILE, LAST, RunInfo, load_checkpoint, read_training_curve, save_checkpoint
-from .train import Trainer, check_device, new_trainer, validation_score
+from pyro_lfads.config import LFADSConfig
+from pyro_lfads.data import LFADSDataset, load_dataset, validate_dataset
+from pyro_lfads.errors import InputError, TrainingDiverged
+from pyro_lfads.fitting.masking import check_heldin_layout
+from pyro_lfads.fitting.run import CONFIG_FILE, LAST, RunInfo, load_checkpoint, read_training_curve, save_checkpoint
+from pyro_lfads.fitting.train import Trainer, check_device, new_trainer, validation_score
 
 INSTALL_HINT = 'tune needs Ray: pip install "pyro-lfads[tune]"'
 #: The objective every member reports, lower is better.
@@ -413,7 +413,7 @@ def _check_request(dataset, config, out, population, generations, epochs, cpus, 
 
 
 def _counts(config: LFADSConfig) -> bool:
-    from .models.likelihoods import LIKELIHOODS
+    from pyro_lfads.models.likelihoods import LIKELIHOODS
 
     return LIKELIHOODS[config.likelihood].support == "counts"
 
@@ -426,7 +426,7 @@ def _one_line(exc) -> str:
 # --- what is left in OUT --------------------------------------------------------------------
 def _write_outputs(grid, rows: list[dict], space: dict[str, Range], out: Path) -> TuneResult:
     """OUT/best from the member with the lowest best validation metric; the table; the figure."""
-    from .plots import plot_hyperparameter_trajectories
+    from pyro_lfads.diagnostics.figures import plot_hyperparameter_trajectories
 
     finals = [result for result in grid if result.checkpoint is not None]
     if not finals:

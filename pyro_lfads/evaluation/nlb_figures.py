@@ -1,6 +1,6 @@
 """The Neural Latents Benchmark figures of any method's rates on an LFADS data set.
 
-A data set in the LFADS / NLB layout (see :mod:`pyro_lfads.nlb`) tells what
+A data set in the LFADS / NLB layout (see :mod:`pyro_lfads.data.nlb`) tells what
 each entry is: the encoder reads ``encod_data`` (trials, T, N_in); the
 reconstruction target ``recon_data`` (trials, T + T_fwd, N_in + N_out) adds
 held-out neurons after the held-in ones and forward-prediction bins after the
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data import LFADSDataset
-from .errors import InputError
-from .metrics import bits_per_spike, co_bps, condition_psth, fp_bps, psth_r2, rate_r2, rate_r2_per_neuron, velocity_r2
+from pyro_lfads.data import LFADSDataset
+from pyro_lfads.errors import InputError
+from pyro_lfads.evaluation.metrics import bits_per_spike, co_bps, condition_psth, fp_bps, psth_r2, rate_r2, rate_r2_per_neuron, velocity_r2
 
 #: 50 ms at 10 ms bins, the NLB PSTH smoothing width.
 DEFAULT_PSTH_SIGMA_BINS = 5.0
@@ -91,7 +91,7 @@ def baseline_rates(method: str, dataset: LFADSDataset, *, seed: int = 0) -> tupl
     (GPFA latents of the held-in spikes); both reach held-out neurons and
     forward bins through Poisson GLMs fitted on the training trials.
     """
-    from .baselines import GPFABaseline, SmoothingBaseline
+    from pyro_lfads.evaluation.baselines import GPFABaseline, SmoothingBaseline
 
     if method not in BASELINES:
         raise InputError(f"baseline: {method!r} is not one of {', '.join(BASELINES)}")

@@ -8,13 +8,13 @@ import numpy as np
 import torch
 from sklearn.metrics import r2_score
 
-from .data import LFADSDataset
-from .models.likelihoods import LIKELIHOODS
-from .metrics import bits_per_spike, poisson_nll, rate_r2, rate_r2_per_neuron
-from .posterior import read_posterior
-from .run import load_fitted, read_run, run_bins
-from .scoring import BASELINES, DEFAULT_PSTH_SIGMA_BINS, baseline_rates, score_rates
-from .train import evaluate_elbo
+from pyro_lfads.data import LFADSDataset
+from pyro_lfads.models.likelihoods import LIKELIHOODS
+from pyro_lfads.evaluation.metrics import bits_per_spike, poisson_nll, rate_r2, rate_r2_per_neuron
+from pyro_lfads.fitting.posterior import read_posterior
+from pyro_lfads.fitting.run import load_fitted, read_run, run_bins
+from pyro_lfads.evaluation.nlb_figures import BASELINES, DEFAULT_PSTH_SIGMA_BINS, baseline_rates, score_rates
+from pyro_lfads.fitting.train import evaluate_elbo
 
 
 def heldout_elbo(run_dir: str | Path, dataset: LFADSDataset, passes: int = 10, device: str = "cpu",
@@ -36,7 +36,7 @@ def evaluate_run(run_dir: str | Path, dataset: LFADSDataset | None = None, *,
 
     Returns ``{"lfads": {...}, "smoothing": {...}, "gpfa": {...}}`` (the
     baselines named in ``baselines``, for count data only). For count data
-    every method has the figures of :func:`pyro_lfads.scoring.score_rates`
+    every method has the figures of :func:`pyro_lfads.evaluation.nlb_figures.score_rates`
     that the data allows (``co_bps``, ``fp_bps``, ``vel_r2``, ``psth_r2``,
     ``heldin_bps``, ``rate_r2``, ``rate_r2_per_neuron``). LFADS also has
     ``likelihood``, ``n_valid_trials``, ``elbo_per_trial`` (held-out ELBO,

@@ -35,7 +35,7 @@ import numpy as np
 from pyro_lfads.data import (LFADSDataset, check_hdf5_signature, dataset_from_arrays, fractional_problem,
                              validate_dataset)
 from pyro_lfads.errors import InputError
-from pyro_lfads.files import atomic_path
+from pyro_lfads.data.atomic_files import atomic_path
 
 #: LFADS split -> NLB split.
 NLB_SPLITS = {"train": "train", "valid": "eval"}

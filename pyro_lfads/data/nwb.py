@@ -3,7 +3,7 @@
 Spike times of the units table are counted in bins of ``bin_ms`` per trial,
 over ``[align + window_ms[0], align + window_ms[1] + forward_ms)`` with
 ``align`` a time column of the trials table. The data set follows the NLB
-conventions of ``pyro_lfads.nlb``: ``encod_data`` (trials, T, N_in) holds
+conventions of ``pyro_lfads.data.nlb``: ``encod_data`` (trials, T, N_in) holds
 the held-in units over the T observed bins; ``recon_data`` (trials,
 T + T_fwd, N_in + N_out) holds held-in then held-out units, observed then
 forward bins; extras ``{split}_behavior`` (trials, T, B) float32 and
@@ -24,7 +24,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pyro_lfads.binning import WINDOW_TOLERANCE, align_windows, bin_spike_times, resample_to_bins
+from pyro_lfads.data.binning import WINDOW_TOLERANCE, align_windows, bin_spike_times, resample_to_bins
 from pyro_lfads.data import LFADSDataset, dataset_from_arrays
 from pyro_lfads.errors import InputError
 

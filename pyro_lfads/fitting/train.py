@@ -9,13 +9,13 @@ where ELBO_w is Pyro's ELBO with the latent sites' log densities scaled by w
 (``poutine.scale`` inside the model and guide, so the KL term is w * KL) and
 L2 is the penalty on the recurrent weights. From step ``ramp_steps`` on
 (``kl_ramp_epochs`` epochs), w = 1 and the ELBO is the true one. Batch size,
-ramp, learning-rate decay and the stop on a plateau follow :mod:`pyro_lfads.schedule`.
+ramp, learning-rate decay and the stop on a plateau follow :mod:`pyro_lfads.fitting.schedule`.
 
 With coordinated dropout (``coordinated_dropout_rate`` > 0) the training ELBO scores only the
 held-in entries the encoder did not see; with sample validation
 (``sv_rate`` > 0) a fixed subset of entries is never seen nor scored, and
 their cost on the validation trials picks the best checkpoint (see
-:mod:`pyro_lfads.masking`). The validation ELBO never uses coordinated dropout.
+:mod:`pyro_lfads.fitting.masking`). The validation ELBO never uses coordinated dropout.
 """
 
 from __future__ import annotations
@@ -34,16 +34,16 @@ import torch
 from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
-from .batch import iterate_batches, iterate_session_batches
-from .config import LFADSConfig
-from .data import LFADSDataset, Split, as_sessions, validate_dataset
-from .errors import InputError, TrainingDiverged
-from .masking import TrainingSplits, check_heldin_layout, coordinated_dropout
-from .run import (BEST, CURVE_FILE, LAST, RunInfo, build_model_and_guide, load_checkpoint, load_weights, same_run,
+from pyro_lfads.fitting.batch import iterate_batches, iterate_session_batches
+from pyro_lfads.config import LFADSConfig
+from pyro_lfads.data import LFADSDataset, Split, as_sessions, validate_dataset
+from pyro_lfads.errors import InputError, TrainingDiverged
+from pyro_lfads.fitting.masking import TrainingSplits, check_heldin_layout, coordinated_dropout
+from pyro_lfads.fitting.run import (BEST, CURVE_FILE, LAST, RunInfo, build_model_and_guide, load_checkpoint, load_weights, same_run,
                   save_checkpoint, write_run_files)
-from .schedule import PlateauRule, epoch_batch_size, ramp_steps, ramp_weight, steps_per_epoch
-from .stitching import check_sessions, initialise_sessions
-from .traces import guide_and_model_traces
+from pyro_lfads.fitting.schedule import PlateauRule, epoch_batch_size, ramp_steps, ramp_weight, steps_per_epoch
+from pyro_lfads.extensions.stitching import check_sessions, initialise_sessions
+from pyro_lfads.fitting.objective import guide_and_model_traces
 
 
 #: Steps in a row with a non-finite loss or gradient after which training stops.
@@ -249,7 +249,7 @@ class Trainer:
                       "max_epochs" if st.epoch >= cfg.max_epochs else "")
 
     def fit(self) -> TrainerState:
-        """Train until the validation objective stops improving (see :mod:`pyro_lfads.schedule`), the
+        """Train until the validation objective stops improving (see :mod:`pyro_lfads.fitting.schedule`), the
         learning rate reaches lr_min, or max_epochs; returns the final state."""
         cfg, st = self.config, self.state
         bar = tqdm(total=cfg.max_epochs, initial=st.epoch, desc="fit", unit="epoch",
@@ -352,7 +352,7 @@ def fit(data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig, run_di
     ``data`` is one data set, or a list of sessions (each its own neurons, the
     same bins) to stitch into one model (Methods 1.8): each session gets a
     read-in and a read-out, initialised by principal-components regression
-    (:mod:`pyro_lfads.stitching`); everything else is shared.
+    (:mod:`pyro_lfads.extensions.stitching`); everything else is shared.
 
     If ``run_dir`` already holds this very run (same config and data), training
     continues from its last checkpoint. A different run there is refused unless
@@ -400,7 +400,7 @@ def new_trainer(sessions: list[LFADSDataset], config: LFADSConfig, info: RunInfo
 
 
 def _likelihood_support(config: LFADSConfig) -> str:
-    from .models.likelihoods import LIKELIHOODS
+    from pyro_lfads.models.likelihoods import LIKELIHOODS
     return LIKELIHOODS[config.likelihood].support
 
 

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 from scipy.special import logsumexp
 
-from .batch import split_batch
-from .data import Split
-from .models.likelihoods import LIKELIHOODS
-from .traces import guide_and_model_traces
+from pyro_lfads.fitting.batch import split_batch
+from pyro_lfads.data import Split
+from pyro_lfads.models.likelihoods import LIKELIHOODS
+from pyro_lfads.fitting.objective import guide_and_model_traces
 
 
 def _log_density(trace) -> torch.Tensor:

@@ -6,7 +6,7 @@ of rates, factors, generator states, inferred inputs and g0 are kept. The S
 samples of a trial are drawn in one vectorised pass: the batch holds each
 trial S times (its encoders read it once). The draw is Predictive's, written
 out: one trace of the guide and the model replayed on it
-(:func:`pyro_lfads.traces.posterior_draw`); ``Predictive`` itself runs each
+(:func:`pyro_lfads.fitting.objective.posterior_draw`); ``Predictive`` itself runs each
 program three times per call (twice to learn plate nesting and site shapes),
 which made posterior averaging three times slower. Trials go in chunks of at
 most ``max_rows`` trial-samples, and each chunk is written straight into the
@@ -40,12 +40,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .batch import split_batch
-from .data import LFADSDataset, Split, as_sessions
-from .errors import InputError
-from .files import atomic_path
-from .run import load_fitted, session_file
-from .traces import posterior_draw
+from pyro_lfads.fitting.batch import split_batch
+from pyro_lfads.data import LFADSDataset, Split, as_sessions
+from pyro_lfads.errors import InputError
+from pyro_lfads.data.atomic_files import atomic_path
+from pyro_lfads.fitting.run import load_fitted, session_file
+from pyro_lfads.fitting.objective import posterior_draw
 
 POSTERIOR_FILE = "posterior.h5"
 SAMPLED_SITES = {"rates": "output_params", "factors": "factors", "gen_states": "gen_states", "u": "co",

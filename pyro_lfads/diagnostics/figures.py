@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
-from pyro_lfads.files import atomic_path  # noqa: E402
+from pyro_lfads.data.atomic_files import atomic_path  # noqa: E402
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -276,12 +276,12 @@ def plot_input_recovery(inferred: np.ndarray, true: np.ndarray, path: str | Path
 
     ``inferred`` (trials, time, U) posterior means, ``true`` (trials, time, 1). The inferred inputs
     are mapped onto the true one by least squares (sign, scale and offset, as
-    :func:`pyro_lfads.metrics.input_r2`). Left: the mapped and true inputs of a few trials over time.
+    :func:`pyro_lfads.evaluation.metrics.input_r2`). Left: the mapped and true inputs of a few trials over time.
     Right: all bins, true against mapped, with the R2.
     """
     from sklearn.metrics import r2_score
 
-    from .metrics import affine_map
+    from pyro_lfads.evaluation.metrics import affine_map
 
     mapped, y = affine_map(inferred, true[:, :, :1])[:, :, 0], true[:, :, 0].ravel()
     fig = plt.figure(figsize=(12, 2.2 * len(trials) + 0.6))

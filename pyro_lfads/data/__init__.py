@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from pyro_lfads.errors import InputError
-from pyro_lfads.files import atomic_path
+from pyro_lfads.data.atomic_files import atomic_path
 
 SPLITS = ("train", "valid")
 
@@ -65,7 +65,7 @@ class Split:
         recon_mask: (trials, time, neurons) bool, the entries of recon_data
             the likelihood scores; None scores all. Never read from or
             written to files: training sets it for sample validation
-            (:mod:`pyro_lfads.masking`).
+            (:mod:`pyro_lfads.fitting.masking`).
     """
 
     encod_data: np.ndarray
@@ -132,7 +132,7 @@ def load_dataset(
 
     The layout is that of the original LFADS and of lfads-torch. An HDF5
     file of Neural Latents Benchmark tensors (``train_spikes_heldin``, ...)
-    is read with :func:`pyro_lfads.nlb.load_nlb_tensors` instead. Required:
+    is read with :func:`pyro_lfads.data.nlb.load_nlb_tensors` instead. Required:
     ``train_encod_data``, ``train_recon_data``, ``valid_encod_data`` and
     ``valid_recon_data``, or the older ``train_data`` and ``valid_data`` (then
     encod = recon = that array, one shared object). Shapes:
@@ -170,7 +170,7 @@ def load_dataset(
     """
     source = str(path)
     _check_options(source, support, min_time_bins)
-    from pyro_lfads.nlb import is_nlb_file, load_nlb_tensors  # nlb builds on this module
+    from pyro_lfads.data.nlb import is_nlb_file, load_nlb_tensors  # nlb builds on this module
 
     if is_nlb_file(path):
         dataset = load_nlb_tensors(path)

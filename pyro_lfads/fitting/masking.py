@@ -27,10 +27,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .batch import Batch
-from .config import LFADSConfig
-from .data import LFADSDataset, Split
-from .errors import InputError
+from pyro_lfads.fitting.batch import Batch
+from pyro_lfads.config import LFADSConfig
+from pyro_lfads.data import LFADSDataset, Split
+from pyro_lfads.errors import InputError
 
 
 def check_heldin_layout(dataset: LFADSDataset) -> None:

@@ -413,7 +413,7 @@ class GPFABaseline(NLBBaseline):
     """NLB's GPFA baseline: GPFA latents of the held-in spikes as GLM features.
 
     The latents are the orthonormalised posterior means of
-    :class:`pyro_lfads.gpfa.GPFA` fitted to the training held-in spikes. All
+    :class:`pyro_lfads.evaluation.gpfa.GPFA` fitted to the training held-in spikes. All
     rates, held-in ones included, come from Poisson GLMs of the latents (GPFA's
     own reconstruction lives in square-root-count space, not counts per bin).
 
@@ -433,7 +433,7 @@ class GPFABaseline(NLBBaseline):
         self.max_iter = max_iter
 
     def _fit_features(self, heldin: np.ndarray) -> None:
-        from pyro_lfads.gpfa import GPFA  # imported here so that this module does not need gpfa
+        from pyro_lfads.evaluation.gpfa import GPFA  # imported here so that this module does not need gpfa
 
         self.gpfa_ = GPFA(n_latents=self.n_latents, max_iter=self.max_iter, seed=self.seed, progress=False).fit(heldin)
 

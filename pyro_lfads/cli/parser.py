@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .config import LFADSConfig
-from .diagnose import DEFAULT_DRAWS, DEFAULT_IMPORTANCE_SAMPLES
-from .schedule import MIN_STEPS_PER_EPOCH
-from .synthetic.observations import OBSERVATIONS
+from pyro_lfads.config import LFADSConfig
+from pyro_lfads.diagnostics.summary import DEFAULT_DRAWS, DEFAULT_IMPORTANCE_SAMPLES
+from pyro_lfads.fitting.schedule import MIN_STEPS_PER_EPOCH
+from pyro_lfads.synthetic.observations import OBSERVATIONS
 
 def _int_at_least(minimum: int):
     """An argparse type: an integer >= minimum, with a one-line message otherwise."""
@@ -62,7 +62,7 @@ def _add_bin_ms(parser: argparse.ArgumentParser) -> None:
 
 def _baseline_list(text: str) -> tuple[str, ...]:
     """An argparse type: comma-separated baseline names, or 'none'."""
-    from .scoring import BASELINES
+    from pyro_lfads.evaluation.nlb_figures import BASELINES
 
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     if names == ("none",):

@@ -1,0 +1,1 @@
+"""Diagnostics: importance weights, posterior predictive checks, InferenceData, figures and the report."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, baselines (smoothing, GPFA), behaviour decoders and the ``evaluate`` table."""
