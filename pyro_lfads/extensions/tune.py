@@ -422,7 +422,7 @@ def _counts(config: LFADSConfig) -> bool:
 # --- what is left in OUT --------------------------------------------------------------------
 def _write_outputs(grid, rows: list[dict], space: dict[str, Range], out: Path) -> TuneResult:
     """OUT/best from the member with the lowest best validation metric; the table; the figure."""
-    from pyro_lfads.diagnostics.check_figures import plot_hyperparameter_trajectoriesNone
+    from pyro_lfads.diagnostics.check_figures import plot_hyperparameter_trajectories
 
     finals = [result for result in grid if result.checkpoint is not None]
     if not finals:
