@@ -44,7 +44,7 @@ from sklearn.linear_model import LinearRegression
 
 import pyro_lfads
 from pyro_lfads.evaluation.metrics import cross_session_consistency, cross_validated_r2, rate_r2
-from pyro_lfads.diagnostics.figures import plot_session_factors
+from pyro_lfads.diagnostics.rate_figures import plot_session_factors
 from pyro_lfads.synthetic.multisession import DEFAULT_NEURONS, make_multisession_datasets
 
 N_CONDITIONS = 20

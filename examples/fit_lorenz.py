@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 import pyro_lfads
-from pyro_lfads.diagnostics.figures import plot_rates
+from pyro_lfads.diagnostics.rate_figures import plot_rates
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
 
 

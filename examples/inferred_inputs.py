@@ -23,7 +23,7 @@ import numpy as np
 import pyro_lfads
 from pyro_lfads.fitting.run import run_dataset
 from pyro_lfads.evaluation.metrics import input_r2, pulse_time_errors_ms
-from pyro_lfads.diagnostics.figures import plot_input_recovery, plot_pulse_aligned_inputs
+from pyro_lfads.diagnostics.input_figures import plot_input_recovery, plot_pulse_aligned_inputs
 from pyro_lfads.synthetic.chaotic_rnn import make_pulse_dataset
 from pyro_lfads.synthetic.integrate_to_bound import FIT_CONFIG as ITB_FIT_CONFIG
 from pyro_lfads.synthetic.integrate_to_bound import make_integrate_to_bound_dataset

@@ -27,7 +27,7 @@ import torch
 
 import pyro_lfads
 from pyro_lfads.evaluation.metrics import rate_r2
-from pyro_lfads.diagnostics.figures import plot_streaming_replay
+from pyro_lfads.diagnostics.check_figures import plot_streaming_replay
 from pyro_lfads.fitting.run import load_fitted, run_dataset
 from pyro_lfads.extensions.streaming import StreamingLFADS, split_mean_path
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset

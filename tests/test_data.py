@@ -16,6 +16,7 @@ from pyro_lfads.data import (
     LFADSDataset,
     Split,
     dataset_from_arrays,
+    ensure_valid,
     load_dataset,
     save_dataset,
     validate_dataset,
@@ -550,3 +551,66 @@ def test_load_returns_valid_dataset_or_raises_input_error(arrays, suffix, trunca
         resaved = Path(directory) / f"again{suffix}"
         save_dataset(dataset, resaved)
         assert_same(dataset, load_dataset(resaved, support=support, min_time_bins=min_time_bins))
+
+
+def test_a_validated_data_set_is_not_checked_again_until_what_it_holds_changes(tmp_path, monkeypatch):
+    import pyro_lfads.data.validation as validation
+
+    path = tmp_path / "data.h5"
+    save_dataset(make_dataset(True, True), path)
+    dataset = load_dataset(path, support="counts", min_time_bins=10)
+    checks = []
+    original = validation.check_dataset
+    monkeypatch.setattr(validation, "check_dataset", lambda *args: checks.append(args[1:3]) or original(*args))
+    # Covered by the load's validation: the same settings, a weaker support, fewer time bins.
+    for support, min_time_bins in (("counts", 10), ("nonnegative", None), ("real", 5)):
+        ensure_valid(dataset, support=support, min_time_bins=min_time_bins)
+    assert checks == []
+    # Not covered: a stricter support, more time bins; a failed check leaves the record as it was.
+    with pytest.raises(InputError, match=r"train_encod_data: \d+ values are 0, but support='positive'"):
+        ensure_valid(dataset, support="positive")
+    with pytest.raises(InputError, match="fewer than min_time_bins=13"):
+        ensure_valid(dataset, min_time_bins=13)
+    assert checks == [("positive", None), ("counts", 13)]
+    ensure_valid(dataset, min_time_bins=10)
+    assert len(checks) == 2
+    # Replacing an array (or an extra) makes the record stale: the next call checks again.
+    bad = dataset.valid.recon_data.copy()
+    bad[0, 0, 0] = -1.0
+    dataset.valid.recon_data = bad
+    with pytest.raises(InputError, match="valid_recon_data: 1 values are negative"):
+        ensure_valid(dataset)
+    dataset.valid.recon_data = np.abs(bad)
+    ensure_valid(dataset)
+    dataset.extras["train_more"] = np.zeros(3)
+    ensure_valid(dataset)
+    assert len(checks) == 5
+    # A data set built by hand carries no record until something validates it.
+    by_hand = LFADSDataset(train=dataset.train, valid=dataset.valid)
+    assert by_hand.validated is None
+    ensure_valid(by_hand)
+    assert by_hand.validated.support == "counts" and len(checks) == 6
+
+
+@pytest.mark.parametrize("layout", ["lfads", "nlb"])
+def test_load_dataset_opens_the_file_once_and_validates_once(tmp_path, monkeypatch, layout):
+    import pyro_lfads.data.loading as loading
+    import pyro_lfads.data.validation as validation
+
+    path = tmp_path / "data.h5"
+    if layout == "lfads":
+        save_dataset(make_dataset(True, False), path)
+    else:
+        rng = np.random.default_rng(0)
+        with h5py.File(path, "w") as handle:
+            for split in ("train", "eval"):
+                handle[f"{split}_spikes_heldin"] = rng.poisson(1.0, (4, 10, 3)).astype(np.float64)
+                handle[f"{split}_spikes_heldout"] = rng.poisson(1.0, (4, 10, 2)).astype(np.float64)
+    opened, checked = [], []
+    real_file, real_check = h5py.File, validation.check_dataset
+    monkeypatch.setattr(h5py, "File", lambda *args, **kwargs: opened.append(args[0]) or real_file(*args, **kwargs))
+    monkeypatch.setattr(loading, "check_dataset", lambda *args: checked.append(args[1]) or real_check(*args))
+    monkeypatch.setattr(validation, "check_dataset", lambda *args: checked.append(args[1]) or real_check(*args))
+    dataset = load_dataset(path, support="real")
+    assert opened == [path] and checked == ["real"]
+    assert dataset.validated.support == "real" and dataset.source == str(path)

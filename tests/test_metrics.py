@@ -369,3 +369,20 @@ def test_cross_session_consistency():
     close = [shared + 0.1 * rng.normal(size=shared.shape) for _ in range(3)]
     unrelated = [rng.normal(size=shared.shape) for _ in range(3)]
     assert cross_session_consistency(close) > 0.9 > 0.0 > cross_session_consistency(unrelated)
+
+
+def test_smooth_over_time_is_the_edge_normalised_kernel_mean_with_and_without_the_centre():
+    from pyro_lfads.evaluation.metrics import smooth_over_time
+
+    rng = np.random.default_rng(3)
+    spikes = rng.poisson(3.0, size=(2, 12, 3)).astype(np.float64)
+    sigma = 1.7
+    radius = int(np.ceil(4 * sigma))
+    for leave_centre_out in (False, True):
+        expected = np.zeros_like(spikes)
+        for t in range(12):
+            near = [s for s in range(12) if abs(s - t) <= radius and not (leave_centre_out and s == t)]
+            weights = np.exp(-0.5 * ((np.array(near) - t) / sigma) ** 2)
+            expected[:, t] = np.tensordot(spikes[:, near], weights, axes=([1], [0])) / weights.sum()
+        np.testing.assert_allclose(smooth_over_time(spikes, sigma, leave_centre_out=leave_centre_out), expected,
+                                   rtol=1e-12)

@@ -8,7 +8,10 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from pyro_lfads.diagnostics import figures as plots
+from pyro_lfads.diagnostics.check_figures import plot_khat, plot_ppc, plot_training_curves
+from pyro_lfads.diagnostics.input_figures import plot_inputs
+from pyro_lfads.diagnostics.rate_figures import (plot_factor_pcs, plot_raster, plot_rate_scatter, plot_rates,
+                                                 plot_session_factors)
 
 K, T, N = 6, 20, 5
 
@@ -34,7 +37,7 @@ def assert_png(path):
 def test_plot_raster(tmp_path, counts, with_truth):
     rates, spikes = counts
     extra = np.zeros((K, 4, N), dtype=spikes.dtype)  # spikes longer than rates: only T bins are shown
-    path = plots.plot_raster(np.concatenate([spikes, extra], axis=1), rates, tmp_path / "raster.png",
+    path = plot_raster(np.concatenate([spikes, extra], axis=1), rates, tmp_path / "raster.png",
                              truth=rates * 1.1 if with_truth else None, bin_ms=20.0)
     assert_png(path)
 
@@ -43,19 +46,19 @@ def test_plot_raster(tmp_path, counts, with_truth):
 def test_plot_factor_pcs(tmp_path, rng, n_factors, with_conditions):
     factors = rng.normal(size=(K, T, n_factors))
     conditions = np.arange(K) % 3 if with_conditions else None
-    assert_png(plots.plot_factor_pcs(factors, tmp_path / "pcs.png", conditions=conditions, max_trials=4))
+    assert_png(plot_factor_pcs(factors, tmp_path / "pcs.png", conditions=conditions, max_trials=4))
 
 
 def test_plot_factor_pcs_needs_two_factors(tmp_path, rng):
     with pytest.raises(ValueError, match="at least 2 factors"):
-        plots.plot_factor_pcs(rng.normal(size=(K, T, 1)), tmp_path / "pcs.png")
+        plot_factor_pcs(rng.normal(size=(K, T, 1)), tmp_path / "pcs.png")
 
 
 @pytest.mark.parametrize("with_options", [False, True])
 def test_plot_inputs(tmp_path, rng, with_options):
     inputs = rng.normal(size=(K, T, 2))
     options = dict(inputs_std=np.full_like(inputs, 0.3), truth=rng.normal(size=(K, T, 3))) if with_options else {}
-    assert_png(plots.plot_inputs(inputs, tmp_path / "inputs.png", trials=(0, 1), **options))
+    assert_png(plot_inputs(inputs, tmp_path / "inputs.png", trials=(0, 1), **options))
 
 
 def _records(n_epochs, with_sv):
@@ -72,19 +75,19 @@ def _records(n_epochs, with_sv):
 
 @pytest.mark.parametrize("with_sv", [False, True])
 def test_plot_training_curves(tmp_path, with_sv):
-    assert_png(plots.plot_training_curves(_records(5, with_sv), tmp_path / "curves.png"))
+    assert_png(plot_training_curves(_records(5, with_sv), tmp_path / "curves.png"))
 
 
 def test_plot_training_curves_empty(tmp_path):
     with pytest.raises(ValueError, match="no training records"):
-        plots.plot_training_curves([], tmp_path / "curves.png")
+        plot_training_curves([], tmp_path / "curves.png")
 
 
 @pytest.mark.parametrize("with_smoothed", [False, True])
 def test_plot_rate_scatter(tmp_path, counts, rng, with_smoothed):
     rates, _ = counts
     smoothed = rates + rng.normal(0, 0.1, rates.shape) if with_smoothed else None
-    path = plots.plot_rate_scatter(rates, rates * 0.9, tmp_path / "scatter.png", smoothed=smoothed, max_points=100)
+    path = plot_rate_scatter(rates, rates * 0.9, tmp_path / "scatter.png", smoothed=smoothed, max_points=100)
     assert_png(path)
 
 
@@ -101,26 +104,26 @@ def _ppc(rng, is_integer, with_fano, draws=7, conditions=3):
 
 
 def test_plot_ppc_counts(tmp_path, rng):
-    assert_png(plots.plot_ppc(_ppc(rng, is_integer=True, with_fano=True), tmp_path / "ppc.png"))
+    assert_png(plot_ppc(_ppc(rng, is_integer=True, with_fano=True), tmp_path / "ppc.png"))
 
 
 def test_plot_ppc_real_values_one_condition_two_neurons(tmp_path, rng):
     ppc = _ppc(rng, is_integer=False, with_fano=False, conditions=1)
     ppc.psth_observed, ppc.psth_replicated = ppc.psth_observed[..., :2], ppc.psth_replicated[..., :2]
-    assert_png(plots.plot_ppc(ppc, tmp_path / "ppc.png"))
+    assert_png(plot_ppc(ppc, tmp_path / "ppc.png"))
 
 
 def test_plot_khat(tmp_path, rng):
-    assert_png(plots.plot_khat(rng.uniform(-0.2, 1.2, size=40), tmp_path / "khat.png"))
+    assert_png(plot_khat(rng.uniform(-0.2, 1.2, size=40), tmp_path / "khat.png"))
 
 
 def test_plot_rates_unchanged(tmp_path, counts):
     rates, spikes = counts
-    assert_png(plots.plot_rates(spikes, rates, tmp_path / "rates.png", truth=rates, smoothed=rates))
+    assert_png(plot_rates(spikes, rates, tmp_path / "rates.png", truth=rates, smoothed=rates))
 
 
 def test_pulse_aligned_inputs_and_input_recovery_figures(tmp_path):
-    from pyro_lfads.diagnostics.figures import plot_input_recovery, plot_pulse_aligned_inputs
+    from pyro_lfads.diagnostics.input_figures import plot_input_recovery, plot_pulse_aligned_inputs
 
     rng = np.random.default_rng(0)
     inputs = rng.normal(0, 0.1, size=(8, 100, 1))
@@ -137,4 +140,4 @@ def test_pulse_aligned_inputs_and_input_recovery_figures(tmp_path):
 def test_plot_session_factors(tmp_path, rng, n_sessions):
     base = rng.normal(size=(6, T, 4))
     sessions = [base + 0.05 * rng.normal(size=base.shape) for _ in range(n_sessions)]
-    assert_png(plots.plot_session_factors(sessions, tmp_path / "sessions.png", conditions=(0, 2, 9)))
+    assert_png(plot_session_factors(sessions, tmp_path / "sessions.png", conditions=(0, 2, 9)))

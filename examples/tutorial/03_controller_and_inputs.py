@@ -34,7 +34,7 @@ true rates; the inferred input should peak at the true pulse.
 
 Figures: ``controller.png`` (draws of the AR(1) prior before and after
 training, one trial's inferred input, one neuron's rates with and without the
-controller) and ``pulses.png`` (``pyro_lfads.diagnostics.figures.plot_pulse_aligned_inputs``:
+controller) and ``pulses.png`` (``pyro_lfads.diagnostics.input_figures.plot_pulse_aligned_inputs``:
 every validation trial's inferred input aligned to its true pulse).
 """
 
@@ -50,7 +50,7 @@ import pyro  # noqa: E402
 from _common import BIN_MS, fit_and_score, parse_args, report, small_config  # noqa: E402
 from pyro_lfads.evaluation.metrics import pulse_time_errors_ms  # noqa: E402
 from pyro_lfads.models.lfads import InputPrior  # noqa: E402
-from pyro_lfads.diagnostics.figures import plot_pulse_aligned_inputs  # noqa: E402
+from pyro_lfads.diagnostics.input_figures import plot_pulse_aligned_inputs  # noqa: E402
 from pyro_lfads.fitting.run import load_fitted  # noqa: E402
 from pyro_lfads.synthetic.chaotic_rnn import make_pulse_dataset  # noqa: E402
 

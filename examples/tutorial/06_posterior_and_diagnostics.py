@@ -24,7 +24,7 @@ The guide is an approximation, so check it (``pyro_lfads.diagnostics.importance`
 
 Figures: ``predictive.png`` (one neuron in a trial of each of three conditions: truth, Predictive's
 mean and 90% band; Predictive's means against ``write_posterior``'s) and
-``khat.png`` (``pyro_lfads.diagnostics.figures.plot_khat``).
+``khat.png`` (``pyro_lfads.diagnostics.check_figures.plot_khat``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from _common import BIN_MS, fit_and_score, lorenz_dataset, parse_args, report, s
 from pyro_lfads.fitting.batch import split_batch  # noqa: E402
 from pyro_lfads.diagnostics.importance import log_importance_weights, pareto_khat, to_inference_data  # noqa: E402
 from pyro_lfads.evaluation.metrics import rate_r2  # noqa: E402
-from pyro_lfads.diagnostics.figures import plot_khat  # noqa: E402
+from pyro_lfads.diagnostics.check_figures import plot_khat  # noqa: E402
 from pyro_lfads.fitting.run import load_fitted  # noqa: E402
 
 

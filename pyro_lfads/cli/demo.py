@@ -22,7 +22,7 @@ from pyro_lfads.data import save_dataset
 from pyro_lfads.diagnostics.summary import diagnose_run
 from pyro_lfads.evaluation.table import evaluate_run
 from pyro_lfads.evaluation.nlb_figures import baseline_rates
-from pyro_lfads.diagnostics.figures import plot_rates
+from pyro_lfads.diagnostics.rate_figures import plot_rates
 from pyro_lfads.fitting.posterior import read_posterior, write_posterior
 from pyro_lfads.diagnostics.report import write_report
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset

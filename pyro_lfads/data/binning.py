@@ -21,11 +21,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from pyro_lfads.data.validation import listed
 from pyro_lfads.errors import InputError
 
 #: Allowed distance of (window length / bin width) from a whole number.
 WINDOW_TOLERANCE = 1e-9
-_MAX_LISTED = 10
 
 
 def align_windows(
@@ -157,7 +157,7 @@ def resample_to_bins(
     outside = np.flatnonzero((edges[:, 0] < first - WINDOW_TOLERANCE) | (edges[:, -1] > last + WINDOW_TOLERANCE))
     if outside.size:
         raise InputError(
-            f"{source}: {time_key}: windows of trials {_listed(outside)} lie outside the series' "
+            f"{source}: {time_key}: windows of trials {listed(outside)} lie outside the series' "
             f"time range [{first:g}, {last:g}] s"
         )
     index = np.searchsorted(times, edges, side="left")
@@ -207,16 +207,10 @@ def _times(value: object, source: str, key: str, what: str, index: str) -> np.nd
     array = array.astype(np.float64, copy=False)
     bad = np.flatnonzero(~np.isfinite(array))
     if bad.size:
-        raise InputError(f"{source}: {key}: {bad.size} {what} are NaN or infinite ({index} {_listed(bad)})")
+        raise InputError(f"{source}: {key}: {bad.size} {what} are NaN or infinite ({index} {listed(bad)})")
     return array
 
 
 def _edges(starts: np.ndarray, n_bins: int, bin_s: float) -> np.ndarray:
     """(trials, n_bins + 1) bin edges."""
     return starts[:, None] + np.arange(n_bins + 1) * bin_s
-
-
-def _listed(indices: np.ndarray) -> str:
-    shown = ", ".join(str(int(i)) for i in indices[:_MAX_LISTED])
-    more = len(indices) - _MAX_LISTED
-    return shown + (f" (and {more} more)" if more > 0 else "")

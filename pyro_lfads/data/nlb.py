@@ -32,10 +32,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pyro_lfads.data import (LFADSDataset, check_hdf5_signature, dataset_from_arrays, fractional_problem,
-                             validate_dataset)
-from pyro_lfads.errors import InputError
 from pyro_lfads.data.atomic_files import atomic_path
+from pyro_lfads.data.containers import LFADSDataset
+from pyro_lfads.data.from_arrays import coerce_dataset
+from pyro_lfads.data.lfads_files import check_hdf5_signature
+from pyro_lfads.data.validation import ensure_valid, fractional_problem, listed_keys, one_line, validate_dataset
+from pyro_lfads.errors import InputError
 
 #: LFADS split -> NLB split.
 NLB_SPLITS = {"train": "train", "valid": "eval"}
@@ -43,7 +45,8 @@ REQUIRED_KEYS = tuple(
     f"{nlb}_spikes_{part}" for nlb in NLB_SPLITS.values() for part in ("heldin", "heldout")
 )
 FORWARD_KEYS = tuple(f"{key}_forward" for key in REQUIRED_KEYS)
-_MAX_LISTED_KEYS = 30
+#: The key whose presence at the top level of an HDF5 file marks an NLB tensor file.
+MARKER_KEY = "train_spikes_heldin"
 
 
 def is_nlb_file(path: str | os.PathLike[str]) -> bool:
@@ -52,8 +55,16 @@ def is_nlb_file(path: str | os.PathLike[str]) -> bool:
         if not Path(path).is_file() or not h5py.is_hdf5(path):
             return False
         with h5py.File(path, "r") as handle:
-            return "train_spikes_heldin" in handle
+            return has_nlb_layout(handle)
     except Exception:  # any unreadable file is simply not an NLB file
+        return False
+
+
+def has_nlb_layout(handle: h5py.File) -> bool:
+    """Whether an open HDF5 file has a top-level ``train_spikes_heldin`` (False if that cannot be read)."""
+    try:
+        return MARKER_KEY in handle
+    except Exception:  # an unreadable file is simply not an NLB file
         return False
 
 
@@ -71,7 +82,20 @@ def load_nlb_tensors(path: str | os.PathLike[str]) -> LFADSDataset:
             are not non-negative whole numbers.
     """
     source = str(path)
-    arrays = _read(Path(path), source)
+    dataset = nlb_dataset(_read(Path(path), source), source)
+    validate_dataset(dataset, support="counts")
+    return dataset
+
+
+def nlb_dataset(arrays: dict[str, np.ndarray], source: str) -> LFADSDataset:
+    """The LFADS data set of an NLB file's arrays (by key), with its own checks but not yet validated.
+
+    ``load_dataset`` validates it once, for the likelihood's support; ``load_nlb_tensors`` for counts.
+
+    Raises:
+        InputError: one line ``<source>: <NLB key>: <problem>`` for missing keys, mismatched
+            shapes, or spikes that are not non-negative whole numbers.
+    """
     missing = [key for key in REQUIRED_KEYS if key not in arrays]
     if missing:
         raise InputError(f"{source}: {', '.join(missing)}: missing; {_layout_hint(missing, sorted(arrays))}")
@@ -106,8 +130,8 @@ def load_nlb_tensors(path: str | os.PathLike[str]) -> LFADSDataset:
             _match(source, f"{nlb}_spikes_heldout_forward", ahead_out, f"{nlb}_spikes_heldin_forward", ahead_in,
                    (None, "time bins"))
             recon = np.concatenate([recon, np.concatenate([ahead_in, ahead_out], axis=2)], axis=1)
-        values[split] = heldin
-        values[f"{split}_recon"] = recon
+        values[f"{split}_encod_data"] = heldin
+        values[f"{split}_recon_data"] = recon
 
         behavior_key = f"{nlb}_behavior"
         if behavior_key in arrays:
@@ -132,10 +156,8 @@ def load_nlb_tensors(path: str | os.PathLike[str]) -> LFADSDataset:
             values["conversion_factor"] = _factor(arrays["conversion_factor"], source)
         else:
             warnings.warn(f"{source}: conversion_factor: ignored: the file has no train_truth or eval_truth",
-                          stacklevel=2)
-    dataset = dataset_from_arrays(**values, extras=extras, support="counts")
-    dataset.source = source
-    return dataset
+                          stacklevel=3)
+    return coerce_dataset(values, source, {}, extras)
 
 
 def save_nlb_tensors(dataset: LFADSDataset, path: str | os.PathLike[str], n_heldin: int) -> None:
@@ -158,7 +180,7 @@ def save_nlb_tensors(dataset: LFADSDataset, path: str | os.PathLike[str], n_held
     path = Path(path)
     target = str(path)
     source = str(dataset.source)
-    validate_dataset(dataset, support="counts")
+    ensure_valid(dataset, support="counts")
     if isinstance(n_heldin, bool) or not isinstance(n_heldin, (int, np.integer)) or n_heldin < 1:
         raise InputError(f"{target}: n_heldin: must be a positive integer, got {n_heldin!r}")
     arrays: dict[str, np.ndarray] = {}
@@ -207,7 +229,7 @@ def save_nlb_tensors(dataset: LFADSDataset, path: str | os.PathLike[str], n_held
             for key, array in arrays.items():
                 handle.create_dataset(key, data=array)
     except OSError as exc:
-        raise InputError(f"{target}: cannot write: {_one_line(exc)}") from None
+        raise InputError(f"{target}: cannot write: {one_line(exc)}") from None
 
 
 # ---------------------------------------------------------------- reading
@@ -220,23 +242,31 @@ def _read(path: Path, source: str) -> dict[str, np.ndarray]:
     if path.is_dir():
         raise InputError(f"{source}: is a directory, not a file")
     check_hdf5_signature(path, source, "is not an HDF5 file; an NLB tensor file is HDF5 (nlb_tools save_to_h5)")
-    arrays: dict[str, np.ndarray] = {}
     try:
-        with h5py.File(path, "r") as handle:
-            for key, node in handle.items():
-                if isinstance(node, h5py.Dataset) and node.shape is not None:
-                    arrays[key] = np.asarray(node[()])
+        handle = h5py.File(path, "r")
     except Exception as exc:
         raise InputError(
-            f"{source}: is not a readable HDF5 file (truncated or corrupt?): {_one_line(exc)}"
+            f"{source}: is not a readable HDF5 file (truncated or corrupt?): {one_line(exc)}"
+        ) from None
+    with handle:
+        return read_nlb_arrays(handle, source)
+
+
+def read_nlb_arrays(handle: h5py.File, source: str) -> dict[str, np.ndarray]:
+    """Every top-level HDF5 dataset of an open file, by key (groups are skipped)."""
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        for key, node in handle.items():
+            if isinstance(node, h5py.Dataset) and node.shape is not None:
+                arrays[key] = np.asarray(node[()])
+    except Exception as exc:
+        raise InputError(
+            f"{source}: is not a readable HDF5 file (truncated or corrupt?): {one_line(exc)}"
         ) from None
     return arrays
 
 
 def _layout_hint(missing: list[str], keys: list[str]) -> str:
-    listed = ", ".join(keys[:_MAX_LISTED_KEYS]) or "(none)"
-    if len(keys) > _MAX_LISTED_KEYS:
-        listed += f", ... ({len(keys) - _MAX_LISTED_KEYS} more)"
     hint = (
         f"an NLB tensor file needs {', '.join(REQUIRED_KEYS)} (nlb_tools make_train_input_tensors and "
         "make_eval_input_tensors)"
@@ -246,7 +276,7 @@ def _layout_hint(missing: list[str], keys: list[str]) -> str:
             "; eval_spikes_heldout is in NLB's evaluation target file (make_eval_target_tensors, under the "
             "data set's group) and must be merged in as a top-level key"
         )
-    return f"{hint}; the file has keys: {listed}"
+    return f"{hint}; the file has keys: {listed_keys(keys)}"
 
 
 def _numbers(arrays: dict[str, np.ndarray], source: str, key: str, axes: str) -> np.ndarray:
@@ -307,7 +337,7 @@ def _conditions(arrays: dict[str, np.ndarray], source: str, nlb: str, n_trials: 
             warnings.warn(
                 f"{source}: {nlb}_cond_idx: skipped: not one condition id >= 0 per trial "
                 f"(shape {fallback.shape}, dtype {fallback.dtype}; {n_trials} trials)",
-                stacklevel=3,
+                stacklevel=4,
             )
             return None
         return fallback.astype(np.int64)
@@ -344,7 +374,3 @@ def _match(
                 f"{source}: {key}: has {shape[axis]} {name} but {other_key} has {other_shape[axis]} "
                 f"(shapes {shape} and {other_shape})"
             )
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -25,12 +25,13 @@ import h5py
 import numpy as np
 
 from pyro_lfads.data.binning import WINDOW_TOLERANCE, align_windows, bin_spike_times, resample_to_bins
-from pyro_lfads.data import LFADSDataset, dataset_from_arrays
+from pyro_lfads.data.containers import LFADSDataset
+from pyro_lfads.data.from_arrays import dataset_from_arrays
+from pyro_lfads.data.validation import MAX_LISTED, listed, one_line
 from pyro_lfads.errors import InputError
 
 #: Values of the split column and the LFADS split their trials go to; other values are dropped.
 SPLIT_VALUES = {"train": "train", "val": "valid"}
-_MAX_LISTED = 10
 
 
 def load_nwb(
@@ -163,12 +164,12 @@ def _open(path: Path, source: str) -> Iterator[object]:
     try:
         io = pynwb.NWBHDF5IO(str(path), "r")
     except Exception as exc:
-        raise InputError(f"{source}: cannot be opened as NWB: {_one_line(exc)}") from None
+        raise InputError(f"{source}: cannot be opened as NWB: {one_line(exc)}") from None
     with io:
         try:
             nwbfile = io.read()
         except Exception as exc:
-            raise InputError(f"{source}: is not a readable NWB file: {_one_line(exc)}") from None
+            raise InputError(f"{source}: is not a readable NWB file: {one_line(exc)}") from None
         yield nwbfile
 
 
@@ -184,7 +185,7 @@ def _spike_times(nwbfile, source: str) -> tuple[object, list[np.ndarray]]:
         flat = np.asarray(units.spike_times.data[:], dtype=np.float64)
         ends = np.asarray(units.spike_times_index.data[:], dtype=np.int64)
     except Exception as exc:
-        raise InputError(f"{source}: units.spike_times: cannot be read: {_one_line(exc)}") from None
+        raise InputError(f"{source}: units.spike_times: cannot be read: {one_line(exc)}") from None
     return units, np.split(flat, ends[:-1]) if ends.size else []
 
 
@@ -207,7 +208,7 @@ def _unit_order(source: str, heldout: object, units, n_units: int) -> tuple[np.n
             raise InputError(f"{source}: heldout: must be a column name or a list of unit indices, got {heldout!r}")
         outside = index[(index < 0) | (index >= n_units)]
         if outside.size:
-            raise InputError(f"{source}: heldout: unit indices {_listed(outside)} are out of range; "
+            raise InputError(f"{source}: heldout: unit indices {listed(outside)} are out of range; "
                              f"the file has {n_units} units (0 to {n_units - 1})")
         mask[index.astype(np.int64)] = True
     if mask.all():
@@ -234,7 +235,7 @@ def _column(table, source: str, name: str, table_name: str = "trials", numeric: 
     try:
         values = np.asarray(column.data[:])
     except Exception as exc:
-        raise InputError(f"{source}: {table_name}.{name}: cannot be read: {_one_line(exc)}") from None
+        raise InputError(f"{source}: {table_name}.{name}: cannot be read: {one_line(exc)}") from None
     if values.dtype.kind in "OS":
         values = np.array([value.decode() if isinstance(value, bytes) else str(value) for value in values], dtype=str)
     if numeric and (values.ndim != 1 or values.dtype.kind not in "iuf"):
@@ -266,7 +267,7 @@ def _behavior(nwbfile, source: str, name: str) -> tuple[np.ndarray, np.ndarray]:
             try:
                 return np.asarray(series.get_timestamps()[:], dtype=np.float64), np.asarray(series.data[:])
             except Exception as exc:
-                raise InputError(f"{source}: {name}: cannot be read: {_one_line(exc)}") from None
+                raise InputError(f"{source}: {name}: cannot be read: {one_line(exc)}") from None
     available = [f"{where}/{key}" for where, container in places
                  for key, value in container.items() if isinstance(value, TimeSeries)]
     raise InputError(f"{source}: {name}: no TimeSeries of that name in acquisition or any processing module; "
@@ -292,12 +293,12 @@ def _split_rows(
         for label in SPLIT_VALUES:
             if not np.any(labels == label):
                 raise InputError(f"{source}: trials.{split_column}: has no {label!r} trials (values: "
-                                 f"{', '.join(repr(str(value)) for value in np.unique(labels)[:_MAX_LISTED])}); "
+                                 f"{', '.join(repr(str(value)) for value in np.unique(labels)[:MAX_LISTED])}); "
                                  "pass split_column=None for a random split")
     nan = np.flatnonzero(used & np.isnan(align))
     if nan.size:
         warnings.warn(f"{source}: trials.{align_to}: {nan.size} trials have NaN alignment times and are dropped "
-                      f"(rows {_listed(nan)})", stacklevel=3)
+                      f"(rows {listed(nan)})", stacklevel=3)
     kept = used & ~np.isnan(align)
     if not kept.any():
         raise InputError(f"{source}: trials.{align_to}: no trial is left once trials with NaN alignment are dropped")
@@ -314,13 +315,3 @@ def _split_rows(
     valid = np.zeros(index.size, dtype=bool)
     valid[np.random.default_rng(seed).permutation(index.size)[:n_valid]] = True
     return {"train": index[~valid], "valid": index[valid]}
-
-
-def _listed(indices: np.ndarray) -> str:
-    shown = ", ".join(str(int(i)) for i in indices[:_MAX_LISTED])
-    more = len(indices) - _MAX_LISTED
-    return shown + (f" (and {more} more)" if more > 0 else "")
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pyro_lfads.diagnostics import figures as plots
+from pyro_lfads.diagnostics.check_figures import plot_khat, plot_ppc, plot_training_curves
+from pyro_lfads.diagnostics.input_figures import plot_inputs
+from pyro_lfads.diagnostics.rate_figures import plot_factor_pcs, plot_raster, plot_rate_scatter, plot_rates
 from pyro_lfads.data import LFADSDataset
 from pyro_lfads.diagnostics.summary import INFERENCE_DATA_FILE, diagnose_run, predictive_checks, read_diagnostics
 from pyro_lfads.evaluation.metrics import rate_r2
@@ -86,26 +88,26 @@ def write_report(run_dir: str | Path, dataset: LFADSDataset | None = None, *, ou
     trials = tuple(int(i) for i in np.linspace(0, spikes.shape[0] - 1, min(3, spikes.shape[0])))
     out.mkdir(parents=True, exist_ok=True)
 
-    figures = [plots.plot_training_curves(records, out / "training.png"),
-               plots.plot_raster(spikes, mean["rates"], out / "raster.png", truth=truth, trials=trials,
+    figures = [plot_training_curves(records, out / "training.png"),
+               plot_raster(spikes, mean["rates"], out / "raster.png", truth=truth, trials=trials,
                                  bin_ms=bin_ms),
-               plots.plot_rates(spikes, mean["rates"], out / "rates.png", truth=truth, trials=trials,
+               plot_rates(spikes, mean["rates"], out / "rates.png", truth=truth, trials=trials,
                                 neurons=tuple(range(min(4, spikes.shape[2]))), bin_ms=bin_ms)]
     numbers = {"likelihood": config.likelihood, "epochs trained": len(records),
                "best epoch": _best_epoch(records),
                "split": split}
     if truth is not None:
-        figures.append(plots.plot_rate_scatter(truth, mean["rates"], out / "rate_scatter.png"))
+        figures.append(plot_rate_scatter(truth, mean["rates"], out / "rate_scatter.png"))
         numbers["rate R2 vs truth"] = rate_r2(truth, mean["rates"])
-    figures.append(plots.plot_factor_pcs(mean["factors"], out / "factors.png", conditions=conditions))
+    figures.append(plot_factor_pcs(mean["factors"], out / "factors.png", conditions=conditions))
     if "u" in mean:
         true_inputs = dataset.extras.get(f"{split}_inputs")
-        figures.append(plots.plot_inputs(mean["u"], out / "inputs.png",
+        figures.append(plot_inputs(mean["u"], out / "inputs.png",
                                          inputs_std=posterior["u"].std(("chain", "draw")).values,
                                          truth=true_inputs,
                                          trials=trials, bin_ms=bin_ms))
-    figures.append(plots.plot_ppc(predictive_checks(inference_data), out / "ppc.png"))
-    figures.append(plots.plot_khat(np.asarray(diagnostics["per_trial"]["khat"]), out / "khat.png"))
+    figures.append(plot_ppc(predictive_checks(inference_data), out / "ppc.png"))
+    figures.append(plot_khat(np.asarray(diagnostics["per_trial"]["khat"]), out / "khat.png"))
     numbers.update(summary)
     index = out / "index.html"
     with atomic_path(index) as tmp:

@@ -18,7 +18,6 @@ import numbers
 from abc import ABC, abstractmethod
 
 import numpy as np
-from scipy.ndimage import correlate1d
 from scipy.special import xlogy
 from sklearn.linear_model import PoissonRegressor
 from sklearn.metrics import mean_poisson_deviance
@@ -26,6 +25,7 @@ from sklearn.model_selection import GroupShuffleSplit
 from sklearn.preprocessing import StandardScaler
 
 from pyro_lfads.errors import InputError
+from pyro_lfads.evaluation.metrics import smooth_over_time
 
 DEFAULT_SIGMAS = tuple(float(s) for s in np.geomspace(0.5, 50.0, 15))
 #: Candidate L2 penalties of the Poisson GLMs (on standardised features).
@@ -55,34 +55,6 @@ def _check_array(arr: np.ndarray, name: str, ndim: int, counts: bool) -> np.ndar
 def _check_spikes(spikes: np.ndarray, name: str = "spikes") -> np.ndarray:
     """Return ``spikes`` as float64 after checking it is 3-D, finite and non-negative."""
     return _check_array(spikes, name, 3, counts=True)
-
-
-def _gaussian_weights(sigma: float, n_time: int, leave_centre_out: bool) -> np.ndarray:
-    """Unnormalised Gaussian kernel of width ``sigma`` bins, truncated at 4 sigma.
-
-    Offsets beyond ``n_time - 1`` never reach another bin, so the kernel is
-    also cut there. With ``leave_centre_out`` the centre weight is 0.
-    """
-    radius = min(math.ceil(4.0 * sigma), n_time - 1)
-    offsets = np.arange(-radius, radius + 1, dtype=np.float64)
-    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
-    if leave_centre_out:
-        weights[radius] = 0.0
-    return weights
-
-
-def _smooth(spikes: np.ndarray, sigma: float, leave_centre_out: bool) -> np.ndarray:
-    """Kernel-weighted mean of each bin's neighbourhood along time.
-
-    Normalised convolution: the data are zero-padded and each bin is divided
-    by the kernel mass that falls inside the trial, so edge bins average only
-    real bins and, with ``leave_centre_out``, no bin ever sees its own count.
-    """
-    n_time = spikes.shape[1]
-    weights = _gaussian_weights(sigma, n_time, leave_centre_out)
-    total = correlate1d(spikes, weights, axis=1, mode="constant", cval=0.0)
-    mass = correlate1d(np.ones(n_time), weights, mode="constant", cval=0.0)
-    return total / mass[None, :, None]
 
 
 class GaussianSmoothing:
@@ -124,7 +96,7 @@ class GaussianSmoothing:
         floor = self.floor_fraction * mean_count
         scores = []
         for sigma in self.sigmas:
-            rates = np.maximum(_smooth(spikes, sigma, leave_centre_out=True), floor)
+            rates = np.maximum(smooth_over_time(spikes, sigma, leave_centre_out=True), floor)
             scores.append(float(np.sum(xlogy(spikes, rates) - rates)))
         self.scores_ = np.asarray(scores)
         self.sigma_bins_ = self.sigmas[int(np.argmax(self.scores_))]
@@ -136,7 +108,7 @@ class GaussianSmoothing:
         if not hasattr(self, "sigma_bins_"):
             raise InputError("GaussianSmoothing: predict called before fit")
         spikes = _check_spikes(spikes)
-        return np.maximum(_smooth(spikes, self.sigma_bins_, leave_centre_out=False), self.floor_)
+        return np.maximum(smooth_over_time(spikes, self.sigma_bins_), self.floor_)
 
 
 class PoissonGLM:

@@ -19,10 +19,11 @@ Inferred inputs against known ones (the paper's synthetic input experiments):
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
+from scipy.ndimage import correlate1d
 from scipy.special import gammaln, xlogy
 from sklearn.linear_model import LinearRegression, Ridge, RidgeCV
 from sklearn.metrics import r2_score
@@ -254,15 +255,26 @@ def velocity_r2(train_rates: np.ndarray, train_behavior: np.ndarray, eval_rates:
     return float(r2_score(y, decoder.predict(x), multioutput="uniform_average"))
 
 
-def smooth_over_time(spikes: np.ndarray, sigma_bins: float) -> np.ndarray:
+def smooth_over_time(spikes: np.ndarray, sigma_bins: float, *, leave_centre_out: bool = False) -> np.ndarray:
     """Gaussian smoothing of (trials, T, N) along time, normalised at the trial edges.
 
-    ``scipy.ndimage.gaussian_filter1d`` with zero padding (``mode="constant"``,
-    kernel truncated at 4 sigma), divided bin by bin by the kernel mass that
-    falls inside the trial, so every bin is a weighted mean of real bins.
+    A Gaussian kernel of std ``sigma_bins`` bins, truncated at ``ceil(4 * sigma_bins)`` bins each
+    side, correlated with the zero-padded data and divided bin by bin by the kernel mass that falls
+    inside the trial, so every bin is a weighted mean of real bins. With ``leave_centre_out`` the
+    kernel's centre weight is 0: no bin sees its own count (the leave-one-bin-out score of
+    :class:`pyro_lfads.evaluation.baselines.GaussianSmoothing`).
+
+    Returns:
+        (trials, T, N) float array in the units of ``spikes``.
     """
-    total = gaussian_filter1d(spikes, sigma_bins, axis=1, mode="constant", cval=0.0)
-    mass = gaussian_filter1d(np.ones(spikes.shape[1]), sigma_bins, mode="constant", cval=0.0)
+    radius = math.ceil(4.0 * sigma_bins)
+    offsets = np.arange(-radius, radius + 1)
+    weights = np.exp(-0.5 / (sigma_bins * sigma_bins) * offsets**2)  # scipy's gaussian_filter1d kernel
+    weights = weights / weights.sum()
+    if leave_centre_out:
+        weights[radius] = 0.0
+    total = correlate1d(spikes, weights, axis=1, mode="constant", cval=0.0)
+    mass = correlate1d(np.ones(spikes.shape[1]), weights, mode="constant", cval=0.0)
     return total / mass[None, :, None]
 
 
@@ -275,9 +287,9 @@ def condition_psth(spikes: np.ndarray, conditions: np.ndarray, sigma_bins: float
         sigma_bins: standard deviation of the Gaussian kernel in bins (> 0), e.g.
             5 for NLB's 50 ms at 10 ms bins.
 
-    Each trial is smoothed along time with ``scipy.ndimage.gaussian_filter1d``
-    (zero padding, kernel truncated at 4 sigma) and divided by the kernel mass
-    inside the trial, so the edge bins average only real bins. ``nlb_tools``
+    Each trial is smoothed along time with :func:`smooth_over_time` (zero
+    padding, kernel truncated at 4 sigma, divided by the kernel mass inside the
+    trial), so the edge bins average only real bins. ``nlb_tools``
     instead convolves with a zero-padded, unnormalised-at-the-edges kernel,
     which biases its first and last few bins towards 0.
 

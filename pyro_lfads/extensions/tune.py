@@ -52,7 +52,8 @@ import numpy as np
 import torch
 
 from pyro_lfads.config import LFADSConfig
-from pyro_lfads.data import LFADSDataset, load_dataset, validate_dataset
+from pyro_lfads.data import LFADSDataset, ensure_valid, load_dataset
+from pyro_lfads.data.validation import one_line
 from pyro_lfads.errors import InputError, TrainingDiverged
 from pyro_lfads.fitting.masking import check_heldin_layout
 from pyro_lfads.fitting.run import CONFIG_FILE, LAST, RunInfo, load_checkpoint, read_training_curve, save_checkpoint
@@ -317,7 +318,7 @@ def tune(data: LFADSDataset | str | Path, out: str | Path, *, population: int = 
         grid = tuner.fit()
         if grid.errors:
             raise InputError(f"tune: {len(grid.errors)} of {population} members failed; the first: "
-                             f"{_one_line(grid.errors[0])}")
+                             f"{one_line(grid.errors[0], last_line=True)}")
         return _write_outputs(grid, rows, space, out)
     finally:
         if started_here:
@@ -378,7 +379,7 @@ def _start_ray(address: str | None) -> None:
             ray.init(num_cpus=os.cpu_count(), num_gpus=torch.cuda.device_count(), **quiet)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise InputError(f"--address: cannot start or reach Ray at {address or 'this machine'}: "
-                         f"{_one_line(exc)}") from None
+                         f"{one_line(exc, last_line=True)}") from None
 
 
 def _check_resources(ray, cpus_per_trial: float, gpus_per_trial: float) -> None:
@@ -405,7 +406,7 @@ def _check_request(dataset, config, out, population, generations, epochs, cpus, 
         check_device("cuda")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out}: already exists and is not an empty directory; choose a new --out")
-    validate_dataset(dataset, support="counts" if _counts(config) else "real", min_time_bins=config.time_bins)
+    ensure_valid(dataset, support="counts" if _counts(config) else "real", min_time_bins=config.time_bins)
     check_heldin_layout(dataset)  # coordinated dropout is always tuned
     space = search_space(config)
     for end in ("low", "high"):  # every value of the space makes a valid config
@@ -418,15 +419,10 @@ def _counts(config: LFADSConfig) -> bool:
     return LIKELIHOODS[config.likelihood].support == "counts"
 
 
-def _one_line(exc) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
-
-
 # --- what is left in OUT --------------------------------------------------------------------
 def _write_outputs(grid, rows: list[dict], space: dict[str, Range], out: Path) -> TuneResult:
     """OUT/best from the member with the lowest best validation metric; the table; the figure."""
-    from pyro_lfads.diagnostics.figures import plot_hyperparameter_trajectories
+    from pyro_lfads.diagnostics.check_figures import plot_hyperparameter_trajectories
 
     finals = [result for result in grid if result.checkpoint is not None]
     if not finals:

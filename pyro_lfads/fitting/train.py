@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from pyro_lfads.fitting.batch import iterate_batches, iterate_session_batches
 from pyro_lfads.config import LFADSConfig
-from pyro_lfads.data import LFADSDataset, Split, as_sessions, validate_dataset
+from pyro_lfads.data import LFADSDataset, Split, as_sessions, ensure_valid
 from pyro_lfads.errors import InputError, TrainingDiverged
 from pyro_lfads.fitting.masking import TrainingSplits, check_heldin_layout, coordinated_dropout
 from pyro_lfads.fitting.run import (BEST, CURVE_FILE, LAST, RunInfo, build_model_and_guide, load_checkpoint, load_weights, same_run,
@@ -364,7 +364,7 @@ def fit(data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig, run_di
     if not sessions:
         raise InputError("data: no data set given")
     for dataset in sessions:
-        validate_dataset(dataset, support=_likelihood_support(config), min_time_bins=config.time_bins)
+        ensure_valid(dataset, support=_likelihood_support(config), min_time_bins=config.time_bins)
         if config.coordinated_dropout_rate > 0 or config.sv_rate > 0:
             check_heldin_layout(dataset)
     check_sessions(sessions)
