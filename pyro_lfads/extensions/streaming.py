@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from pyro_lfads.fitting.batch import Batch, split_batch
+from pyro_lfads.fitting.batch import Batch, trial_chunks
 from pyro_lfads.errors import InputError
 from pyro_lfads.models.likelihoods import CalciumLikelihood, GaussianLikelihood, NegativeBinomialLikelihood, PoissonLikelihood
 from pyro_lfads.fitting.run import load_fitted
@@ -55,9 +55,11 @@ def mean_path(model, guide, batch: Batch) -> dict[str, torch.Tensor]:
     (B, T, F) and ``rates`` (B, T, N). Put model and guide in eval mode first (dropout off)."""
     x = guide.encoder_input(batch)
     g0, _ = guide.initial_condition(x)
-    u = guide.controller_path(x, g0, batch, sample=False)[2] if model.config.co_dim else None
-    states = model.generator.run(g0, u, batch.ext_input, batch.n_time)
-    factors = model.generator.factors(states)
+    if model.config.co_dim:
+        run = guide.controller_and_generator(x, g0, batch, sample=False)[2]
+        u, factors = run.inputs, run.factors
+    else:
+        u, factors = None, model.generator.factors(model.generator.run(g0, None, batch.ext_input, batch.n_time))
     rates = model.likelihoods[batch.session](factors).rates
     return {"g0": g0, "u": u, "factors": factors, "rates": rates}
 
@@ -307,8 +309,7 @@ def split_mean_path(model, guide, split, *, session: int = 0, time_bins: int | N
     guide.eval()
     device = next(model.parameters()).device
     parts: dict[str, list] = {"rates": [], "factors": []}
-    for start in range(0, split.n_trials, chunk):
-        batch = split_batch(split, slice(start, start + chunk), device, time_bins, session)
+    for _, batch in trial_chunks(split, max_rows=chunk, device=device, time_bins=time_bins, session=session):
         path = mean_path(model, guide, batch)
         for name, values in parts.items():
             values.append(path[name].double().cpu().numpy())
