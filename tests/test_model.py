@@ -307,3 +307,25 @@ def test_the_fused_step_has_the_plain_steps_values_and_gradients(clip):
     for a, b in zip(torch.autograd.grad((fused * weights).sum(), wrt, retain_graph=True),
                     torch.autograd.grad((plain * weights).sum(), wrt)):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("clip", [5.0, 0.3, None])
+def test_the_in_place_step_equals_the_cells_step(clip):
+    """InPlaceGRUStep (the streamer's allocation-free step) against ClippedGRUCell.plain_step, and
+    against torch's GRU for an encoder (clip None)."""
+    from pyro_lfads.blocks.networks import ClippedGRUCell, InPlaceGRUStep
+
+    torch.manual_seed(2)
+    x, h = torch.randn(6, 3), torch.randn(6, 16) * 2
+    if clip is None:
+        module = torch.nn.GRU(3, 16, batch_first=True)
+        want = module(x[:, None], h[None])[1][0]
+    else:
+        module = ClippedGRUCell(3, 16, clip)
+        want = module.plain_step(module.project_inputs(x), h)
+    with torch.no_grad():
+        step = InPlaceGRUStep(module, streams=6)
+        step.project(x)
+        state = h.clone()
+        step.update(state)
+    torch.testing.assert_close(state, want.detach(), rtol=1e-5, atol=1e-6)
