@@ -180,7 +180,8 @@ def test_model_reuses_the_guides_generator_run_with_the_same_values_and_gradient
         guide_trace = poutine.trace(guide).get_trace(batch, 1.0)
         run = guide_trace.nodes["u"]["infer"][GENERATOR_RUN]
         assert isinstance(run, GeneratorRun)
-        assert run.inputs is guide_trace.nodes["u"]["value"] and run.g0 is guide_trace.nodes["g0"]["value"]
+        assert torch.equal(run.inputs, guide_trace.nodes["u"]["value"])
+        assert torch.equal(run.g0, guide_trace.nodes["g0"]["value"])
         if not reuse:  # a guide that hands nothing over: the model runs the generator itself
             guide_trace.nodes["u"]["infer"] = {}
         calls.clear()

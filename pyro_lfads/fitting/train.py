@@ -5,8 +5,9 @@ The objective of one step, per trial of the batch:
 
     loss = -ELBO_w / B + w * L2,   w = min(1, (step + 1) / ramp_steps)
 
-where ELBO_w is Pyro's ELBO with the latent sites' log densities scaled by w
-(``poutine.scale`` inside the model and guide, so the KL term is w * KL) and
+where ELBO_w is the ELBO estimate of :func:`pyro_lfads.fitting.objective.negative_elbo`
+(Pyro's ``Trace_ELBO`` estimator, or ``TraceMeanField_ELBO``'s) with the latent sites' log
+densities scaled by w (``poutine.scale`` inside the model and guide, so the KL term is w * KL) and
 L2 is the penalty on the recurrent weights. From step ``ramp_steps`` on
 (``kl_ramp_epochs`` epochs), w = 1 and the ELBO is the true one. Batch size,
 ramp, learning-rate decay and the stop on a plateau follow :mod:`pyro_lfads.fitting.schedule`.
