@@ -45,13 +45,15 @@ class ReferenceLFADS:
         # log p - log q of each latent, weighted by its KL scale (kl_ic_scale, kl_co_scale)
         log_ratio = cfg.kl_ic_scale * (Normal(model.ic_prior_mean, math.sqrt(cfg.ic_prior_var)).log_prob(g0)
                                        - q_g0.log_prob(g0)).sum(-1)
-        u = None
-        if cfg.co_dim:
-            loc, scale, u = guide.controller_path(x, g0, batch)
+        if cfg.co_dim:  # the controller runs the generator; the rates are made from the factors it read
+            loc, scale, run = guide.controller_and_generator(x, g0, batch)
+            u = run.inputs
             log_ratio = log_ratio + cfg.kl_co_scale * (model.input_prior(batch.n_time).log_prob(u)
                                                        - Normal(loc, scale).log_prob(u).sum((-2, -1)))
-        states = model.generator.run(g0, u, batch.ext_input, batch.n_time)
-        observation = model.likelihoods[batch.session](model.generator.factors(states))
+            factors = run.factors
+        else:
+            factors = model.generator.factors(model.generator.run(g0, None, batch.ext_input, batch.n_time))
+        observation = model.likelihoods[batch.session](factors)
         likelihood = observation.distribution
         if batch.recon_weight is not None:
             likelihood = WeightedElements(likelihood, batch.recon_weight)

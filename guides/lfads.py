@@ -7,6 +7,13 @@
     q(u_t | .)  = Normal(mu_t, sigma_t),  [mu_t, log sigma_t^2] = W_co c_t
     g_t         = GRU_gen(g_(t-1), [u_t, a_t]),  f_t = W_fac g_t  (the model's generator)
 
+The hand-off: the guide runs the model's generator (it owns none), step by
+step beside the controller, and hands that run, g_1:T and f_1:T with the
+dropout mask the controller saw, to the model as a
+:class:`~pyro_lfads.models.lfads.GeneratorRun` attached to its ``u`` site
+(``infer``); see :mod:`pyro_lfads.models.lfads`. Its KL scales and sizes are the
+model's config.
+
 Dropout (Methods 1.9) on the encoder input, on E_ic before W_ic, and on the
 controller's encoder input. With ``co_dim = 0`` only the initial-condition
 encoder exists. The guide takes the model's arguments: ``guide(batch, kl_scale)``.
@@ -30,27 +37,29 @@ import torch
 from pyro import poutine
 from torch import nn
 
-from pyro_lfads.config import LFADSConfig
 from pyro_lfads.blocks.distributions import PathNormal
-from pyro_lfads.models.lfads import LFADSModel
 from pyro_lfads.blocks.networks import ClippedGRUCell, ReadIn, make_encoder
+from pyro_lfads.models.lfads import GENERATOR_RUN, Generator, GeneratorRun, LFADSModel
 
 
 class LFADSGuide(nn.Module):
-    """The approximate posterior, sharing the model's generator.
+    """The approximate posterior, sharing the model's generator and config.
 
     Args:
-        model: the LFADSModel whose generator this guide runs. The generator is
-            not a submodule of the guide: its parameters exist once, in the model.
+        model: the LFADSModel whose generator this guide runs and whose config
+            (sizes, KL scales, dropout) it reads.
         n_encod_neurons: neurons the encoders read; for a stitched model, a
             sequence of each session's count (each session gets a read-in).
+
+    ``guide.model`` is a reference, not a submodule: the generator's parameters
+    exist once, in the model (``model.parameters()``, ``lfads_model$$$generator.*``
+    in Pyro's parameter store), and the guide's own are its encoders and controller.
     """
 
-    def __init__(self, model: LFADSModel, n_encod_neurons: int | Sequence[int], config: LFADSConfig | None = None):
+    def __init__(self, model: LFADSModel, n_encod_neurons: int | Sequence[int]):
         super().__init__()
-        config = config or model.config
-        self.config = config
-        self._model = (model,)  # a tuple hides it from nn.Module: no second copy of its parameters
+        object.__setattr__(self, "model", model)  # bypasses nn.Module's registration of submodules
+        config = self.config = model.config
         self.dropout = nn.Dropout(config.dropout)
         sessions = [n_encod_neurons] if isinstance(n_encod_neurons, int) else list(n_encod_neurons)
         self.read_ins = (nn.ModuleList([ReadIn(n, config.fac_dim, config.train_read_in) for n in sessions])
@@ -70,8 +79,9 @@ class LFADSGuide(nn.Module):
             nn.init.zeros_(self.co_posterior.bias)
 
     @property
-    def generator(self):
-        return self._model[0].generator
+    def generator(self) -> Generator:
+        """The model's generator, which the controller loop runs."""
+        return self.model.generator
 
     def forward(self, batch, kl_scale: float = 1.0) -> None:
         pyro.module("lfads_guide", self)
@@ -81,9 +91,9 @@ class LFADSGuide(nn.Module):
             with poutine.scale(scale=kl_scale * self.config.kl_ic_scale):
                 g0 = pyro.sample("g0", dist.Normal(ic_loc, ic_scale).to_event(1))
             if self.config.co_dim:
-                loc, scale, path = self.controller_path(x, g0, batch)
+                loc, scale, run = self.controller_and_generator(x, g0, batch)
                 with poutine.scale(scale=kl_scale * self.config.kl_co_scale):
-                    pyro.sample("u", PathNormal(loc, scale, path))
+                    pyro.sample("u", PathNormal(loc, scale, run.inputs), infer={GENERATOR_RUN: run})
 
     def encoder_input(self, batch) -> torch.Tensor:
         """What the encoders read: ``batch.encod_data`` (B, T_enc, N_enc) after dropout, through the
@@ -102,15 +112,16 @@ class LFADSGuide(nn.Module):
         scale = (log_var.exp() + self.config.ic_post_var_min).sqrt()
         return loc, scale
 
-    def controller_path(self, x: torch.Tensor, g0: torch.Tensor, batch, sample: bool = True):
+    def controller_and_generator(self, x: torch.Tensor, g0: torch.Tensor, batch, sample: bool = True
+                                 ) -> tuple[torch.Tensor, torch.Tensor, GeneratorRun]:
         """Run controller and generator together and sample u_1:T (or, with ``sample=False``,
         take each u_t at the mean of q(u_t | u_<t, g0, x): the posterior-mean path).
 
-        Returns per-step loc and scale of q(u_t | u_<t, g0, x) and the sampled
-        path, each (B, T, U). Bins past the encoder window (forward
-        prediction) get zero encoder input. The generator remembers the states
-        it went through, so the model, replaying g0 and this path, does not
-        run it again.
+        x (B, T_enc, N_enc) from :meth:`encoder_input`, g0 (B, G). Returns per-step loc and scale
+        of q(u_t | u_<t, g0, x), each (B, T, U), and the generator's run along the path: the
+        sampled u (B, T, U), the states (B, T, G) and the factors (B, T, F) that the controller
+        read (one dropout mask, the same the model's rates will see). Bins past the encoder window
+        (forward prediction) get zero encoder input.
         """
         n_trials, n_time = batch.n_trials, batch.n_time
         enc, _ = self.ci_encoder(x)
@@ -127,7 +138,7 @@ class LFADSGuide(nn.Module):
         readout_weight = generator.readout.normalized_weight()
         factors = generator.factors(g0, readout_weight)
         c = self.controller_h0.expand(n_trials, -1)
-        locs, scales, path, states = [], [], [], []
+        locs, scales, path, states, factor_path = [], [], [], [], []
         for t in range(n_time):
             c = self.controller.step(enc_proj[:, t] + torch.nn.functional.linear(factors, w_factors), c)
             loc, log_var = self.co_posterior(c).chunk(2, dim=-1)
@@ -139,9 +150,9 @@ class LFADSGuide(nn.Module):
             scales.append(scale)
             path.append(u_t)
             states.append(g)
-        path = torch.stack(path, 1)
-        generator.remember(g0, path, ext, torch.stack(states, 1))
-        return torch.stack(locs, 1), torch.stack(scales, 1), path
+            factor_path.append(factors)
+        run = GeneratorRun(g0, torch.stack(path, 1), torch.stack(states, 1), torch.stack(factor_path, 1))
+        return torch.stack(locs, 1), torch.stack(scales, 1), run
 
 
 def _repeat(x: torch.Tensor, times: int) -> torch.Tensor:

@@ -11,6 +11,13 @@ The last two lines are the observation model, ``self.likelihood``: swap it
 for another in ``likelihoods.py`` (Gaussian, negative binomial, Gamma,
 zero-inflated Gamma, calcium) or one of your own.
 
+The guide's hand-off: with a controller (``co_dim`` > 0) the guide has already
+run g_1:T and f_1:T while it sampled u (its controller reads f_(t-1)). It hands
+that run over as one documented object, a :class:`GeneratorRun`, in its ``u``
+site's ``infer`` dict; replayed on the guide's trace, the model's ``u`` site
+receives it and the model scores the rates of those very factors. Run on its
+own (prior samples, no controller) the model runs the generator itself.
+
 Stitching (Methods 1.8): a model of several recording sessions, each with its
 own neurons, has one observation model per session (``self.likelihoods[s]``,
 with the session's read-out W_rate^s); ``batch.session`` picks it. The
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pyro
 import pyro.distributions as dist
@@ -40,11 +48,36 @@ from pyro_lfads.blocks.networks import ClippedGRUCell, FactorReadout
 from .likelihoods import make_likelihood
 
 
+@dataclass
+class GeneratorRun:
+    """What the guide hands the model: one run of the generator along the inputs it sampled.
+
+    The guide's controller reads the factors of step t - 1 to choose u_t, so the guide runs the
+    generator step by step while it samples u (:meth:`pyro_lfads.guides.lfads.LFADSGuide.controller_and_generator`).
+    It attaches this record to its ``u`` site (``infer={GENERATOR_RUN: run}``); replaying the
+    model on the guide's trace gives the model's ``u`` site the same ``infer`` dict, and the model
+    takes states and factors from here instead of running the recurrence again. The factors are
+    those the controller read, dropout mask included, so the rates are made from the very factors
+    that chose the inputs.
+
+    Shapes: B trials, T bins, G generator units, U inferred inputs, F factors.
+    """
+
+    g0: torch.Tensor  # (B, G) the initial condition
+    inputs: torch.Tensor  # (B, T, U) the inferred inputs u_1:T the generator consumed
+    states: torch.Tensor  # (B, T, G) g_1:T
+    factors: torch.Tensor  # (B, T, F) f_1:T, after the generator's dropout
+
+
+#: The key of a sample site's ``infer`` dict under which the guide hands over its GeneratorRun.
+GENERATOR_RUN = "generator_run"
+
+
 class Generator(nn.Module):
     """The generator RNN and its factor readout: the dynamical system of LFADS.
 
-    The model owns it; the guide runs the very same module to see the factors
-    that its sampled inputs produce.
+    The model owns it; the guide runs the very same module (step by step, with the controller)
+    and hands its run over as a :class:`GeneratorRun`.
     """
 
     def __init__(self, input_dim: int, gen_dim: int, fac_dim: int, clip: float, dropout: float):
@@ -53,30 +86,15 @@ class Generator(nn.Module):
         self.cell = ClippedGRUCell(input_dim, gen_dim, clip)
         self.readout = FactorReadout(gen_dim, fac_dim)
         self.dropout = nn.Dropout(dropout)
-        self._ran = None  # ((g0, u, ext_input), states) of the guide's last run, see remember()
 
     def run(self, g0: torch.Tensor, u: torch.Tensor | None, ext_input: torch.Tensor | None,
             n_time: int) -> torch.Tensor:
         """g0 (B, G), inputs u (B, T, U) and a_t (B, T, E), known in advance (either may be None)
-        -> states g_1:T (B, T, G).
-
-        If the guide has just run the generator on these very tensors (:meth:`remember`), its
-        states are returned instead of running the same recurrence a second time: same values,
-        same graph for the gradients.
-        """
-        ran, self._ran = self._ran, None
-        if ran is not None and all(a is b for a, b in zip(ran[0], (g0, u, ext_input))):
-            return ran[1]
+        -> states g_1:T (B, T, G), in one fused scan (:meth:`ClippedGRUCell.scan`)."""
         return self.cell.scan(_generator_inputs(u, ext_input, g0, n_time), g0)
 
-    def remember(self, g0: torch.Tensor, u: torch.Tensor, ext_input: torch.Tensor | None,
-                 states: torch.Tensor) -> None:
-        """Keep the states (B, T, G) that a step-by-step run from g0 on inputs (u, ext_input) gave,
-        for the next :meth:`run` on the same tensors (the model replaying the guide's samples)."""
-        self._ran = ((g0, u, ext_input), states)
-
     def step(self, g: torch.Tensor, inputs_t: torch.Tensor) -> torch.Tensor:
-        """One update: g (B, G), inputs_t (B, I) -> g (B, G)."""
+        """One update: g (B, G), inputs_t [u_t, a_t] (B, U + E) -> g (B, G)."""
         return self.cell(inputs_t, g)
 
     def factors(self, states: torch.Tensor, readout_weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -147,10 +165,15 @@ class LFADSModel(nn.Module):
         with pyro.plate("trials", n_trials):
             with poutine.scale(scale=kl_scale * self.config.kl_ic_scale):
                 g0 = pyro.sample("g0", dist.Normal(self.ic_prior_mean, ic_std).to_event(1))
-            with poutine.scale(scale=kl_scale * self.config.kl_co_scale):
-                u = pyro.sample("u", self.input_prior(n_time)) if self.input_prior is not None else None
-            states = self.generator.run(g0, u, batch.ext_input, n_time)
-            factors = self.generator.factors(states)
+            u, handed_over = None, None
+            if self.input_prior is not None:
+                with poutine.scale(scale=kl_scale * self.config.kl_co_scale):
+                    u, handed_over = _sample_with_hand_off("u", self.input_prior(n_time))
+            if handed_over is None:  # no controller, or not replaying a guide: run the generator here
+                states = self.generator.run(g0, u, batch.ext_input, n_time)
+                factors = self.generator.factors(states)
+            else:  # the guide ran it on these very g0 and u, see GeneratorRun
+                states, factors = handed_over.states, handed_over.factors
             observation = self.likelihoods[batch.session](factors)
             pyro.deterministic("gen_states", states, event_dim=2)
             pyro.deterministic("factors", factors, event_dim=2)
@@ -162,6 +185,14 @@ class LFADSModel(nn.Module):
                 likelihood = WeightedElements(likelihood, batch.recon_weight)
             pyro.sample("obs", likelihood.to_event(2), obs=batch.recon_data)
         return observation.rates
+
+
+def _sample_with_hand_off(name: str, prior) -> tuple[torch.Tensor, GeneratorRun | None]:
+    """``pyro.sample(name, prior)`` and the :class:`GeneratorRun` that the guide attached to its site of
+    that name, when the model is replayed on the guide's trace (None otherwise)."""
+    with poutine.trace() as site:
+        value = pyro.sample(name, prior)
+    return value, site.trace.nodes[name]["infer"].get(GENERATOR_RUN)
 
 
 def _generator_inputs(u, ext_input, g0: torch.Tensor, n_time: int) -> torch.Tensor:

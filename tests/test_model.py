@@ -10,7 +10,7 @@ from pyro.infer import Trace_ELBO
 
 from pyro_lfads.blocks.distributions import AR1Process, PathNormal
 from pyro_lfads.guides.lfads import LFADSGuide
-from pyro_lfads.models.lfads import LFADSModel
+from pyro_lfads.models.lfads import GENERATOR_RUN, GeneratorRun, LFADSModel
 from pyro_lfads.fitting.objective import guide_and_model_traces
 
 
@@ -164,8 +164,9 @@ def test_ic_encoder_reads_only_its_window(tiny_config, counts_batch):
 
 @pytest.mark.parametrize("n_ext", [0, 3])
 def test_model_reuses_the_guides_generator_run_with_the_same_values_and_gradients(tiny_config, counts_batch, n_ext):
-    """The model replaying the guide's g0 and u takes the states the guide computed (no second
-    recurrence) and gets exactly what a second run would give, gradients included."""
+    """The model replaying the guide's g0 and u takes the states the guide computed (the GeneratorRun
+    handed over on the u site, no second recurrence) and gets exactly what a second run would give,
+    gradients included."""
     config = tiny_config.replace(dropout=0.0)
     batch = counts_batch(n_ext=n_ext)
     model = LFADSModel(config, batch.recon_data.shape[2], n_ext)
@@ -177,8 +178,12 @@ def test_model_reuses_the_guides_generator_run_with_the_same_values_and_gradient
     def loss(reuse: bool):
         pyro.set_rng_seed(1)
         guide_trace = poutine.trace(guide).get_trace(batch, 1.0)
-        if not reuse:
-            model.generator._ran = None
+        run = guide_trace.nodes["u"]["infer"][GENERATOR_RUN]
+        assert isinstance(run, GeneratorRun)
+        assert torch.equal(run.inputs, guide_trace.nodes["u"]["value"])
+        assert torch.equal(run.g0, guide_trace.nodes["g0"]["value"])
+        if not reuse:  # a guide that hands nothing over: the model runs the generator itself
+            guide_trace.nodes["u"]["infer"] = {}
         calls.clear()
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch, 1.0)
         model_runs = len(calls)
@@ -197,6 +202,44 @@ def test_model_reuses_the_guides_generator_run_with_the_same_values_and_gradient
             assert a is None and b is None
         else:
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_the_rates_are_made_from_the_factors_the_controller_read(tiny_config, counts_batch):
+    """With dropout on (training), the factors f_t that the controller read to choose u_(t+1) are the
+    model's ``factors`` site at t, dropout mask and all (not a second readout with a fresh mask)."""
+    config = tiny_config.replace(dropout=0.5)
+    batch = counts_batch(n_time=12)
+    model = LFADSModel(config, 7).train()
+    guide = LFADSGuide(model, 7).train()
+    read = []
+    original_factors = model.generator.factors
+    model.generator.factors = lambda *args: read.append(original_factors(*args)) or read[-1]
+    guide_trace = poutine.trace(guide).get_trace(batch, 1.0)
+    read_by_controller = torch.stack(read[1:], 1)  # f_1..f_T after f_0 (from g0); the controller reads f_1..f_(T-1)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch, 1.0)
+    factors = model_trace.nodes["factors"]["value"]
+    torch.testing.assert_close(factors[:, : batch.n_time - 1], read_by_controller[:, : batch.n_time - 1], rtol=0, atol=0)
+    readout = model.generator.readout(model_trace.nodes["gen_states"]["value"])
+    assert not torch.allclose(factors, readout)  # dropout acted: without it the two would be equal
+    rates = model.likelihood(factors).rates
+    torch.testing.assert_close(model_trace.nodes["rates"]["value"], rates)
+
+
+def test_the_generator_and_the_config_exist_once(tiny_config, counts_batch):
+    """The guide runs the model's generator and reads the model's config; Pyro's parameter store
+    and ``parameters()`` hold every weight once."""
+    model = LFADSModel(tiny_config, n_neurons=7)
+    guide = LFADSGuide(model, n_encod_neurons=7)
+    assert guide.config is model.config and guide.generator is model.generator
+    assert not any(name.startswith("model.") or "generator" in name for name, _ in guide.named_parameters())
+    assert "model.generator.cell.weight_hh" not in guide.state_dict()
+    pyro.clear_param_store()
+    traced(model, guide, counts_batch(n_neurons=7))
+    store = pyro.get_param_store()
+    names = list(store.keys())
+    assert len(names) == len(list(model.parameters())) + len(list(guide.parameters()))
+    assert len({id(store[name].unconstrained()) for name in names}) == len(names)
+    assert sum(name.endswith("generator.cell.weight_hh") for name in names) == 1
 
 
 def test_repeated_trials_encode_each_trial_once_with_the_same_posterior(tiny_config, counts_batch):
@@ -265,3 +308,25 @@ def test_the_fused_step_has_the_plain_steps_values_and_gradients(clip):
     for a, b in zip(torch.autograd.grad((fused * weights).sum(), wrt, retain_graph=True),
                     torch.autograd.grad((plain * weights).sum(), wrt)):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("clip", [5.0, 0.3, None])
+def test_the_in_place_step_equals_the_cells_step(clip):
+    """InPlaceGRUStep (the streamer's allocation-free step) against ClippedGRUCell.plain_step, and
+    against torch's GRU for an encoder (clip None)."""
+    from pyro_lfads.blocks.networks import ClippedGRUCell, InPlaceGRUStep
+
+    torch.manual_seed(2)
+    x, h = torch.randn(6, 3), torch.randn(6, 16) * 2
+    if clip is None:
+        module = torch.nn.GRU(3, 16, batch_first=True)
+        want = module(x[:, None], h[None])[1][0]
+    else:
+        module = ClippedGRUCell(3, 16, clip)
+        want = module.plain_step(module.project_inputs(x), h)
+    with torch.no_grad():
+        step = InPlaceGRUStep(module, streams=6)
+        step.project(x)
+        state = h.clone()
+        step.update(state)
+    torch.testing.assert_close(state, want.detach(), rtol=1e-5, atol=1e-6)

@@ -114,8 +114,6 @@ class PathNormal(TorchDistribution):
 
     def expand(self, batch_shape, _instance=None):
         batch_shape = torch.Size(batch_shape)
-        if batch_shape == self.batch_shape and _instance is None:
-            return self  # keeps ``path`` the very tensor the generator consumed (see Generator.run)
         new = self._get_checked_instance(PathNormal, _instance)
         full = batch_shape + self.event_shape
         new.loc, new.scale, new.path = self.loc.expand(full), self.scale.expand(full), self.path.expand(full)

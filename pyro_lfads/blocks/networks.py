@@ -130,6 +130,48 @@ class ClippedGRUCell(nn.Module):
         return torch.cat([h1.unsqueeze(1), later], dim=1)
 
 
+class InPlaceGRUStep:
+    """The update of :meth:`ClippedGRUCell.plain_step` (or of a one-layer forward torch GRU, unclipped)
+    for S streams, computed in buffers made once: nothing is allocated per step (online inference,
+    :mod:`pyro_lfads.extensions.streaming`). It reads the module's own weights.
+
+    Per step: write the input gates W_ih x + b_ih (S, 3H) into ``x_gates`` (:meth:`project` does it
+    for a whole input x (S, I)), then :meth:`update` advances h (S, H) in place.
+    """
+
+    def __init__(self, module: "ClippedGRUCell | nn.GRU", streams: int):
+        if isinstance(module, ClippedGRUCell):
+            weight_ih, weight_hh, self.bias_ih, self.bias_hh = (module.weight_ih, module.weight_hh,
+                                                                module.bias_ih, module.bias_hh)
+            self.clip = module.clip
+        else:
+            weight_ih, weight_hh, self.bias_ih, self.bias_hh = (module.weight_ih_l0, module.weight_hh_l0,
+                                                                module.bias_ih_l0, module.bias_hh_l0)
+            self.clip = None  # the encoders' states stay in (-1, 1)
+        hidden = weight_hh.shape[1]
+        self.weight_ih_t, self.weight_hh_t = weight_ih.t().contiguous(), weight_hh.t().contiguous()
+        self.x_gates = weight_hh.new_zeros(streams, 3 * hidden)
+        self._h_gates = weight_hh.new_zeros(streams, 3 * hidden)
+        self._x_rz, self._x_n = self.x_gates[:, : 2 * hidden], self.x_gates[:, 2 * hidden:]
+        self._h_rz, self._h_n = self._h_gates[:, : 2 * hidden], self._h_gates[:, 2 * hidden:]
+        self._r, self._z = self.x_gates[:, :hidden], self.x_gates[:, hidden: 2 * hidden]
+
+    def project(self, x: torch.Tensor) -> None:
+        """x_gates <- W_ih x + b_ih for inputs x (S, I)."""
+        torch.addmm(self.bias_ih, x, self.weight_ih_t, out=self.x_gates)
+
+    def update(self, h: torch.Tensor) -> None:
+        """Advance h (S, H) by one step from the input gates in ``x_gates`` (which it overwrites):
+        r, z = sigmoid(x_rz + h_rz), n = tanh(x_n + r h_n), h' = n + z (h - n), clipped."""
+        torch.addmm(self.bias_hh, h, self.weight_hh_t, out=self._h_gates)
+        self._x_rz.add_(self._h_rz).sigmoid_()
+        self._h_n.mul_(self._r)
+        self._x_n.add_(self._h_n).tanh_()
+        h.sub_(self._x_n).mul_(self._z).add_(self._x_n)
+        if self.clip is not None:
+            h.clamp_(-self.clip, self.clip)
+
+
 @functools.lru_cache(maxsize=None)
 def _fused_gru(input_size: int, hidden_size: int) -> nn.GRU:
     """A torch GRU of these sizes whose parameters :meth:`ClippedGRUCell.scan` replaces by its own."""

@@ -17,20 +17,10 @@ import numpy as np
 import torch
 from scipy.special import logsumexp
 
-from pyro_lfads.fitting.batch import split_batch
 from pyro_lfads.data import Split
+from pyro_lfads.fitting import objective
+from pyro_lfads.fitting.batch import trial_chunks
 from pyro_lfads.models.likelihoods import LIKELIHOODS
-from pyro_lfads.fitting.objective import guide_and_model_traces
-
-
-def _log_density(trace) -> torch.Tensor:
-    """Sum of the log densities of a trace's sample sites, per trial: (B,) (unscaled: the true
-    densities, whatever KL weights the model was trained with)."""
-    total = 0.0
-    for site in trace.nodes.values():
-        if site["type"] == "sample" and not site["infer"].get("_deterministic"):
-            total = total + site["unscaled_log_prob"]
-    return total
 
 
 def _chunked_traces(model, guide, split: Split, samples: int, time_bins: int | None, device: str,
@@ -39,11 +29,8 @@ def _chunked_traces(model, guide, split: Split, samples: int, time_bins: int | N
 
     Rows of the batch and traces are trial-major: trial i's draws are rows i*samples .. i*samples+samples-1.
     """
-    chunk = max(1, max_rows // samples)
-    for start in range(0, split.n_trials, chunk):
-        trials = slice(start, min(start + chunk, split.n_trials))
-        batch = split_batch(split, trials, device, time_bins).repeat_trials(samples)
-        yield (trials, batch, *guide_and_model_traces(model, guide, batch))
+    for trials, batch in trial_chunks(split, max_rows=max_rows, repeats=samples, device=device, time_bins=time_bins):
+        yield (trials, batch, *objective.guide_and_model_traces(model, guide, batch))
 
 
 @torch.no_grad()
@@ -56,8 +43,7 @@ def log_importance_weights(model, guide, split: Split, *, samples: int, time_bin
     out = np.empty((split.n_trials, samples))
     for trials, _, model_trace, guide_trace in _chunked_traces(model, guide, split, samples, time_bins, device,
                                                                max_rows):
-        log_w = _log_density(model_trace) - _log_density(guide_trace)
-        out[trials] = log_w.reshape(-1, samples).cpu().numpy()
+        out[trials] = objective.log_importance_weights(model_trace, guide_trace).reshape(-1, samples).cpu().numpy()
     return out
 
 
@@ -127,9 +113,8 @@ def to_inference_data(model, guide, split: Split, *, samples: int, time_bins: in
             keep("posterior", name, model_trace.nodes[name]["value"])
         keep("posterior_predictive", "obs", elementwise.sample())
         keep("log_likelihood", "obs", elementwise.log_prob(batch.recon_data))
-        lp = _log_density(model_trace)
-        keep("sample_stats", "lp", lp)
-        keep("sample_stats", "log_importance_weight", lp - _log_density(guide_trace))
+        keep("sample_stats", "lp", objective.log_density(model_trace))
+        keep("sample_stats", "log_importance_weight", objective.log_importance_weights(model_trace, guide_trace))
         keep("observed_data", "obs", batch.recon_data[::samples], per_draw=False)
 
     axis = {group: 0 if group == "observed_data" else 1 for group in parts}

@@ -16,7 +16,8 @@ the posterior-mean path (g0 and every u_t at the mean of their posterior):
 
 Per bin past the window nothing is allocated except the view of the counts:
 every product writes into buffers made once (``torch.addmm(..., out=...)``
-and in-place gate arithmetic). Shapes: S streams, N_in neurons the encoders
+and the in-place gate arithmetic of :class:`~pyro_lfads.blocks.networks.InPlaceGRUStep`, on
+the model's and the guide's own weights). Shapes: S streams, N_in neurons the encoders
 read (held-in), N neurons with rates, F factors.
 """
 
@@ -29,7 +30,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from pyro_lfads.fitting.batch import Batch, split_batch
+from pyro_lfads.blocks.networks import InPlaceGRUStep
+from pyro_lfads.fitting.batch import Batch, trial_chunks
 from pyro_lfads.errors import InputError
 from pyro_lfads.models.likelihoods import CalciumLikelihood, GaussianLikelihood, NegativeBinomialLikelihood, PoissonLikelihood
 from pyro_lfads.fitting.run import load_fitted
@@ -55,40 +57,13 @@ def mean_path(model, guide, batch: Batch) -> dict[str, torch.Tensor]:
     (B, T, F) and ``rates`` (B, T, N). Put model and guide in eval mode first (dropout off)."""
     x = guide.encoder_input(batch)
     g0, _ = guide.initial_condition(x)
-    u = guide.controller_path(x, g0, batch, sample=False)[2] if model.config.co_dim else None
-    states = model.generator.run(g0, u, batch.ext_input, batch.n_time)
-    factors = model.generator.factors(states)
+    if model.config.co_dim:
+        run = guide.controller_and_generator(x, g0, batch, sample=False)[2]
+        u, factors = run.inputs, run.factors
+    else:
+        u, factors = None, model.generator.factors(model.generator.run(g0, None, batch.ext_input, batch.n_time))
     rates = model.likelihoods[batch.session](factors).rates
     return {"g0": g0, "u": u, "factors": factors, "rates": rates}
-
-
-class _GRUStep:
-    """h <- GRU(x, h) in place for S streams, with torch's gate layout (r, z, n) and buffers made once:
-    n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = n + z * (h - n), clipped to [-clip, clip]."""
-
-    def __init__(self, weight_hh: torch.Tensor, bias_hh: torch.Tensor, streams: int, clip: float | None):
-        hidden = weight_hh.shape[1]
-        self.weight_hh_t, self.bias_hh, self.clip = weight_hh.t().contiguous(), bias_hh, clip
-        self.x_gates = weight_hh.new_zeros(streams, 3 * hidden)  # the caller writes W_ih x + b_ih here
-        self._h_gates = weight_hh.new_zeros(streams, 3 * hidden)
-        self._x_rz, self._x_n = self.x_gates[:, : 2 * hidden], self.x_gates[:, 2 * hidden:]
-        self._h_rz, self._h_n = self._h_gates[:, : 2 * hidden], self._h_gates[:, 2 * hidden:]
-        self._r, self._z = self.x_gates[:, :hidden], self.x_gates[:, hidden: 2 * hidden]
-
-    def update(self, h: torch.Tensor) -> None:
-        """Advance h (S, H) by one step from the input gates already in ``x_gates``."""
-        torch.addmm(self.bias_hh, h, self.weight_hh_t, out=self._h_gates)
-        self._x_rz.add_(self._h_rz).sigmoid_()
-        self._h_n.mul_(self._r)
-        self._x_n.add_(self._h_n).tanh_()
-        h.sub_(self._x_n).mul_(self._z).add_(self._x_n)
-        if self.clip is not None:
-            h.clamp_(-self.clip, self.clip)
-
-
-def _gru_weights(gru: torch.nn.GRU) -> tuple[torch.Tensor, ...]:
-    """(weight_ih, weight_hh, bias_ih, bias_hh) of a one-layer forward torch GRU."""
-    return gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0
 
 
 class StreamingLFADS:
@@ -139,31 +114,24 @@ class StreamingLFADS:
         self.counts = new(streams, self.n_in)
         self._x = new(streams, cfg.fac_dim) if self._read_in_t is not None else self.counts
         # initial-condition encoder: used in the window only
-        w_ih, w_hh, b_ih, b_hh = _gru_weights(guide.ic_encoder.gru)
-        self._ic_in_t, self._ic_b_ih = w_ih.t().contiguous(), b_ih
-        self._ic_gru = _GRUStep(w_hh, b_hh, streams, None)
+        self._ic_gru = InPlaceGRUStep(guide.ic_encoder.gru, streams)
         self._ic_h0 = guide.ic_encoder.h0[0, 0]
         self._ic_h = new(streams, cfg.ic_enc_dim)
         self._ic_loc_t = guide.ic_posterior.weight[: cfg.gen_dim].t().contiguous()
         self._ic_loc_b = guide.ic_posterior.bias[: cfg.gen_dim]
         generator = model.generator
-        self._gen_w_ih_t = generator.cell.weight_ih.t().contiguous()
-        self._gen_gru = _GRUStep(generator.cell.weight_hh, generator.cell.bias_hh, streams, generator.cell.clip)
-        self._gen_b_ih = generator.cell.bias_ih
-        self._fac_t = (generator.readout.weight / generator.readout.weight.norm(dim=1, keepdim=True)).t().contiguous()
+        self._gen_gru = InPlaceGRUStep(generator.cell, streams)  # the model's GRU step and factor readout
+        self._fac_t = generator.readout.normalized_weight().t().contiguous()
         self._live = _PathState(new, streams, cfg, self.n_ext)  # the streams' current state
         self._scratch = _PathState(new, streams, cfg, self.n_ext)  # reruns inside the window
         self._enc_gates = self._enc_gates_seen = None
         if cfg.co_dim:
-            w_ih, w_hh, b_ih, b_hh = _gru_weights(guide.ci_encoder.gru)
-            self._ci_in_t, self._ci_b_ih = w_ih.t().contiguous(), b_ih
-            self._ci_gru = _GRUStep(w_hh, b_hh, streams, None)
+            self._ci_gru = InPlaceGRUStep(guide.ci_encoder.gru, streams)
             self._ci_h0 = guide.ci_encoder.h0[0, 0]
             self._ci_h = new(streams, cfg.ci_enc_dim)
             w_enc, w_fac = guide.controller.weight_ih.split([cfg.ci_enc_dim, cfg.fac_dim], dim=1)
             self._con_enc_t, self._con_fac_t = w_enc.t().contiguous(), w_fac.t().contiguous()
-            self._con_b_ih = guide.controller.bias_ih
-            self._con_gru = _GRUStep(guide.controller.weight_hh, guide.controller.bias_hh, streams, guide.controller.clip)
+            self._con_gru = InPlaceGRUStep(guide.controller, streams)
             self._con_h0 = guide.controller_h0
             self._enc_gates = new(streams, 3 * cfg.con_dim)  # W_enc E_con_t + b_ih
             self._co_loc_t = guide.co_posterior.weight[: cfg.co_dim].t().contiguous()
@@ -202,9 +170,9 @@ class StreamingLFADS:
             torch.mm(self.counts, self._read_in_t, out=self._x)
         window = np.flatnonzero(self._bin < self.window) if self._streams_in_window else None
         if self.config.co_dim:
-            torch.addmm(self._ci_b_ih, self._x, self._ci_in_t, out=self._ci_gru.x_gates)
+            self._ci_gru.project(self._x)
             self._ci_gru.update(self._ci_h)
-            torch.addmm(self._con_b_ih, self._ci_h, self._con_enc_t, out=self._enc_gates)
+            torch.addmm(self._con_gru.bias_ih, self._ci_h, self._con_enc_t, out=self._enc_gates)
         if window is not None:
             self._window_step(window)
         self._advance(self._live, self._enc_gates if self.config.co_dim else None)
@@ -238,7 +206,7 @@ class StreamingLFADS:
             torch.addmm(enc_gates, path.factors, self._con_fac_t, out=self._con_gru.x_gates)
             self._con_gru.update(path.c)
             torch.addmm(self._co_loc_b, path.c, self._co_loc_t, out=path.u)
-        torch.addmm(self._gen_b_ih, path.gen_in, self._gen_w_ih_t, out=self._gen_gru.x_gates)
+        self._gen_gru.project(path.gen_in)
         self._gen_gru.update(path.g)
         torch.mm(path.g, self._fac_t, out=path.factors)
 
@@ -254,7 +222,7 @@ class StreamingLFADS:
     # --- inside the initial-condition window ---------------------------------------------
     def _window_step(self, index: np.ndarray) -> None:
         """Advance the IC encoder and keep this bin's controller-encoder gates and external inputs."""
-        torch.addmm(self._ic_b_ih, self._x, self._ic_in_t, out=self._ic_gru.x_gates)
+        self._ic_gru.project(self._x)
         h = self._ic_h.clone()
         self._ic_gru.update(h)
         self._ic_h[index] = h[index]
@@ -307,8 +275,7 @@ def split_mean_path(model, guide, split, *, session: int = 0, time_bins: int | N
     guide.eval()
     device = next(model.parameters()).device
     parts: dict[str, list] = {"rates": [], "factors": []}
-    for start in range(0, split.n_trials, chunk):
-        batch = split_batch(split, slice(start, start + chunk), device, time_bins, session)
+    for _, batch in trial_chunks(split, max_rows=chunk, device=device, time_bins=time_bins, session=session):
         path = mean_path(model, guide, batch)
         for name, values in parts.items():
             values.append(path[name].double().cpu().numpy())

@@ -85,6 +85,19 @@ def iterate_batches(split: Split, batch_size: int, generator: torch.Generator | 
         yield split_batch(split, index, device, time_bins, session)
 
 
+def trial_chunks(split: Split, *, max_rows: int, repeats: int = 1, device: torch.device | str = "cpu",
+                 time_bins: int | None = None, session: int = 0) -> Iterator[tuple[slice, Batch]]:
+    """(trial slice, Batch) for consecutive chunks of ``split``'s trials, in order, each trial
+    ``repeats`` times in a row (:meth:`Batch.repeat_trials`: its encoders read it once), at most
+    ``max_rows`` rows per batch (at least one trial). For passes over whole splits with bounded
+    memory: posterior draws, importance weights, mean paths."""
+    chunk = max(1, max_rows // repeats)
+    for start in range(0, split.n_trials, chunk):
+        trials = slice(start, min(start + chunk, split.n_trials))
+        batch = split_batch(split, trials, device, time_bins, session)
+        yield trials, batch if repeats == 1 else batch.repeat_trials(repeats)
+
+
 def iterate_session_batches(splits: Sequence[Split], batch_size: int, generator: torch.Generator | None,
                             device: torch.device | str = "cpu", time_bins: int | None = None) -> Iterator[Batch]:
     """Batches covering every trial of every session once, each batch from one session (Methods 1.8).

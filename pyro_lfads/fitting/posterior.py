@@ -6,7 +6,7 @@ of rates, factors, generator states, inferred inputs and g0 are kept. The S
 samples of a trial are drawn in one vectorised pass: the batch holds each
 trial S times (its encoders read it once). The draw is Predictive's, written
 out: one trace of the guide and the model replayed on it
-(:func:`pyro_lfads.fitting.objective.posterior_draw`); ``Predictive`` itself runs each
+(:func:`pyro_lfads.fitting.objective.guide_and_model_traces`); ``Predictive`` itself runs each
 program three times per call (twice to learn plate nesting and site shapes),
 which made posterior averaging three times slower. Trials go in chunks of at
 most ``max_rows`` trial-samples, and each chunk is written straight into the
@@ -40,12 +40,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from pyro_lfads.fitting.batch import split_batch
+from pyro_lfads.fitting.batch import trial_chunks
 from pyro_lfads.data import LFADSDataset, Split, as_sessions
 from pyro_lfads.errors import InputError
 from pyro_lfads.data.atomic_files import atomic_path
 from pyro_lfads.fitting.run import load_fitted, session_file
-from pyro_lfads.fitting.objective import posterior_draw
+from pyro_lfads.fitting.objective import guide_and_model_traces, sampled_values
 
 POSTERIOR_FILE = "posterior.h5"
 SAMPLED_SITES = {"rates": "output_params", "factors": "factors", "gen_states": "gen_states", "u": "co",
@@ -63,19 +63,21 @@ def posterior_chunks(model, guide, split: Split, *, samples: int, time_bins: int
     """Yield (trial slice, {output key: array}) for consecutive chunks of ``split``'s trials
     (of session ``session``).
 
-    Keys are those of the module docstring without the ``{split}_`` prefix.
+    Keys are those of the module docstring without the ``{split}_`` prefix. Each chunk is one pass of
+    the guide (its encoders read each trial once) and of the model replayed on it; ``ic_mean`` and
+    ``ic_std`` are the mean and standard deviation of the guide's q(g0) in that pass.
     """
-    chunk = max(1, max_rows // samples)
-    for start in range(0, split.n_trials, chunk):
-        trials = slice(start, min(start + chunk, split.n_trials))
-        batch = split_batch(split, trials, device, time_bins, session)
-        ic_loc, ic_scale = guide.initial_condition(guide.encoder_input(batch))
-        draws = posterior_draw(model, guide, batch.repeat_trials(samples))
-        out = {"ic_mean": ic_loc.cpu().numpy(), "ic_std": ic_scale.cpu().numpy()}
+    for trials, batch in trial_chunks(split, max_rows=max_rows, repeats=samples, device=device,
+                                      time_bins=time_bins, session=session):
+        model_trace, guide_trace = guide_and_model_traces(model, guide, batch, log_densities=False)
+        draws = sampled_values(model_trace)
+        q_g0 = guide_trace.nodes["g0"]["fn"]
+        n_trials = trials.stop - trials.start
+        out = {"ic_mean": q_g0.mean[::samples].cpu().numpy(), "ic_std": q_g0.stddev[::samples].cpu().numpy()}
         for site, key in SAMPLED_SITES.items():
             if site not in draws:
                 continue
-            values = draws[site].reshape(batch.n_trials, samples, *draws[site].shape[1:])
+            values = draws[site].reshape(n_trials, samples, *draws[site].shape[1:])
             mean_key, std_key = ("co_means", "co_stds") if key == "co" else (key, f"{key}_std")
             out[mean_key] = values.mean(1).cpu().numpy()
             if site != "gen_states":

@@ -98,9 +98,9 @@ def build_model_and_guide(config: LFADSConfig, info: RunInfo):
     sessions = info.session_infos()
     if len(sessions) == 1:
         model = LFADSModel(config, info.n_neurons, info.n_ext_inputs)
-        return model, LFADSGuide(model, info.n_encod_neurons, config)
+        return model, LFADSGuide(model, info.n_encod_neurons)
     model = LFADSModel(config, [s.n_neurons for s in sessions], info.n_ext_inputs)
-    return model, LFADSGuide(model, [s.n_encod_neurons for s in sessions], config)
+    return model, LFADSGuide(model, [s.n_encod_neurons for s in sessions])
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

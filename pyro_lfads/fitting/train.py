@@ -5,8 +5,9 @@ The objective of one step, per trial of the batch:
 
     loss = -ELBO_w / B + w * L2,   w = min(1, (step + 1) / ramp_steps)
 
-where ELBO_w is Pyro's ELBO with the latent sites' log densities scaled by w
-(``poutine.scale`` inside the model and guide, so the KL term is w * KL) and
+where ELBO_w is the ELBO estimate of :func:`pyro_lfads.fitting.objective.negative_elbo`
+(Pyro's ``Trace_ELBO`` estimator, or ``TraceMeanField_ELBO``'s) with the latent sites' log
+densities scaled by w (``poutine.scale`` inside the model and guide, so the KL term is w * KL) and
 L2 is the penalty on the recurrent weights. From step ``ramp_steps`` on
 (``kl_ramp_epochs`` epochs), w = 1 and the ELBO is the true one. Batch size,
 ramp, learning-rate decay and the stop on a plateau follow :mod:`pyro_lfads.fitting.schedule`.
@@ -31,7 +32,7 @@ import numpy as np
 import pyro
 import pyro.optim
 import torch
-from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import SVI
 from tqdm.auto import tqdm
 
 from pyro_lfads.fitting.batch import iterate_batches, iterate_session_batches
@@ -43,7 +44,7 @@ from pyro_lfads.fitting.run import (BEST, CURVE_FILE, LAST, RunInfo, build_model
                   save_checkpoint, write_run_files)
 from pyro_lfads.fitting.schedule import PlateauRule, epoch_batch_size, ramp_steps, ramp_weight, steps_per_epoch
 from pyro_lfads.extensions.stitching import check_sessions, initialise_sessions
-from pyro_lfads.fitting.objective import guide_and_model_traces
+from pyro_lfads.fitting.objective import elbo_terms, guide_and_model_traces, negative_elbo
 
 
 #: Steps in a row with a non-finite loss or gradient after which training stops.
@@ -59,43 +60,6 @@ def l2_penalty(model, guide, config: LFADSConfig) -> torch.Tensor:
     if config.co_dim:
         penalty = penalty + term(guide.controller.weight_hh, config.l2_con_scale)
     return penalty
-
-
-class _KeepsLastTraces:
-    """Mixin for a Pyro ELBO: keeps the last (model, guide) traces for progress reports."""
-
-    def _get_trace(self, model, guide, args, kwargs):
-        traces = super()._get_trace(model, guide, args, kwargs)
-        self.last_traces = traces
-        return traces
-
-
-class ReportingTraceELBO(_KeepsLastTraces, Trace_ELBO):
-    """Trace_ELBO that keeps its last traces."""
-
-
-class ReportingMeanFieldELBO(_KeepsLastTraces, TraceMeanField_ELBO):
-    """TraceMeanField_ELBO (analytic KL where one is registered) that keeps its last traces."""
-
-
-ELBO_CLASSES = {"trace": ReportingTraceELBO, "meanfield": ReportingMeanFieldELBO}
-
-
-def elbo_terms(model_trace, guide_trace) -> tuple[float, float]:
-    """(reconstruction NLL, KL estimate) summed over trials, without annealing scales.
-
-    The KL estimate is log q(z) - log p(z) at the sampled z (g0 and u).
-    """
-    recon, kl = 0.0, 0.0
-    for name, site in model_trace.nodes.items():
-        if site["type"] != "sample" or site["infer"].get("_deterministic"):
-            continue
-        if site["is_observed"]:
-            recon -= site["unscaled_log_prob"].sum().item()
-        elif name in guide_trace.nodes:
-            guide_site = guide_trace.nodes[name]
-            kl += (guide_site["unscaled_log_prob"].sum() - site["unscaled_log_prob"].sum()).item()
-    return recon, kl
 
 
 @torch.no_grad()
@@ -160,7 +124,8 @@ class Trainer:
         self.config, self.run_dir = config, Path(run_dir)
         self.device, self.progress = device, progress
         self.params = [p for m in (self.model, self.guide) for p in m.parameters()]
-        self.elbo = ELBO_CLASSES[config.elbo]()
+        self.mean_field = config.elbo == "meanfield"
+        self.last_traces = None  # (model trace, guide trace) of the last step, for the progress report
         self.optim = pyro.optim.Adam({"lr": config.learning_rate, "betas": (config.adam_beta1, config.adam_beta2),
                                       "eps": config.adam_eps})
         self.svi = SVI(self.model, self.guide, self.optim, loss=self._loss, loss_and_grads=self._loss_and_grads)
@@ -177,7 +142,8 @@ class Trainer:
     # --- the objective -------------------------------------------------------------------
     def _loss(self, model, guide, batch, kl_scale):
         """Per-trial -ELBO (KL scaled by kl_scale) plus the ramped L2 penalty."""
-        elbo_loss = self.elbo.differentiable_loss(model, guide, batch, kl_scale) / batch.n_trials
+        self.last_traces = guide_and_model_traces(model, guide, batch, kl_scale)
+        elbo_loss = negative_elbo(*self.last_traces, mean_field=self.mean_field) / batch.n_trials
         return elbo_loss + kl_scale * l2_penalty(self.model, self.guide, self.config)
 
     def _loss_and_grads(self, model, guide, batch, kl_scale):
@@ -228,7 +194,7 @@ class Trainer:
                 if self.state.faults_in_a_row >= MAX_FAULTS_IN_A_ROW:
                     break
                 continue
-            recon, kl = elbo_terms(*self.elbo.last_traces)
+            recon, kl = elbo_terms(*self.last_traces)
             totals += (loss * batch.n_trials, recon, kl)
             n += batch.n_trials
         return dict(zip(("loss", "recon", "kl"), totals / max(n, 1)))
