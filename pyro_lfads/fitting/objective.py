@@ -4,9 +4,8 @@ One draw of the latents per trial (per row of the batch): the guide samples g0 a
 model is replayed on those very values (:func:`guide_and_model_traces`, the only place where
 this happens). From the pair of traces come
 
-- the loss that training minimises, :func:`negative_elbo`: Pyro's ``Trace_ELBO`` estimator
-  -(log p(x, z) - log q(z | x)) with the KL-annealing scales of the sites, or, for
-  ``config.elbo = "meanfield"``, ``TraceMeanField_ELBO``'s (the analytic KL where torch has one);
+- the loss that training minimises is Pyro's ``Trace_ELBO`` (or ``TraceMeanField_ELBO``), run on a
+  :class:`TracedPair` so that the draw it used is kept for the report;
 - the terms that training reports, :func:`elbo_terms` (reconstruction and KL, unscaled);
 - the log importance weights log p(x, z) - log q(z | x) per row, :func:`log_importance_weights`;
 - the posterior draws, :func:`sampled_values`: what ``pyro.infer.Predictive`` returns.
@@ -20,11 +19,9 @@ from collections.abc import Iterator
 
 import torch
 from pyro import poutine
-from pyro.distributions.util import scale_and_mask
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine.util import prune_subsample_sites
 from pyro.util import check_model_guide_match
-from torch.distributions import kl_divergence
 
 
 def guide_and_model_traces(model, guide, batch, kl_scale: float = 1.0, *, log_densities: bool = True):
@@ -54,34 +51,37 @@ def random_sites(trace) -> Iterator[tuple[str, dict]]:
             yield name, site
 
 
-def negative_elbo(model_trace, guide_trace, mean_field: bool = False) -> torch.Tensor:
-    """The loss of one draw, summed over rows: -ELBO with each site's scale (KL annealing), a scalar.
+class TracedPair:
+    """A model and a guide wrapped so that the traces an ELBO object runs them under are kept.
 
-    ``mean_field=False``: -(log p(x, z) - log q(z | x)) at the drawn z, ``Trace_ELBO``'s estimator.
-    ``mean_field=True``: the KL of a latent site is analytic where torch registers one (q(g0) and
-    p(g0), both Normal) and estimated at the draw elsewhere (u), ``TraceMeanField_ELBO``'s estimator.
-    Differentiable (every latent is reparameterised).
+    ``Trace_ELBO().differentiable_loss(pair.model, pair.guide, *args)`` is Pyro's own estimator of
+    the loss; :meth:`traces` then reads the reported terms off that very draw. Only Pyro's public
+    ``poutine.trace`` is used: each call of ``pair.model`` / ``pair.guide`` runs the wrapped
+    program under a trace handler (nested inside the ELBO's own) and keeps the trace.
     """
-    elbo = 0.0
-    for name, site in random_sites(model_trace):
-        if site["is_observed"]:
-            elbo = elbo + site["log_prob_sum"]
-            continue
-        guide_site = guide_trace.nodes[name]
-        kl = _analytic_kl(guide_site["fn"], site["fn"]) if mean_field else None
-        if kl is None:
-            elbo = elbo + site["log_prob_sum"] - guide_site["log_prob_sum"]
-        else:
-            elbo = elbo - scale_and_mask(kl, guide_site["scale"], guide_site["mask"]).sum()
-    return -elbo
+
+    def __init__(self, model, guide):
+        self.model, self.guide = _KeepsTrace(model), _KeepsTrace(guide)
+
+    def traces(self):
+        """(model trace, guide trace) of the last call, subsample sites pruned, log densities computed."""
+        pair = [prune_subsample_sites(program.trace) for program in (self.model, self.guide)]
+        for trace in pair:
+            trace.compute_log_prob()
+        return pair
 
 
-def _analytic_kl(q, p) -> torch.Tensor | None:
-    """KL(q || p) per row where torch knows it in closed form, else None."""
-    try:
-        return kl_divergence(q, p)
-    except NotImplementedError:
-        return None
+class _KeepsTrace:
+    """Calls a Pyro program under ``poutine.trace`` and keeps the trace of the last call."""
+
+    def __init__(self, program):
+        self.program, self.trace = program, None
+
+    def __call__(self, *args, **kwargs):
+        handler = poutine.trace(self.program)
+        value = handler(*args, **kwargs)
+        self.trace = handler.trace
+        return value
 
 
 def elbo_terms(model_trace, guide_trace) -> tuple[float, float]:

@@ -5,8 +5,8 @@ The objective of one step, per trial of the batch:
 
     loss = -ELBO_w / B + w * L2,   w = min(1, (step + 1) / ramp_steps)
 
-where ELBO_w is the ELBO estimate of :func:`pyro_lfads.fitting.objective.negative_elbo`
-(Pyro's ``Trace_ELBO`` estimator, or ``TraceMeanField_ELBO``'s) with the latent sites' log
+where ELBO_w is Pyro's ``Trace_ELBO`` (``TraceMeanField_ELBO`` with ``elbo: meanfield``), run on
+a :class:`~pyro_lfads.fitting.objective.TracedPair` that keeps the draw for the report, with the latent sites' log
 densities scaled by w (``poutine.scale`` inside the model and guide, so the KL term is w * KL) and
 L2 is the penalty on the recurrent weights. From step ``ramp_steps`` on
 (``kl_ramp_epochs`` epochs), w = 1 and the ELBO is the true one. Batch size,
@@ -32,7 +32,7 @@ import numpy as np
 import pyro
 import pyro.optim
 import torch
-from pyro.infer import SVI
+from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
 from pyro_lfads.fitting.batch import iterate_batches, iterate_session_batches
@@ -44,7 +44,7 @@ from pyro_lfads.fitting.run import (BEST, CURVE_FILE, LAST, RunInfo, build_model
                   save_checkpoint, write_run_files)
 from pyro_lfads.fitting.schedule import PlateauRule, epoch_batch_size, ramp_steps, ramp_weight, steps_per_epoch
 from pyro_lfads.extensions.stitching import check_sessions, initialise_sessions
-from pyro_lfads.fitting.objective import elbo_terms, guide_and_model_traces, negative_elbo
+from pyro_lfads.fitting.objective import TracedPair, elbo_terms, guide_and_model_traces
 
 
 #: Steps in a row with a non-finite loss or gradient after which training stops.
@@ -124,11 +124,11 @@ class Trainer:
         self.config, self.run_dir = config, Path(run_dir)
         self.device, self.progress = device, progress
         self.params = [p for m in (self.model, self.guide) for p in m.parameters()]
-        self.mean_field = config.elbo == "meanfield"
-        self.last_traces = None  # (model trace, guide trace) of the last step, for the progress report
+        self.elbo = TraceMeanField_ELBO() if config.elbo == "meanfield" else Trace_ELBO()
+        self.traced = TracedPair(self.model, self.guide)  # keeps each step's draw, for the reported terms
         self.optim = pyro.optim.Adam({"lr": config.learning_rate, "betas": (config.adam_beta1, config.adam_beta2),
                                       "eps": config.adam_eps})
-        self.svi = SVI(self.model, self.guide, self.optim, loss=self._loss, loss_and_grads=self._loss_and_grads)
+        self.svi = SVI(self.traced.model, self.traced.guide, self.optim, loss=self._loss, loss_and_grads=self._loss_and_grads)
         self.state = TrainerState(lr=config.learning_rate)
         self.batch_order = torch.Generator().manual_seed(config.seed)
         self.dropout_masks = torch.Generator().manual_seed(config.seed + 1)
@@ -142,8 +142,7 @@ class Trainer:
     # --- the objective -------------------------------------------------------------------
     def _loss(self, model, guide, batch, kl_scale):
         """Per-trial -ELBO (KL scaled by kl_scale) plus the ramped L2 penalty."""
-        self.last_traces = guide_and_model_traces(model, guide, batch, kl_scale)
-        elbo_loss = negative_elbo(*self.last_traces, mean_field=self.mean_field) / batch.n_trials
+        elbo_loss = self.elbo.differentiable_loss(model, guide, batch, kl_scale) / batch.n_trials
         return elbo_loss + kl_scale * l2_penalty(self.model, self.guide, self.config)
 
     def _loss_and_grads(self, model, guide, batch, kl_scale):
@@ -194,7 +193,8 @@ class Trainer:
                 if self.state.faults_in_a_row >= MAX_FAULTS_IN_A_ROW:
                     break
                 continue
-            recon, kl = elbo_terms(*self.last_traces)
+            with torch.no_grad():
+                recon, kl = elbo_terms(*self.traced.traces())
             totals += (loss * batch.n_trials, recon, kl)
             n += batch.n_trials
         return dict(zip(("loss", "recon", "kl"), totals / max(n, 1)))
