@@ -19,7 +19,7 @@ from scipy.special import logsumexp
 
 from pyro_lfads.fitting.batch import split_batch
 from pyro_lfads.data import Split
-from pyro_lfads.models.likelihoods import LIKELIHOODS
+from pyro_lfads.models.likelihoods import data_support
 from pyro_lfads.fitting.objective import guide_and_model_traces
 
 
@@ -152,7 +152,7 @@ def to_inference_data(model, guide, split: Split, *, samples: int, time_bins: in
 
 def _describe(data: az.InferenceData, likelihood: str, bin_ms: float | None, conditions: np.ndarray | None) -> None:
     """Set the ``units`` (and ``long_name``) attributes of every variable and coordinate, in place."""
-    counts = LIKELIHOODS[likelihood].support == "counts"
+    counts = data_support(likelihood) == "counts"
     obs_units = "spike counts per bin" if counts else "data units per bin"
     units = {"g0": ("dimensionless", "initial condition of the generator"),
              "u": ("dimensionless", "inferred input"),
