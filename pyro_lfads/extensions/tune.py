@@ -263,8 +263,9 @@ def tune(data: LFADSDataset | Run | str | Path, out: str | Path, *, population: 
     """Population-based training of ``population`` members for ``generations`` generations of
     ``epochs_per_generation`` epochs each, writing into ``out``.
 
-    ``data`` is a data set, a data file, or a fitted :class:`~pyro_lfads.fitting.run.Run`, whose data set and config (unless ``config`` is given) are tuned. ``config`` (default LFADSConfig()) fixes everything but the tuned hyperparameters
-    (:func:`search_space`). Ray runs in this process on this machine's CPUs (and GPUs), or on the
+    ``data`` is a data set, a data file, or a fitted :class:`~pyro_lfads.fitting.run.Run`, whose data
+    set and config (unless ``config`` is given) are tuned. ``config`` (default LFADSConfig()) fixes
+    everything but the tuned hyperparameters (:func:`search_space`). Ray runs in this process on this machine's CPUs (and GPUs), or on the
     cluster at ``address`` (default: the environment's RAY_ADDRESS, if set; then ``out`` must be
     on storage every node can reach). Each member takes ``cpus_per_trial`` CPUs and
     ``gpus_per_trial`` GPUs (cuda when > 0). ``seed`` (default: the config's) is the members'
