@@ -12,7 +12,7 @@ from pyro_lfads.evaluation.baselines import GaussianSmoothing
 from pyro_lfads.errors import InputError
 from pyro_lfads.evaluation.metrics import rate_r2
 from pyro_lfads.fitting.posterior import read_posterior, write_posterior
-from pyro_lfads.fitting.run import BEST, CURVE_FILE, LAST, load_checkpoint
+from pyro_lfads.fitting.run import BEST, CURVE_FILE, LAST, Run, RunInfo, load_checkpoint
 from pyro_lfads.fitting.train import fit, l2_penalty, new_trainer, ramp_weight, validation_score
 
 
@@ -40,10 +40,11 @@ def _state(run_dir, name=LAST):
     return load_checkpoint(run_dir / name)
 
 
-def _trainer_of(run, dataset):
-    """The Trainer of a fitted run as its fit left it: rebuilt, then resumed from the last checkpoint."""
-    trainer = new_trainer(run, [dataset], init_seed=run.config.seed)
-    trainer.resume(run.checkpoint_path("last"))
+def _fitted_trainer(dataset, config, run_dir):
+    """The Trainer that ``fit(dataset, config, run_dir)`` trains (a new run), after its fit."""
+    run, _ = Run.begin_fit(run_dir, config, RunInfo.describe(dataset, config))
+    trainer = new_trainer(run, [dataset], init_seed=config.seed, progress=False)
+    trainer.fit()
     return trainer
 
 
@@ -104,10 +105,10 @@ def test_a_different_run_in_the_directory_is_refused(tiny_lorenz, tiny_config, t
 
 
 def test_mean_field_elbo_trains(tiny_lorenz, tiny_config, tmp_path):
-    run = fit(tiny_lorenz, tiny_config.replace(elbo="meanfield", max_epochs=2), tmp_path, progress=False)
+    trainer = _fitted_trainer(tiny_lorenz, tiny_config.replace(elbo="meanfield", max_epochs=2), tmp_path)
     records = [json.loads(line) for line in (tmp_path / CURVE_FILE).read_text().splitlines()]
-    assert run.training.epoch == 2 and all(np.isfinite(r["train_loss"]) for r in records)
-    assert type(_trainer_of(run, tiny_lorenz).elbo).__name__ == "ReportingMeanFieldELBO"
+    assert trainer.state.epoch == 2 and all(np.isfinite(r["train_loss"]) for r in records)
+    assert type(trainer.elbo).__name__ == "ReportingMeanFieldELBO"
 
 
 def test_bad_device_is_refused_in_one_line(tiny_lorenz, tiny_config, tmp_path):
@@ -153,7 +154,7 @@ def _poison(trainer, from_call: int, calls: int = 10**9):
 def test_a_non_finite_step_is_undone_and_decays_the_learning_rate(tiny_lorenz, tiny_config, tmp_path):
     from pyro_lfads.fitting.batch import split_batch
 
-    trainer = _trainer_of(fit(tiny_lorenz, tiny_config.replace(max_epochs=1), tmp_path, progress=False), tiny_lorenz)
+    trainer = _fitted_trainer(tiny_lorenz, tiny_config.replace(max_epochs=1), tmp_path)
     batch = split_batch(tiny_lorenz.train, slice(0, 16))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     adam_steps = [opt.state_dict()["state"] for opt in trainer.optim.optim_objs.values()]
@@ -174,7 +175,7 @@ def test_repeated_faults_stop_training_with_a_message_and_keep_the_best_checkpoi
                                                                                    tmp_path):
     from pyro_lfads.errors import TrainingDiverged
 
-    trainer = _trainer_of(fit(tiny_lorenz, tiny_config.replace(max_epochs=1), tmp_path, progress=False), tiny_lorenz)
+    trainer = _fitted_trainer(tiny_lorenz, tiny_config.replace(max_epochs=1), tmp_path)
     best = (tmp_path / BEST).read_bytes()
     trainer.config = tiny_config.replace(max_epochs=3)
     _poison(trainer, from_call=1)
