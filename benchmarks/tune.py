@@ -77,10 +77,10 @@ def main() -> None:
     config = objective_config(LFADSConfig.from_yaml(args.config) if args.config else LFADSConfig(),
                               args.objective).replace(max_epochs=epochs)
     start = time.perf_counter()
-    trainer = pyro_lfads.fit(dataset, config, out / "default", overwrite=True, progress=False)
+    state = pyro_lfads.fit(dataset, config, out / "default", overwrite=True, progress=False).training
     default_wall = time.perf_counter() - start
-    default = {"valid_metric": trainer.state.best_valid, **scores(out / "default", dataset)}
-    print(json.dumps({"model": "default", "epochs": trainer.state.epoch, "wall_s": round(default_wall, 1),
+    default = {"valid_metric": state.best_valid, **scores(out / "default", dataset)}
+    print(json.dumps({"model": "default", "epochs": state.epoch, "wall_s": round(default_wall, 1),
                       **default}), flush=True)
 
     shutil.rmtree(out / "tuned", ignore_errors=True)

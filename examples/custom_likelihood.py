@@ -33,6 +33,7 @@ class StudentTLikelihood(nn.Module):
     """
 
     support = "real"
+    link = "identity"  # the readout gives the mean itself
 
     def __init__(self, fac_dim: int, n_neurons: int):
         super().__init__()

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 
 import pyro_lfads
-from pyro_lfads.fitting.run import run_dataset
 from pyro_lfads.evaluation.metrics import input_r2, pulse_time_errors_ms
 from pyro_lfads.diagnostics.input_figures import plot_input_recovery, plot_pulse_aligned_inputs
 from pyro_lfads.synthetic.chaotic_rnn import make_pulse_dataset
@@ -36,7 +35,7 @@ def fitted(name: str, make, args, **config_keys) -> tuple[Path, pyro_lfads.LFADS
     or a new one."""
     if args.runs is not None:
         run_dir = args.runs / name / "controller"
-        return run_dir, run_dataset(run_dir)
+        return run_dir, pyro_lfads.Run.open(run_dir).dataset()
     dataset = make(seed=0, n_conditions=args.conditions)
     run_dir = args.out / name
     config = pyro_lfads.LFADSConfig(co_dim=1, max_epochs=args.epochs, posterior_samples=args.samples, **config_keys)

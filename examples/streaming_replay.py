@@ -28,7 +28,6 @@ import torch
 import pyro_lfads
 from pyro_lfads.evaluation.metrics import rate_r2
 from pyro_lfads.diagnostics.check_figures import plot_streaming_replay
-from pyro_lfads.fitting.run import load_fitted, run_dataset
 from pyro_lfads.extensions.streaming import StreamingLFADS, split_mean_path
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
 
@@ -36,7 +35,7 @@ from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
 def fitted_runs(args) -> tuple[Path, Path, pyro_lfads.LFADSDataset]:
     """(offline run, online run, data set): the benchmark's fits, or two new ones."""
     if args.runs is not None:
-        return args.runs / "acausal", args.runs / "causal", run_dataset(args.runs / "causal")
+        return args.runs / "acausal", args.runs / "causal", pyro_lfads.Run.open(args.runs / "causal").dataset()
     dataset = make_lorenz_dataset(seed=0, n_conditions=args.conditions)
     for causal in (False, True):
         config = pyro_lfads.LFADSConfig(causal=causal, max_epochs=args.epochs, kl_ramp_steps=args.kl_ramp_steps)
@@ -80,7 +79,7 @@ def main() -> None:
     n_trials = min(args.trials, valid.n_trials)
     counts = valid.encod_data[:n_trials].astype(np.float32)
     online, latencies = replay(StreamingLFADS.from_run(online_run, streams=1), counts)
-    _, _, model, guide = load_fitted(offline_run)
+    model, guide = pyro_lfads.Run.open(offline_run).fitted()
     offline = split_mean_path(model, guide, valid)["rates"][:n_trials]
     truth = dataset.truth_counts("valid")
     truth = None if truth is None else truth[:n_trials]

@@ -4,7 +4,11 @@
 An observation model is an ``nn.Module`` with
 
 - ``support``: what the data must be ("counts", "nonnegative", "positive" or
-  "real"), checked by :mod:`pyro_lfads.data` before training;
+  "real"), checked by :mod:`pyro_lfads.data` before training
+  (:func:`data_support` answers it for a config's ``likelihood`` name);
+- ``link``: how its ``rates`` follow from the read-out W f + b: "log"
+  (rates = exp(W f + b)), "identity" (rates = W f + b), or None where they are
+  made otherwise (the zero-inflated gamma's gate);
 - ``forward(factors) -> Observation``: the element-wise distribution of
   ``obs`` (batch shape (B, T, N), one entry per trial, bin and neuron; the
   model masks entries and declares (T, N) the event), the ``rates`` (B, T, N) users want back
@@ -13,8 +17,7 @@ An observation model is an ``nn.Module`` with
 - ``init_from_data(data)``: data-driven initialisation from the training
   observations (trials, T, N);
 - ``readout``: the ``nn.Linear`` from factors to the (log) rates, which a
-  stitched model initialises per session; ``log_link = False`` where it gives
-  the mean itself (Gaussian) rather than its log.
+  stitched model initialises per session.
 
 To add one, copy the class closest to what you need, edit it, and
 ``register_likelihood("name", MyLikelihood)``; then ``likelihood: name`` in a
@@ -33,6 +36,7 @@ import torch
 from torch import nn
 
 from pyro_lfads.blocks.distributions import ZeroInflatedGamma
+from pyro_lfads.config import LIKELIHOOD_NAMES
 
 
 class Observation(NamedTuple):
@@ -62,6 +66,7 @@ class PoissonLikelihood(nn.Module):
     """x_t ~ Poisson(r_t), r_t = exp(W_rate f_t + b) (Methods 1.2). Rates in counts per bin."""
 
     support = "counts"
+    link = "log"
 
     def __init__(self, fac_dim: int, n_neurons: int):
         super().__init__()
@@ -84,7 +89,7 @@ class GaussianLikelihood(nn.Module):
     """
 
     support = "real"
-    log_link = False  # the readout gives the mean itself (the others give its log)
+    link = "identity"  # the readout gives the mean itself
 
     def __init__(self, fac_dim: int, n_neurons: int):
         super().__init__()
@@ -110,6 +115,7 @@ class NegativeBinomialLikelihood(nn.Module):
     """
 
     support = "counts"
+    link = "log"
 
     def __init__(self, fac_dim: int, n_neurons: int):
         super().__init__()
@@ -134,6 +140,7 @@ class GammaLikelihood(nn.Module):
     """
 
     support = "positive"
+    link = "log"
 
     def __init__(self, fac_dim: int, n_neurons: int):
         super().__init__()
@@ -162,6 +169,7 @@ class ZeroInflatedGammaLikelihood(nn.Module):
     """
 
     support = "nonnegative"
+    link = None  # rates = q (s_min + exp(W f + b)), q from the gate
 
     def __init__(self, fac_dim: int, n_neurons: int):
         super().__init__()
@@ -214,6 +222,7 @@ class CalciumLikelihood(nn.Module):
     """
 
     support = "real"
+    link = "log"  # of the spike rates; the fluorescence is their AR(1) filter
 
     def __init__(self, fac_dim: int, n_neurons: int, tau_init: float = 10.0):
         super().__init__()
@@ -268,12 +277,29 @@ LIKELIHOODS = {
 }
 
 
+#: The values ``support`` and ``link`` may take (module docstring).
+SUPPORTS, LINKS = ("counts", "nonnegative", "positive", "real"), ("log", "identity", None)
+
+
 def register_likelihood(name: str, likelihood_class: type) -> None:
     """Make ``likelihood: name`` in a config build ``likelihood_class(fac_dim, n_neurons)``."""
-    for attribute in ("support", "init_from_data", "forward"):
+    for attribute in ("support", "link", "init_from_data", "forward"):
         if not hasattr(likelihood_class, attribute):
             raise TypeError(f"{likelihood_class.__name__} needs a {attribute!r} (see likelihoods.py)")
+    if likelihood_class.support not in SUPPORTS:
+        raise TypeError(f"{likelihood_class.__name__}.support: {likelihood_class.support!r} is not one of "
+                        f"{', '.join(SUPPORTS)}")
+    if likelihood_class.link not in LINKS:
+        raise TypeError(f"{likelihood_class.__name__}.link: {likelihood_class.link!r} is not one of log, identity, None")
     LIKELIHOODS[name] = likelihood_class
+    if name not in LIKELIHOOD_NAMES:
+        LIKELIHOOD_NAMES.append(name)
+
+
+def data_support(likelihood: str) -> str:
+    """What data the observation model named ``likelihood`` accepts: "counts" (non-negative integers),
+    "nonnegative" (>= 0), "positive" (> 0) or "real" (finite)."""
+    return LIKELIHOODS[likelihood].support
 
 
 def make_likelihood(config, n_neurons: int) -> nn.Module:

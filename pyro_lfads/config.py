@@ -19,6 +19,10 @@ import yaml
 
 from pyro_lfads.errors import InputError
 
+#: The names ``likelihood`` may take: the keys of the observation-model registry
+#: (``pyro_lfads.models.likelihoods.LIKELIHOODS``), whose ``register_likelihood`` appends here. A list of
+#: names, so that the config need not import the models.
+LIKELIHOOD_NAMES = ["poisson", "gaussian", "negbinom", "gamma", "zig", "calcium"]
 ELBOS = ("trace", "meanfield")
 CHECKPOINT_METRICS = ("elbo", "recon")
 DEFAULT_CD_RATE = 0.3
@@ -204,10 +208,8 @@ class LFADSConfig:
         for name in ("train_read_in", "causal"):
             _check(source, name, getattr(self, name), bool, lambda v: True, "must be true or false")
         _check(source, "lr_decay", self.lr_decay, float, lambda v: 0 < v < 1, "must be in (0, 1)")
-        from pyro_lfads.models.likelihoods import LIKELIHOODS  # the registry, with user additions
-
-        if self.likelihood not in LIKELIHOODS:
-            raise InputError(f"{source}: likelihood: {self.likelihood!r} is not one of {', '.join(LIKELIHOODS)}")
+        if self.likelihood not in LIKELIHOOD_NAMES:
+            raise InputError(f"{source}: likelihood: {self.likelihood!r} is not one of {', '.join(LIKELIHOOD_NAMES)}")
         if self.checkpoint_metric not in CHECKPOINT_METRICS:
             raise InputError(f"{source}: checkpoint_metric: {self.checkpoint_metric!r} is not one of "
                              f"{', '.join(CHECKPOINT_METRICS)}")

@@ -162,3 +162,20 @@ def test_help_documents_every_command():
     code, stdout, _ = run_cli("fit", "--help")
     for flag in ("--out", "--config", "--max-epochs", "--device", "--seed", "--overwrite"):
         assert flag in stdout
+
+
+def test_library_errors_are_worded_as_the_commands_flags():
+    from pyro_lfads.cli.commands import in_flags
+
+    assert in_flags("source: 'spikes' is not one of rates, factors", "decode") == \
+        "--from: 'spikes' is not one of rates, factors"
+    assert in_flags("samples: must be >= 1, got 0", "posterior") == "--samples: must be >= 1, got 0"
+    assert in_flags("device: 'tpu' is not one of cpu, cuda, cuda:N", "report").startswith("--device: 'tpu'")
+    assert in_flags("run: already holds a different run; choose another directory or pass overwrite=True",
+                    "fit").endswith("pass --overwrite")
+    assert in_flags("objective 'elbo': the config turns on sample validation; set sv_rate: 0 or use objective 'sv'",
+                    "tune") == "--objective elbo: the config turns on sample validation; set sv_rate: 0 or use --objective sv"
+    assert in_flags("epochs_per_generation: must be >= 1, got 0", "tune") == "--epochs-per-generation: must be >= 1, got 0"
+    # only where the command has the flag, and only the argument's own words
+    assert in_flags("session: run has sessions 0 to 1, got 2", "posterior") == "session: run has sessions 0 to 1, got 2"
+    assert in_flags("data.h5: train_session: missing", "evaluate") == "data.h5: train_session: missing"

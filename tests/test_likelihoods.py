@@ -11,7 +11,9 @@ from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split, validate_dataset
 from pyro_lfads.errors import InputError
 from pyro_lfads.evaluation.table import evaluate_run
-from pyro_lfads.models.likelihoods import LIKELIHOODS, make_likelihood
+import pyro_lfads.config
+import pyro_lfads.models.likelihoods as likelihoods
+from pyro_lfads.models.likelihoods import LIKELIHOODS, data_support, make_likelihood, register_likelihood
 from pyro_lfads.fitting.posterior import read_posterior, write_posterior
 from pyro_lfads.synthetic.calcium import make_calcium_dataset
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
@@ -104,6 +106,52 @@ def test_calcium_matches_an_independent_filter():
     np.testing.assert_allclose(obs.distribution.log_prob(x).detach().numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_the_config_knows_the_registry_names():
+    assert pyro_lfads.config.LIKELIHOOD_NAMES == list(LIKELIHOODS)
+
+
+@pytest.mark.parametrize("name,support", [("poisson", "counts"), ("negbinom", "counts"), ("gaussian", "real"),
+                                          ("gamma", "positive"), ("zig", "nonnegative"), ("calcium", "real")])
+def test_each_model_states_what_data_it_accepts(name, support):
+    assert data_support(name) == LIKELIHOODS[name].support == support
+
+
+@pytest.mark.parametrize("name", sorted(LIKELIHOODS))
+def test_each_model_states_its_link_truly(name):
+    likelihood, _ = observation(name)
+    factors = torch.randn(B, T, F)
+    rates, linear = likelihood(factors).rates, likelihood.readout(factors)
+    expected = {"log": linear.exp(), "identity": linear}.get(likelihood.link)
+    if expected is None:  # the zero-inflated gamma: rates are neither, so callers must ask the model
+        assert name == "zig" and not torch.allclose(rates, linear.exp()) and not torch.allclose(rates, linear)
+    else:
+        torch.testing.assert_close(rates, expected)
+
+
+def test_a_registered_model_must_state_support_and_link(monkeypatch):
+    names = list(pyro_lfads.config.LIKELIHOOD_NAMES)
+    monkeypatch.setattr(pyro_lfads.config, "LIKELIHOOD_NAMES", names)
+    monkeypatch.setattr(likelihoods, "LIKELIHOOD_NAMES", names)
+    monkeypatch.setattr(likelihoods, "LIKELIHOODS", dict(LIKELIHOODS))
+
+    class NoLink(torch.nn.Module):
+        support = "real"
+
+        def init_from_data(self, data): ...
+
+        def forward(self, factors): ...
+
+    with pytest.raises(TypeError, match="'link'"):
+        register_likelihood("nolink", NoLink)
+    NoLink.link = "softplus"
+    with pytest.raises(TypeError, match="link: 'softplus'"):
+        register_likelihood("nolink", NoLink)
+    NoLink.link = "identity"
+    register_likelihood("nolink", NoLink)
+    assert data_support("nolink") == "real" and names[-1] == "nolink"
+    assert LFADSConfig(likelihood="nolink").likelihood == "nolink"  # the config accepts the new name
+
+
 @pytest.mark.parametrize("name,values,problem", [
     ("poisson", lambda x: x - 1, "negative"),
     ("negbinom", lambda x: x + 0.25, "whole numbers"),
@@ -117,7 +165,7 @@ def test_support_violations_are_refused_in_one_line(name, values, problem, tmp_p
     bad = values(counts).astype("float32")
     dataset = LFADSDataset(Split(bad, bad), Split(counts, counts))  # unvalidated on purpose
     with pytest.raises(InputError, match=problem) as info:
-        validate_dataset(dataset, support=LIKELIHOODS[name].support)
+        validate_dataset(dataset, support=data_support(name))
     assert "\n" not in str(info.value) and "train_encod_data" in str(info.value)
     with pytest.raises(InputError, match=problem):
         fit(dataset, LFADSConfig(likelihood=name, max_epochs=1), tmp_path / "run", progress=False)

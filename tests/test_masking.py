@@ -13,7 +13,7 @@ from pyro_lfads.fitting.batch import Batch, split_batch
 from pyro_lfads.data import LFADSDataset, Split
 from pyro_lfads.blocks.distributions import WeightedElements
 from pyro_lfads.errors import InputError
-from pyro_lfads.fitting.masking import (check_heldin_layout, coordinated_dropout, hide_for_validation,
+from pyro_lfads.fitting.masking import (TrainingSplits, check_heldin_layout, coordinated_dropout, hide_for_validation,
                                 sample_validation_mask)
 from pyro_lfads.fitting.run import CURVE_FILE
 from pyro_lfads.fitting.train import fit
@@ -100,10 +100,11 @@ def test_default_dropout_rate_follows_the_controller(tiny_config):
 
 
 def test_sample_validation_picks_the_checkpoint_and_is_recorded(tiny_lorenz, tiny_config, tmp_path):
-    trainer = fit(tiny_lorenz, tiny_config.replace(sv_rate=0.1, max_epochs=3), tmp_path, progress=False)
+    run = fit(tiny_lorenz, tiny_config.replace(sv_rate=0.1, max_epochs=3), tmp_path, progress=False)
     records = [json.loads(line) for line in (tmp_path / CURVE_FILE).read_text().splitlines()]
     scores = [r["valid_sv_recon"] for r in records]
     assert all(np.isfinite(scores)) and all(s > 0 for s in scores)
-    assert trainer.state.best_valid == min(scores)
-    assert trainer.state.best_epoch == 1 + int(np.argmin(scores))
-    assert trainer.splits[0].n_held == int(round(trainer.splits[0].valid_held.recon_mask.sum()))
+    assert run.training.best_valid == min(scores)
+    assert run.training.best_epoch == 1 + int(np.argmin(scores))
+    splits = TrainingSplits(tiny_lorenz, run.config)
+    assert splits.n_held == int(round(splits.valid_held.recon_mask.sum()))

@@ -110,7 +110,7 @@ def test_decode_from_rates_and_factors(fitted_small_nlb, small_nlb):
     with h5py.File(fitted_small_nlb / "decoding.h5") as h5:
         assert h5["valid_behavior_pred"].shape == (small_nlb.valid.n_trials, 25, 2)
         assert h5.attrs["source"] == "factors"
-    with pytest.raises(InputError, match="--from"):
+    with pytest.raises(InputError, match="^source: 'spikes'"):
         decode_run(fitted_small_nlb, small_nlb, source="spikes")
 
 

@@ -353,7 +353,7 @@ def test_posterior_per_session(stitched_run):
             assert post["output_params"].shape == (n_trials, 20, n)
             assert post["factors"].shape == (n_trials, 20, FAC_DIM)
             assert np.all(post["output_params"] > 0)
-    with pytest.raises(InputError, match="--session"):
+    with pytest.raises(InputError, match="^session: "):
         read_posterior(run_dir, "valid", session=len(NEURONS))
 
 
@@ -384,10 +384,10 @@ def test_fit_refuses_sessions_with_different_bins(tmp_path):
 
 def test_fixed_read_ins_stay_at_their_initialisation(sessions, tmp_path):
     config = tiny_config(train_read_in=False, max_epochs=1)
-    trainer = fit(sessions, config, tmp_path / "run", progress=False)
+    _, guide = fit(sessions, config, tmp_path / "run", progress=False).fitted("last")
     expected = pcr_read_ins(sessions, FAC_DIM, 20)
     for k, w in enumerate(expected):
-        np.testing.assert_allclose(trainer.guide.read_ins[k].weight.numpy(), w, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(guide.read_ins[k].weight.numpy(), w, rtol=1e-4, atol=1e-6)
 
 
 def test_cli_synth_and_fit_multisession(tmp_path, capsys):

@@ -13,8 +13,8 @@ from pyro_lfads.evaluation.baselines import GaussianSmoothing
 from pyro_lfads.errors import InputError
 from pyro_lfads.evaluation.metrics import rate_r2
 from pyro_lfads.fitting.posterior import read_posterior, write_posterior
-from pyro_lfads.fitting.run import BEST, CURVE_FILE, LAST, load_checkpoint
-from pyro_lfads.fitting.train import fit, l2_penalty, ramp_weight, validation_score
+from pyro_lfads.fitting.run import BEST, CURVE_FILE, LAST, Run, RunInfo, load_checkpoint
+from pyro_lfads.fitting.train import fit, l2_penalty, new_trainer, ramp_weight, validation_score
 
 
 def test_ramp_is_linear_positive_and_reaches_one():
@@ -41,8 +41,16 @@ def _state(run_dir, name=LAST):
     return load_checkpoint(run_dir / name)
 
 
+def _fitted_trainer(dataset, config, run_dir):
+    """The Trainer that ``fit(dataset, config, run_dir)`` trains (a new run), after its fit."""
+    run, _ = Run.begin_fit(run_dir, config, RunInfo.describe(dataset, config))
+    trainer = new_trainer(run, [dataset], init_seed=config.seed, progress=False)
+    trainer.fit()
+    return trainer
+
+
 def test_fit_writes_run_directory_and_curve(tiny_lorenz, tiny_config, tmp_path):
-    trainer = fit(tiny_lorenz, tiny_config, tmp_path / "run", progress=False)
+    fitted = fit(tiny_lorenz, tiny_config, tmp_path / "run", progress=False)
     run = tmp_path / "run"
     for name in ("config.yaml", "run.json", LAST, BEST, CURVE_FILE):
         assert (run / name).is_file(), name
@@ -50,7 +58,7 @@ def test_fit_writes_run_directory_and_curve(tiny_lorenz, tiny_config, tmp_path):
     assert [r["epoch"] for r in records] == [1, 2, 3]
     for key in ("train_loss", "train_recon", "train_kl", "valid_loss", "valid_recon", "valid_kl", "lr", "kl_weight"):
         assert all(np.isfinite(r[key]) for r in records), key
-    assert trainer.state.stopped == "max_epochs"
+    assert fitted.training.stopped == "max_epochs" and fitted.directory == run
     assert records[-1]["step"] == 3 * int(np.ceil(tiny_lorenz.train.n_trials / tiny_config.batch_size))
 
 
@@ -58,11 +66,11 @@ def test_fit_writes_run_directory_and_curve(tiny_lorenz, tiny_config, tmp_path):
 def test_the_best_checkpoint_is_the_epoch_with_the_lowest_chosen_metric(tiny_lorenz, tiny_config, tmp_path,
                                                                       checkpoint_metric, key):
     config = tiny_config.replace(checkpoint_metric=checkpoint_metric, max_epochs=4)
-    trainer = fit(tiny_lorenz, config, tmp_path / "run", progress=False)
+    state = fit(tiny_lorenz, config, tmp_path / "run", progress=False).training
     records = [json.loads(line) for line in (tmp_path / "run" / CURVE_FILE).read_text().splitlines()]
     lowest = min(records, key=lambda r: r[key])
-    assert trainer.state.best_valid == lowest[key]
-    assert trainer.state.best_epoch == lowest["epoch"]
+    assert state.best_valid == lowest[key]
+    assert state.best_epoch == lowest["epoch"]
     assert validation_score({"loss": 2.0, "recon": 1.0, "kl": 1.0}, config) == (1.0 if checkpoint_metric == "recon"
                                                                                   else 2.0)
     assert validation_score({"loss": 2.0, "recon": 1.0, "kl": 1.0, "sv_recon": 0.5}, config) == 0.5
@@ -98,14 +106,14 @@ def test_a_different_run_in_the_directory_is_refused(tiny_lorenz, tiny_config, t
 
 
 def test_mean_field_elbo_trains(tiny_lorenz, tiny_config, tmp_path):
-    trainer = fit(tiny_lorenz, tiny_config.replace(elbo="meanfield", max_epochs=2), tmp_path, progress=False)
+    trainer = _fitted_trainer(tiny_lorenz, tiny_config.replace(elbo="meanfield", max_epochs=2), tmp_path)
     records = [json.loads(line) for line in (tmp_path / CURVE_FILE).read_text().splitlines()]
     assert trainer.state.epoch == 2 and all(np.isfinite(r["train_loss"]) for r in records)
     assert isinstance(trainer.elbo, TraceMeanField_ELBO)
 
 
 def test_bad_device_is_refused_in_one_line(tiny_lorenz, tiny_config, tmp_path):
-    with pytest.raises(InputError, match="--device"):
+    with pytest.raises(InputError, match="^device: 'tpu'"):
         fit(tiny_lorenz, tiny_config, tmp_path / "run", device="tpu", progress=False)
     assert not (tmp_path / "run").exists()
 
@@ -147,7 +155,7 @@ def _poison(trainer, from_call: int, calls: int = 10**9):
 def test_a_non_finite_step_is_undone_and_decays_the_learning_rate(tiny_lorenz, tiny_config, tmp_path):
     from pyro_lfads.fitting.batch import split_batch
 
-    trainer = fit(tiny_lorenz, tiny_config.replace(max_epochs=1), tmp_path, progress=False)
+    trainer = _fitted_trainer(tiny_lorenz, tiny_config.replace(max_epochs=1), tmp_path)
     batch = split_batch(tiny_lorenz.train, slice(0, 16))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     adam_steps = [opt.state_dict()["state"] for opt in trainer.optim.optim_objs.values()]
@@ -168,7 +176,7 @@ def test_repeated_faults_stop_training_with_a_message_and_keep_the_best_checkpoi
                                                                                    tmp_path):
     from pyro_lfads.errors import TrainingDiverged
 
-    trainer = fit(tiny_lorenz, tiny_config.replace(max_epochs=1), tmp_path, progress=False)
+    trainer = _fitted_trainer(tiny_lorenz, tiny_config.replace(max_epochs=1), tmp_path)
     best = (tmp_path / BEST).read_bytes()
     trainer.config = tiny_config.replace(max_epochs=3)
     _poison(trainer, from_call=1)
@@ -184,17 +192,17 @@ def test_a_fit_stops_by_itself_on_a_plateau_and_says_so_in_its_curve(tiny_lorenz
     # ramp the learning rate decays each epoch and the fit stops 3 epochs later
     config = tiny_config.replace(kl_ramp_steps=None, kl_ramp_epochs=1, patience=3, lr_patience=1,
                                  lr_decay=0.8, min_improvement=0.9, max_epochs=50)
-    state = fit(tiny_lorenz, config, tmp_path, progress=False).state
+    state = fit(tiny_lorenz, config, tmp_path, progress=False).training
     records = [json.loads(x) for x in (tmp_path / CURVE_FILE).read_text().splitlines()]
     assert state.stopped == "plateau" and state.epoch == len(records) == 4
     assert [r["stop_reason"] for r in records] == ["", "", "", "plateau"]
     assert [r["lr"] for r in records] == pytest.approx([0.01, 0.008, 0.0064, 0.0064])
     # the same run again resumes a finished fit: nothing more is trained
-    assert fit(tiny_lorenz, config, tmp_path, progress=False).state.epoch == 4
+    assert fit(tiny_lorenz, config, tmp_path, progress=False).training.epoch == 4
 
 
 def test_a_fit_without_patience_runs_to_its_ceiling(tiny_lorenz, tiny_config, tmp_path):
     config = tiny_config.replace(kl_ramp_steps=None, kl_ramp_epochs=1, patience=0, lr_patience=100,
                                  min_improvement=0.9, max_epochs=5)
-    state = fit(tiny_lorenz, config, tmp_path, progress=False).state
+    state = fit(tiny_lorenz, config, tmp_path, progress=False).training
     assert state.stopped == "max_epochs" and state.epoch == 5 and state.lr == 0.01

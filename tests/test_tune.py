@@ -178,14 +178,14 @@ def test_bad_requests_get_one_line_before_ray_starts(needs_ray, tiny_lorenz, tin
     assert err.count("\n") == 1 and "missing.h5: file does not exist" in err
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "something").write_text("x")
-    for kwargs, problem in (({"population": 1}, "--population: needs at least 2"),
-                            ({"generations": 0}, "--generations: must be >= 1"),
-                            ({"epochs_per_generation": 0}, "--epochs-per-generation: must be >= 1"),
-                            ({"cpus_per_trial": 0}, "--cpus-per-trial: must be > 0"),
+    for kwargs, problem in (({"population": 1}, "population: needs at least 2"),
+                            ({"generations": 0}, "generations: must be >= 1"),
+                            ({"epochs_per_generation": 0}, "epochs_per_generation: must be >= 1"),
+                            ({"cpus_per_trial": 0}, "cpus_per_trial: must be > 0"),
                             ({"out": tmp_path / "full"}, "is not an empty directory"),
-                            ({"objective": "bits"}, "--objective: 'bits' is not one of sv, recon, elbo"),
+                            ({"objective": "bits"}, "objective: 'bits' is not one of sv, recon, elbo"),
                             ({"objective": "elbo", "config": LFADSConfig(sv_rate=0.2)},
-                             "--objective elbo: the config turns on sample validation")):
+                             "objective 'elbo': the config turns on sample validation")):
         with pytest.raises(Exception, match=problem) as error:
             tune(tiny_lorenz, **{"out": tmp_path / "o", "population": 2, "generations": 1, **kwargs})
         assert type(error.value).__name__ == "InputError"

@@ -1,12 +1,14 @@
 """The ``pyro-lfads`` command: synth, from-nwb, fit, tune, posterior, evaluate, decode, diagnose, report, demo.
 
-Bad input gives one line on stderr (``pyro-lfads: error: ...``) and exit status 2.
+Bad input gives one line on stderr (``pyro-lfads: error: ...``) and exit status 2. The library's
+messages name its arguments; :func:`in_flags` words them as this command's flags.
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import re
 import sys
 import time
 import warnings
@@ -96,32 +98,28 @@ def _config_for(args):
 
 def cmd_fit(args) -> None:
     from pyro_lfads.data import load_dataset
-    from pyro_lfads.models.likelihoods import LIKELIHOODS
-    from pyro_lfads.fitting.run import read_run, run_sessions
-    from pyro_lfads.fitting.train import check_device, fit
+    from pyro_lfads.fitting.train import check_device, fit, resume_fit
+    from pyro_lfads.models.likelihoods import data_support
 
     check_device(args.device)
     if args.resume is not None:
         if args.data or args.out or args.config or args.likelihood or args.seed is not None or args.overwrite:
             raise InputError("--resume: takes the data and config the run records; give only --max-epochs, "
                              "--device and --quiet with it")
-        config, _ = read_run(args.resume)
-        if args.max_epochs is not None:
-            config = config.replace(max_epochs=args.max_epochs)
-        sessions, out = run_sessions(args.resume), args.resume
+        run = resume_fit(args.resume, max_epochs=args.max_epochs, device=args.device, progress=not args.quiet)
     else:
         if not args.data or args.out is None:
             raise InputError("fit: needs DATA and --out RUN_DIR (or --resume RUN_DIR)")
-        config, out = _config_for(args), args.out
-        sessions = [load_dataset(path, support=LIKELIHOODS[config.likelihood].support,
-                                 min_time_bins=config.time_bins) for path in data_paths(args.data)]
-    trainer = fit(sessions if len(sessions) > 1 else sessions[0], config, out, device=args.device,
+        config = _config_for(args)
+        sessions = [load_dataset(path, support=data_support(config.likelihood), min_time_bins=config.time_bins)
+                    for path in data_paths(args.data)]
+        run = fit(sessions if len(sessions) > 1 else sessions[0], config, args.out, device=args.device,
                   overwrite=args.overwrite, progress=not args.quiet)
-    st = trainer.state
-    best = (f"best sample-validation cost {st.best_valid:.4f} nats/entry" if config.sv_rate > 0 else
+    st = run.training
+    best = (f"best sample-validation cost {st.best_valid:.4f} nats/entry" if run.config.sv_rate > 0 else
             f"best validation loss {st.best_valid:.2f} nats/trial")
     print(f"fitted {st.epoch} epochs ({st.step} steps, stopped: {STOP_WORDS.get(st.stopped, 'resumable')}); "
-          f"{best} at epoch {st.best_epoch}; run in {out}")
+          f"{best} at epoch {st.best_epoch}; run in {run.directory}")
 
 
 STOP_WORDS = {"plateau": "plateau, no progress of the validation objective for the config's patience",
@@ -131,12 +129,12 @@ STOP_WORDS = {"plateau": "plateau, no progress of the validation objective for t
 def cmd_tune(args) -> None:
     from pyro_lfads.config import LFADSConfig
     from pyro_lfads.data import load_dataset
-    from pyro_lfads.models.likelihoods import LIKELIHOODS
     from pyro_lfads.extensions.tune import METRIC, require_ray, tune
+    from pyro_lfads.models.likelihoods import data_support
 
     require_ray()
     config = LFADSConfig.from_yaml(args.config) if args.config else LFADSConfig()
-    dataset = load_dataset(args.data.resolve(), support=LIKELIHOODS[config.likelihood].support,
+    dataset = load_dataset(args.data.resolve(), support=data_support(config.likelihood),
                            min_time_bins=config.time_bins)
     result = tune(dataset, args.out, population=args.population, generations=args.generations,
                   epochs_per_generation=args.epochs_per_generation, config=config, address=args.address,
@@ -163,25 +161,23 @@ def data_paths(patterns: list[str]) -> list[Path]:
 
 def cmd_posterior(args) -> None:
     from pyro_lfads.fitting.posterior import write_posterior
-    from pyro_lfads.fitting.run import run_sessions
     from pyro_lfads.fitting.train import check_device
 
     check_device(args.device)
-    paths = write_posterior(args.run_dir, run_sessions(args.run_dir), samples=args.samples, device=args.device,
-                            progress=not args.quiet)
+    paths = write_posterior(args.run_dir, samples=args.samples, device=args.device, progress=not args.quiet)
     print("wrote " + ", ".join(str(path) for path in paths))
 
 
 def cmd_evaluate(args) -> None:
     from pyro_lfads.evaluation.table import evaluate_run
-    from pyro_lfads.fitting.run import read_run
+    from pyro_lfads.fitting.run import Run
 
-    n_sessions = len(read_run(args.run_dir)[1].session_infos())
-    sessions = [args.session] if args.session is not None else range(n_sessions)
-    results = {session: evaluate_run(args.run_dir, baselines=args.baselines, lag_bins=args.lag_bins,
+    run = Run.open(args.run_dir)
+    sessions = [args.session] if args.session is not None else range(run.n_sessions)
+    results = {session: evaluate_run(run, baselines=args.baselines, lag_bins=args.lag_bins,
                                      psth_sigma_bins=args.psth_sigma_bins, session=session)
                for session in sessions}
-    if n_sessions == 1:
+    if run.n_sessions == 1:
         result = results[0]
         print(json.dumps(result) if args.json else format_table(result))
     elif args.json:
@@ -246,13 +242,38 @@ COMMANDS = {"synth": cmd_synth, "from-nwb": cmd_from_nwb, "fit": cmd_fit, "tune"
             "report": cmd_report, "demo": cmd_demo}
 
 
+#: Where a command's flag is named otherwise than the library's argument: (pattern of the library's words
+#: in its error messages, the flag's words), per command.
+_DEVICE = ((r"^device:", "--device:"),)
+FLAG_WORDS = {
+    "fit": _DEVICE + ((r"pass overwrite=True", "pass --overwrite"),),
+    "posterior": _DEVICE + ((r"^samples:", "--samples:"),),
+    "evaluate": ((r"^session:", "--session:"),),
+    "decode": ((r"^source:", "--from:"), (r"^session:", "--session:")),
+    "diagnose": _DEVICE + ((r"'evaluate' with session=K", "'evaluate --session K'"),),
+    "report": _DEVICE + ((r"'evaluate' with session=K", "'evaluate --session K'"),),
+    "demo": _DEVICE,
+    "tune": ((r"^objective '(\w+)'", r"--objective \1"), (r"use objective '(\w+)'", r"use --objective \1"),
+             (r"^(objective|population|generations|address):", r"--\1:"),
+             (r"^epochs_per_generation:", "--epochs-per-generation:"), (r"^cpus_per_trial:", "--cpus-per-trial:"),
+             (r"^gpus_per_trial:", "--gpus-per-trial:"), (r"choose a new out$", "choose a new --out")),
+}
+
+
+def in_flags(message: str, command: str) -> str:
+    """A library error ``message`` worded as ``command``'s flags (:data:`FLAG_WORDS`)."""
+    for pattern, flag in FLAG_WORDS.get(command, ()):
+        message = re.sub(pattern, flag, message)
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
     try:
         COMMANDS[args.command](args)
     except InputError as exc:
-        print(f"pyro-lfads: error: {exc}", file=sys.stderr)
+        print(f"pyro-lfads: error: {in_flags(str(exc), args.command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pyro-lfads: interrupted", file=sys.stderr)

@@ -45,15 +45,16 @@ def run_demo(out: str | Path, *, device: str = "cpu", max_epochs: int | None = N
     run_dir = out / "run"
     print(f"[2/5] fitting LFADS until the validation objective stops improving ({config.max_epochs} epochs at most) "
           f"into {run_dir}")
-    state = fit(dataset, config, run_dir, device=device, overwrite=True, progress=progress).state
+    run = fit(dataset, config, run_dir, device=device, overwrite=True, progress=progress)
+    state = run.training
     print(f"      {state.epoch} epochs, stopped: {state.stopped}; best epoch {state.best_epoch}")
 
     print(f"[3/5] posterior averages ({config.posterior_samples} samples per trial)")
-    write_posterior(run_dir, dataset, device=device, progress=progress)
+    write_posterior(run, dataset, device=device, progress=progress)
 
-    result = evaluate_run(run_dir, dataset, baselines=("smoothing",))  # GPFA adds minutes: see 'evaluate'
+    result = evaluate_run(run, dataset, baselines=("smoothing",))  # GPFA adds minutes: see 'evaluate'
     (out / "evaluation.json").write_text(json.dumps(result, indent=2))
-    posterior = read_posterior(run_dir, "valid")
+    posterior = read_posterior(run, "valid")
     _, smoothed = baseline_rates("smoothing", dataset)
     spread = tuple(int(i) for i in np.linspace(0, dataset.valid.n_trials - 1, 3))  # different conditions
     figure = plot_rates(dataset.valid.recon_data, posterior["output_params"], out / "rates.png",
@@ -66,8 +67,8 @@ def run_demo(out: str | Path, *, device: str = "cpu", max_epochs: int | None = N
     print(json.dumps(result))
 
     print("[5/5] diagnostics (PSIS k-hat, IWAE, posterior predictive checks) and the report")
-    diagnostics = diagnose_run(run_dir, dataset, device=device, progress=progress)
-    index = write_report(run_dir, dataset, device=device, progress=progress)
+    diagnostics = diagnose_run(run, dataset, device=device, progress=progress)
+    index = write_report(run, dataset, device=device, progress=progress)
     print(f"k-hat below 0.7 on {diagnostics['khat_fraction_below_0_7']:.0%} of validation trials "
           f"(median {diagnostics['khat_median']:.2f}); IWAE - ELBO {diagnostics['iwae_minus_elbo']:.2f} nats/trial; "
           f"report: {index}")

@@ -20,7 +20,7 @@ from scipy.special import logsumexp
 from pyro_lfads.data import Split
 from pyro_lfads.fitting import objective
 from pyro_lfads.fitting.batch import trial_chunks
-from pyro_lfads.models.likelihoods import LIKELIHOODS
+from pyro_lfads.models.likelihoods import data_support
 
 
 def _chunked_traces(model, guide, split: Split, samples: int, time_bins: int | None, device: str,
@@ -137,7 +137,7 @@ def to_inference_data(model, guide, split: Split, *, samples: int, time_bins: in
 
 def _describe(data: az.InferenceData, likelihood: str, bin_ms: float | None, conditions: np.ndarray | None) -> None:
     """Set the ``units`` (and ``long_name``) attributes of every variable and coordinate, in place."""
-    counts = LIKELIHOODS[likelihood].support == "counts"
+    counts = data_support(likelihood) == "counts"
     obs_units = "spike counts per bin" if counts else "data units per bin"
     units = {"g0": ("dimensionless", "initial condition of the generator"),
              "u": ("dimensionless", "inferred input"),

@@ -21,7 +21,7 @@ from pyro_lfads.data import LFADSDataset
 from pyro_lfads.diagnostics.summary import INFERENCE_DATA_FILE, diagnose_run, predictive_checks, read_diagnostics
 from pyro_lfads.evaluation.metrics import rate_r2
 from pyro_lfads.data.atomic_files import atomic_path
-from pyro_lfads.fitting.run import BEST, read_run, read_training_curve, require_single_session, run_bins
+from pyro_lfads.fitting.run import Run
 
 REPORT_DIR = "report"
 
@@ -62,21 +62,22 @@ NOTES = {
 }
 
 
-def write_report(run_dir: str | Path, dataset: LFADSDataset | None = None, *, out: str | Path | None = None,
+def write_report(run: Run | str | Path, dataset: LFADSDataset | None = None, *, out: str | Path | None = None,
                  bin_ms: float = 10.0, device: str = "cpu", progress: bool = True) -> Path:
-    """Draw the figures of ``run_dir`` into ``out`` (default RUN_DIR/report); returns the index.html path.
+    """Draw the figures of ``run`` (a Run or its directory; ``dataset`` defaults to the run's own) into
+    ``out`` (default RUN_DIR/report); returns the index.html path.
 
     ``bin_ms`` converts counts per bin into spikes/s in the figures.
     """
-    run_dir = Path(run_dir)
-    require_single_session(run_dir, "report")
+    run = Run.open(run)
+    run.require_single_session("report")
+    run_dir, config = run.directory, run.config
     out = Path(out) if out is not None else run_dir / REPORT_DIR
-    config, _ = read_run(run_dir)
-    records = read_training_curve(run_dir)
-    dataset = run_bins(run_dir, dataset)
+    records = run.training_curve()
+    dataset = run.scored_data(dataset)
     diagnostics_file = run_dir / INFERENCE_DATA_FILE
-    if not diagnostics_file.is_file() or diagnostics_file.stat().st_mtime < (run_dir / BEST).stat().st_mtime:
-        diagnose_run(run_dir, dataset, bin_ms=bin_ms, device=device, progress=progress)
+    if not diagnostics_file.is_file() or diagnostics_file.stat().st_mtime < run.checkpoint_path("best").stat().st_mtime:
+        diagnose_run(run, dataset, bin_ms=bin_ms, device=device, progress=progress)
     inference_data, diagnostics = read_diagnostics(run_dir)
     summary, split = diagnostics["summary"], diagnostics["summary"]["split"]
     posterior = inference_data.posterior

@@ -26,7 +26,7 @@ from pyro_lfads.diagnostics.importance import elbo_per_trial, iwae_per_trial, lo
 from pyro_lfads.errors import InputError
 from pyro_lfads.data.atomic_files import atomic_path
 from pyro_lfads.diagnostics.predictive_checks import PPCResult, posterior_predictive_checks
-from pyro_lfads.fitting.run import load_fitted, require_single_session, run_bins
+from pyro_lfads.fitting.run import Run
 
 INFERENCE_DATA_FILE, DIAGNOSTICS_FILE = "inference_data.nc", "diagnostics.json"
 DEFAULT_DRAWS, DEFAULT_IMPORTANCE_SAMPLES = 20, 200
@@ -34,10 +34,11 @@ DEFAULT_DRAWS, DEFAULT_IMPORTANCE_SAMPLES = 20, 200
 KHAT_GOOD, KHAT_OK = 0.5, 0.7
 
 
-def diagnose_run(run_dir: str | Path, dataset: LFADSDataset | None = None, *, split: str = "valid",
+def diagnose_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *, split: str = "valid",
                  samples: int = DEFAULT_DRAWS, importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
                  bin_ms: float | None = None, device: str = "cpu", progress: bool = True) -> dict:
-    """Diagnose the best checkpoint of ``run_dir`` on ``split``; write the two files; return the summary.
+    """Diagnose the best checkpoint of ``run`` (a Run or its directory) on ``split`` of ``dataset`` (default:
+    the run's own); write the two files; return the summary.
 
     ``samples``: posterior draws per trial kept in the InferenceData and used by the
     predictive checks. ``importance_samples``: draws per trial for k-hat and IWAE
@@ -49,10 +50,11 @@ def diagnose_run(run_dir: str | Path, dataset: LFADSDataset | None = None, *, sp
     for name, value in (("samples", samples), ("importance_samples", importance_samples)):
         if value < 2:
             raise InputError(f"{name}: must be >= 2, got {value}")
-    run_dir = Path(run_dir)
-    require_single_session(run_dir, "diagnose")
-    config, _, model, guide = load_fitted(run_dir, "best", device)
-    dataset = run_bins(run_dir, dataset)
+    run = Run.open(run)
+    run.require_single_session("diagnose")
+    config, run_dir = run.config, run.directory
+    model, guide = run.fitted("best", device)
+    dataset = run.scored_data(dataset)
     data_split = getattr(dataset, split)
     conditions = dataset.extras.get(f"{split}_conditions")
     options = dict(time_bins=config.time_bins, device=device)

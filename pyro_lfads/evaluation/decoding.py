@@ -16,16 +16,17 @@ from pyro_lfads.errors import InputError
 from pyro_lfads.data.atomic_files import atomic_path
 from pyro_lfads.evaluation.metrics import fit_velocity_decoder, velocity_r2
 from pyro_lfads.fitting.posterior import read_posterior
-from pyro_lfads.fitting.run import run_bins, session_file
+from pyro_lfads.fitting.run import Run
 from pyro_lfads.evaluation.nlb_figures import Layout
 
 DECODING_FILE = "decoding.h5"
 SOURCES = {"rates": "output_params", "factors": "factors"}
 
 
-def decode_run(run_dir: str | Path, dataset=None, *, source: str = "rates", lag_bins: int = 0,
+def decode_run(run: Run | str | Path, dataset=None, *, source: str = "rates", lag_bins: int = 0,
                session: int = 0) -> dict:
-    """Fit and score the behaviour decoder; write RUN_DIR/decoding.h5; return the figures.
+    """Fit and score the behaviour decoder on ``run`` (a Run or its directory; ``dataset`` defaults to the
+    run's own); write RUN_DIR/decoding.h5; return the figures.
 
     Args:
         source: "rates" (posterior mean rates, all neurons) or "factors".
@@ -40,19 +41,20 @@ def decode_run(run_dir: str | Path, dataset=None, *, source: str = "rates", lag_
         ``lag_bins``, ``source`` and ``vel_r2`` as attributes.
     """
     if source not in SOURCES:
-        raise InputError(f"--from: {source!r} is not one of {', '.join(SOURCES)}")
-    dataset = run_bins(run_dir, dataset, session)
+        raise InputError(f"source: {source!r} is not one of {', '.join(SOURCES)}")
+    run = Run.open(run)
+    dataset = run.scored_data(dataset, session)
     behavior = [dataset.extras.get(f"{split}_behavior") for split in ("train", "valid")]
     if any(b is None for b in behavior):
         raise InputError(f"{dataset.source}: train_behavior / valid_behavior: missing; decoding needs the "
                          "behaviour (trials, time, dims) of both splits")
     n_time = Layout.of(dataset).n_time
-    features = [read_posterior(run_dir, split, session)[SOURCES[source]][:, :n_time] for split in ("train", "valid")]
+    features = [read_posterior(run, split, session)[SOURCES[source]][:, :n_time] for split in ("train", "valid")]
     decoder = fit_velocity_decoder(features[0], behavior[0], lag_bins=lag_bins)
     r2 = velocity_r2(features[0], behavior[0], features[1], behavior[1], lag_bins=lag_bins)
     valid = features[1][:, : n_time - lag_bins]
     predicted = decoder.predict(valid.reshape(-1, valid.shape[-1])).reshape(*valid.shape[:2], -1)
-    path = session_file(run_dir, DECODING_FILE, session)
+    path = run.session_file(DECODING_FILE, session)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         h5.create_dataset("valid_behavior_pred", data=predicted.astype(np.float32))
         h5.attrs.update({"alpha": float(decoder.alpha), "lag_bins": lag_bins, "source": source, "vel_r2": r2})

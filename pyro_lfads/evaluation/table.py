@@ -9,30 +9,32 @@ import torch
 from sklearn.metrics import r2_score
 
 from pyro_lfads.data import LFADSDataset
-from pyro_lfads.models.likelihoods import LIKELIHOODS
+from pyro_lfads.models.likelihoods import data_support
 from pyro_lfads.evaluation.metrics import bits_per_spike, poisson_nll, rate_r2, rate_r2_per_neuron
 from pyro_lfads.fitting.posterior import read_posterior
-from pyro_lfads.fitting.run import load_fitted, read_run, run_bins
+from pyro_lfads.fitting.run import Run
 from pyro_lfads.evaluation.nlb_figures import BASELINES, DEFAULT_PSTH_SIGMA_BINS, baseline_rates, score_rates
 from pyro_lfads.fitting.train import evaluate_elbo
 
 
-def heldout_elbo(run_dir: str | Path, dataset: LFADSDataset, passes: int = 10, device: str = "cpu",
+def heldout_elbo(run: Run | str | Path, dataset: LFADSDataset, passes: int = 10, device: str = "cpu",
                  session: int = 0) -> float:
     """The ELBO per validation trial (nats) of ``dataset`` (session ``session``'s), averaged over
     ``passes`` draws: a lower bound on the held-out log-likelihood, comparable across observation
     models of the same data."""
-    config, _, model, guide = load_fitted(run_dir, "best", device)
+    run = Run.open(run)
+    config = run.config
+    model, guide = run.fitted("best", device)
     torch.manual_seed(config.seed)
     losses = [evaluate_elbo(model, guide, dataset.valid, config, device, session)["loss"] for _ in range(passes)]
     return -float(np.mean(losses))
 
 
-def evaluate_run(run_dir: str | Path, dataset: LFADSDataset | None = None, *,
+def evaluate_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *,
                  baselines: tuple[str, ...] = BASELINES, lag_bins: int = 0,
                  psth_sigma_bins: float = DEFAULT_PSTH_SIGMA_BINS, session: int = 0) -> dict:
-    """Figures of merit on the validation trials (of session ``session`` for a stitched run),
-    LFADS next to the baselines.
+    """Figures of merit on the validation trials of ``run`` (a Run or its directory; of session
+    ``session`` for a stitched run), LFADS next to the baselines. ``dataset`` defaults to the run's own.
 
     Returns ``{"lfads": {...}, "smoothing": {...}, "gpfa": {...}}`` (the
     baselines named in ``baselines``, for count data only). For count data
@@ -46,14 +48,15 @@ def evaluate_run(run_dir: str | Path, dataset: LFADSDataset | None = None, *,
     the model predicts observations other than its rates (calcium),
     ``obs_mean_r2``.
     """
-    config, _ = read_run(run_dir)
-    dataset = run_bins(run_dir, dataset, session)
-    counts = LIKELIHOODS[config.likelihood].support == "counts"
-    posterior = read_posterior(run_dir, "valid", session)
+    run = Run.open(run)
+    config = run.config
+    dataset = run.scored_data(dataset, session)
+    counts = data_support(config.likelihood) == "counts"
+    posterior = read_posterior(run, "valid", session)
     rates = posterior["output_params"].astype("float64")
     observed = dataset.valid.recon_data
     lfads = {"likelihood": config.likelihood, "n_valid_trials": dataset.valid.n_trials,
-             "elbo_per_trial": heldout_elbo(run_dir, dataset, session=session)}
+             "elbo_per_trial": heldout_elbo(run, dataset, session=session)}
     if "obs_mean" in posterior:
         lfads["obs_mean_r2"] = float(r2_score(observed.ravel(), posterior["obs_mean"].ravel()))
     if not counts:
@@ -63,7 +66,7 @@ def evaluate_run(run_dir: str | Path, dataset: LFADSDataset | None = None, *,
         return {"lfads": lfads}
     lfads["bits_per_spike"] = bits_per_spike(observed, rates)
     lfads["poisson_nll_per_trial"] = poisson_nll(observed, rates) / dataset.valid.n_trials
-    train_rates = read_posterior(run_dir, "train", session)["output_params"].astype("float64")
+    train_rates = read_posterior(run, "train", session)["output_params"].astype("float64")
     result = {"lfads": {**lfads, **score_rates(dataset, train_rates, rates, lag_bins=lag_bins,
                                                psth_sigma_bins=psth_sigma_bins)}}
     for method in baselines:

@@ -12,8 +12,9 @@ conditions that every session recorded:
 3. per session, the least-squares map from its centred rates to those PC
    scores is its read-in W_in^s (F, N_s); its read-out starts as the
    pseudo-inverse of W_in^s (N_s, F), divided by each neuron's mean rate
-   for observation models with a log link (rates = exp(W f + b)), where it
-   then maps factors to log-rate changes to first order. Where the model
+   for observation models whose read-out gives log rates rather than the
+   rates themselves (``link`` other than "identity"), where it then maps
+   factors to log-rate changes to first order. Where the model
    reconstructs more neurons than the encoders read (held-out neurons), the
    read-out is instead the least-squares map from the PC scores to all
    reconstructed neurons' centred condition averages, scaled the same way.
@@ -126,7 +127,7 @@ def initialise_sessions(model, guide, sessions: Sequence[LFADSDataset], n_time: 
         for session, ((read_in, read_out), dataset) in enumerate(zip(pairs, sessions)):
             guide.read_ins[session].weight.copy_(torch.as_tensor(read_in))
             likelihood = model.likelihoods[session]
-            if getattr(likelihood, "log_link", True):
+            if likelihood.link != "identity":
                 mean = dataset.train.recon_data[:, :n_time].mean(axis=(0, 1))
                 read_out = read_out / np.clip(mean, 1e-3, None)[:, None]
             likelihood.readout.weight.copy_(torch.as_tensor(read_out))

@@ -33,11 +33,7 @@ import torch
 from pyro_lfads.blocks.networks import InPlaceGRUStep
 from pyro_lfads.fitting.batch import Batch, trial_chunks
 from pyro_lfads.errors import InputError
-from pyro_lfads.models.likelihoods import CalciumLikelihood, GaussianLikelihood, NegativeBinomialLikelihood, PoissonLikelihood
-from pyro_lfads.fitting.run import load_fitted
-
-#: Likelihoods whose rates are exp(readout(f)); the Gaussian's are readout(f) itself.
-_EXP_READOUT = (PoissonLikelihood, NegativeBinomialLikelihood, CalciumLikelihood)
+from pyro_lfads.fitting.run import Run
 
 
 class StepOutput(NamedTuple):
@@ -71,7 +67,7 @@ class StreamingLFADS:
 
     Args:
         model, guide: a causal model/guide pair (``config.causal``), e.g. from
-            :func:`pyro_lfads.fitting.run.load_fitted`; they are put in eval mode.
+            :meth:`pyro_lfads.fitting.run.Run.fitted`; they are put in eval mode.
         streams: S, the concurrent streams (trials running at once, each with its own state).
         session: the recording session of a stitched model whose neurons the streams carry.
 
@@ -100,10 +96,11 @@ class StreamingLFADS:
         self.reset()
 
     @classmethod
-    def from_run(cls, run_dir: str | Path, streams: int = 1, *, which: str = "best", device: str = "cpu",
+    def from_run(cls, run: Run | str | Path, streams: int = 1, *, which: str = "best", device: str = "cpu",
                  session: int = 0) -> "StreamingLFADS":
-        """A streamer for the fitted causal model in ``run_dir``."""
-        _, _, model, guide = load_fitted(run_dir, which, device)
+        """A streamer for the fitted causal model of ``run`` (a :class:`~pyro_lfads.fitting.run.Run` or its
+        directory), checkpoint ``which``."""
+        model, guide = Run.open(run).fitted(which, device)
         return cls(model, guide, streams, session)
 
     def _build(self, model, guide, likelihood, streams: int) -> None:
@@ -141,8 +138,7 @@ class StreamingLFADS:
         self.rates = new(streams, self.n_neurons)
         self._readout_t = likelihood.readout.weight.t().contiguous()
         self._readout_b = likelihood.readout.bias
-        self._link = ("exp" if isinstance(likelihood, _EXP_READOUT) else
-                      "identity" if isinstance(likelihood, GaussianLikelihood) else "likelihood")
+        self._link = likelihood.link  # "log", "identity", or None: the rates come from the likelihood itself
         self._likelihood = likelihood
         self._bin = np.zeros(streams, dtype=np.int64)  # each stream's bin within its trial
         self._streams_in_window = 0
@@ -211,11 +207,11 @@ class StreamingLFADS:
         torch.mm(path.g, self._fac_t, out=path.factors)
 
     def _rates(self) -> torch.Tensor:
-        if self._link == "likelihood":
+        if self._link is None:
             self.rates.copy_(self._likelihood(self._live.factors[:, None]).rates[:, 0])
         else:
             torch.addmm(self._readout_b, self._live.factors, self._readout_t, out=self.rates)
-            if self._link == "exp":
+            if self._link == "log":
                 self.rates.exp_()
         return self.rates
 

@@ -56,8 +56,9 @@ from pyro_lfads.data import LFADSDataset, ensure_valid, load_dataset
 from pyro_lfads.data.validation import one_line
 from pyro_lfads.errors import InputError, TrainingDiverged
 from pyro_lfads.fitting.masking import check_heldin_layout
-from pyro_lfads.fitting.run import CONFIG_FILE, LAST, RunInfo, load_checkpoint, read_training_curve, save_checkpoint
-from pyro_lfads.fitting.train import Trainer, check_device, new_trainer, validation_score
+from pyro_lfads.fitting.run import CONFIG_FILE, LAST, Run, RunInfo, load_checkpoint, read_training_curve, save_checkpoint
+from pyro_lfads.fitting.train import Trainer, new_trainer, validation_score
+from pyro_lfads.models.likelihoods import data_support
 
 INSTALL_HINT = 'tune needs Ray: pip install "pyro-lfads[tune]"'
 #: The objective every member reports, lower is better.
@@ -115,13 +116,13 @@ def objective_config(config: LFADSConfig, objective: str) -> LFADSConfig:
             metric would override theirs).
     """
     if objective not in OBJECTIVES:
-        raise InputError(f"--objective: {objective!r} is not one of {', '.join(OBJECTIVES)}")
+        raise InputError(f"objective: {objective!r} is not one of {', '.join(OBJECTIVES)}")
     if objective == "sv":
         return config if config.sv_rate > 0 else config.replace(sv_rate=DEFAULT_SV_RATE)
     if config.sv_rate > 0:
-        raise InputError(f"--objective {objective}: the config turns on sample validation (sv_rate "
+        raise InputError(f"objective {objective!r}: the config turns on sample validation (sv_rate "
                          f"{config.sv_rate:g}), whose metric would be used instead; set sv_rate: 0 or use "
-                         "--objective sv")
+                         "objective 'sv'")
     return config.replace(checkpoint_metric=objective)
 
 
@@ -180,12 +181,12 @@ def start_member(dataset: LFADSDataset, config: LFADSConfig, run_dir: Path, *, i
     from ``config``, so a changed dropout or KL or L2 weight takes effect; a changed learning rate
     replaces the checkpoint's in its trainer state and optimiser state before the resume.
     """
-    info = RunInfo.describe(dataset, config)
     if checkpoint_dir is not None:
         shutil.copytree(checkpoint_dir, run_dir, dirs_exist_ok=True)
         if LFADSConfig.from_yaml(run_dir / CONFIG_FILE).learning_rate != config.learning_rate:
             _set_checkpoint_lr(run_dir / LAST, config.learning_rate)
-    trainer = new_trainer([dataset], config, info, run_dir, init_seed=init_seed, device=device, progress=False)
+    run = Run.create(run_dir, config, RunInfo.describe(dataset, config))
+    trainer = new_trainer(run, [dataset], init_seed=init_seed, device=device, progress=False)
     if checkpoint_dir is not None:
         trainer.resume(run_dir / LAST)
     return trainer
@@ -256,15 +257,16 @@ def member_trainable(hyperparameters: dict, *, dataset: LFADSDataset, base: LFAD
 
 
 # --- the population -------------------------------------------------------------------------
-def tune(data: LFADSDataset | str | Path, out: str | Path, *, population: int = 8, generations: int = 10,
+def tune(data: LFADSDataset | Run | str | Path, out: str | Path, *, population: int = 8, generations: int = 10,
          epochs_per_generation: int = 5, config: LFADSConfig | None = None, address: str | None = None,
          cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, seed: int | None = None,
          objective: str = "sv", progress: bool = True) -> TuneResult:
     """Population-based training of ``population`` members for ``generations`` generations of
     ``epochs_per_generation`` epochs each, writing into ``out``.
 
-    ``config`` (default LFADSConfig()) fixes everything but the tuned hyperparameters
-    (:func:`search_space`). Ray runs in this process on this machine's CPUs (and GPUs), or on the
+    ``data`` is a data set, a data file, or a fitted :class:`~pyro_lfads.fitting.run.Run`, whose data
+    set and config (unless ``config`` is given) are tuned. ``config`` (default LFADSConfig()) fixes
+    everything but the tuned hyperparameters (:func:`search_space`). Ray runs in this process on this machine's CPUs (and GPUs), or on the
     cluster at ``address`` (default: the environment's RAY_ADDRESS, if set; then ``out`` must be
     on storage every node can reach). Each member takes ``cpus_per_trial`` CPUs and
     ``gpus_per_trial`` GPUs (cuda when > 0). ``seed`` (default: the config's) is the members'
@@ -279,8 +281,11 @@ def tune(data: LFADSDataset | str | Path, out: str | Path, *, population: int = 
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if isinstance(data, Run):
+        config = data.config if config is None else config
+        data = data.dataset()
     base = objective_config(config if config is not None else LFADSConfig(), objective)
-    dataset = load_dataset(Path(data).resolve(), support="counts" if _counts(base) else "real",
+    dataset = load_dataset(Path(data).resolve(), support=data_support(base.likelihood),
                            min_time_bins=base.time_bins) if isinstance(data, (str, Path)) else data
     out = Path(out).resolve()
     _check_request(dataset, base, out, population, generations, epochs_per_generation, cpus_per_trial,
@@ -378,45 +383,41 @@ def _start_ray(address: str | None) -> None:
         else:
             ray.init(num_cpus=os.cpu_count(), num_gpus=torch.cuda.device_count(), **quiet)
     except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise InputError(f"--address: cannot start or reach Ray at {address or 'this machine'}: "
+        raise InputError(f"address: cannot start or reach Ray at {address or 'this machine'}: "
                          f"{one_line(exc, last_line=True)}") from None
 
 
 def _check_resources(ray, cpus_per_trial: float, gpus_per_trial: float) -> None:
     """Refuse a member larger than this machine (Ray would wait for it forever)."""
     resources = ray.cluster_resources()
-    for name, wanted, flag in (("CPU", cpus_per_trial, "--cpus-per-trial"), ("GPU", gpus_per_trial,
-                                                                             "--gpus-per-trial")):
+    for name, wanted, argument in (("CPU", cpus_per_trial, "cpus_per_trial"), ("GPU", gpus_per_trial,
+                                                                                 "gpus_per_trial")):
         if wanted > resources.get(name, 0):
-            raise InputError(f"{flag}: {wanted:g} requested per member but this machine has "
+            raise InputError(f"{argument}: {wanted:g} requested per member but this machine has "
                              f"{resources.get(name, 0):g} {name}s")
 
 
 def _check_request(dataset, config, out, population, generations, epochs, cpus, gpus, address) -> None:
     """One-line errors for a request that cannot run, before Ray starts."""
-    checks = ((population >= 2, f"--population: needs at least 2 members, got {population}"),
-              (generations >= 1, f"--generations: must be >= 1, got {generations}"),
-              (epochs >= 1, f"--epochs-per-generation: must be >= 1, got {epochs}"),
-              (cpus > 0, f"--cpus-per-trial: must be > 0, got {cpus}"),
-              (gpus >= 0, f"--gpus-per-trial: must be >= 0, got {gpus}"))
+    checks = ((population >= 2, f"population: needs at least 2 members, got {population}"),
+              (generations >= 1, f"generations: must be >= 1, got {generations}"),
+              (epochs >= 1, f"epochs_per_generation: must be >= 1, got {epochs}"),
+              (cpus > 0, f"cpus_per_trial: must be > 0, got {cpus}"),
+              (gpus >= 0, f"gpus_per_trial: must be >= 0, got {gpus}"))
     for ok, problem in checks:
         if not ok:
             raise InputError(problem)
-    if gpus > 0 and address is None:
-        check_device("cuda")
+    if gpus > 0 and address is None and not torch.cuda.is_available():
+        raise InputError(f"gpus_per_trial: {gpus:g} requested per member but CUDA is not available on this machine")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"{out}: already exists and is not an empty directory; choose a new --out")
-    ensure_valid(dataset, support="counts" if _counts(config) else "real", min_time_bins=config.time_bins)
+        raise InputError(f"{out}: already exists and is not an empty directory; choose a new out")
+    ensure_valid(dataset, support=data_support(config.likelihood), min_time_bins=config.time_bins)
     check_heldin_layout(dataset)  # coordinated dropout is always tuned
     space = search_space(config)
     for end in ("low", "high"):  # every value of the space makes a valid config
         member_config(config, {name: getattr(r, end) for name, r in space.items()})
 
 
-def _counts(config: LFADSConfig) -> bool:
-    from pyro_lfads.models.likelihoods import LIKELIHOODS
-
-    return LIKELIHOODS[config.likelihood].support == "counts"
 
 
 # --- what is left in OUT --------------------------------------------------------------------

@@ -44,7 +44,7 @@ from pyro_lfads.fitting.batch import trial_chunks
 from pyro_lfads.data import LFADSDataset, Split, as_sessions
 from pyro_lfads.errors import InputError
 from pyro_lfads.data.atomic_files import atomic_path
-from pyro_lfads.fitting.run import load_fitted, session_file
+from pyro_lfads.fitting.run import Run
 from pyro_lfads.fitting.objective import guide_and_model_traces, sampled_values
 
 POSTERIOR_FILE = "posterior.h5"
@@ -52,9 +52,9 @@ SAMPLED_SITES = {"rates": "output_params", "factors": "factors", "gen_states": "
                  "obs_mean": "obs_mean"}
 
 
-def posterior_path(run_dir: str | Path, session: int = 0) -> Path:
+def posterior_path(run: Run | str | Path, session: int = 0) -> Path:
     """Where a run's posterior averages (of session ``session``) go."""
-    return session_file(run_dir, POSTERIOR_FILE, session)
+    return Run.open(run).session_file(POSTERIOR_FILE, session)
 
 
 @torch.no_grad()
@@ -85,24 +85,26 @@ def posterior_chunks(model, guide, split: Split, *, samples: int, time_bins: int
         yield trials, out
 
 
-def write_posterior(run_dir: str | Path, data: LFADSDataset | Sequence[LFADSDataset], *,
+def write_posterior(run: Run | str | Path, data: LFADSDataset | Sequence[LFADSDataset] | None = None, *,
                     samples: int | None = None, device: str = "cpu", max_rows: int = 4096,
                     progress: bool = True) -> list[Path]:
     """Posterior averages of the run's best checkpoint for both splits of every session in ``data``
-    (one data set, or a stitched run's list of sessions), into RUN_DIR; returns the files written."""
-    run_dir = Path(run_dir)
-    config, info, model, guide = load_fitted(run_dir, "best", device)
+    (one data set, or a stitched run's list of sessions; default: the run's own, read again), into
+    RUN_DIR; returns the files written."""
+    run = Run.open(run)
+    config, info = run.config, run.info
     samples = config.posterior_samples if samples is None else samples
     if samples < 1:
-        raise InputError(f"--samples: must be >= 1, got {samples}")
-    sessions = as_sessions(data)
-    if len(sessions) != len(info.session_infos()):
-        raise InputError(f"{run_dir}: was fitted on {len(info.session_infos())} sessions, got {len(sessions)} data sets")
+        raise InputError(f"samples: must be >= 1, got {samples}")
+    sessions = run.sessions() if data is None else as_sessions(data)
+    if len(sessions) != run.n_sessions:
+        raise InputError(f"{run.directory}: was fitted on {run.n_sessions} sessions, got {len(sessions)} data sets")
+    model, guide = run.fitted("best", device)
     total = sum(d.train.n_trials + d.valid.n_trials for d in sessions)
     bar = tqdm(total=total, desc="posterior", unit="trial", disable=not progress, dynamic_ncols=True)
     paths = []
     for session, dataset in enumerate(sessions):
-        path = posterior_path(run_dir, session)
+        path = posterior_path(run, session)
         with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
             h5.attrs["samples"] = samples
             h5.attrs["time_bins"] = info.n_time
@@ -122,12 +124,13 @@ def write_posterior(run_dir: str | Path, data: LFADSDataset | Sequence[LFADSData
     return paths
 
 
-def read_posterior(run_dir: str | Path, split: str = "valid", session: int = 0) -> dict[str, np.ndarray]:
+def read_posterior(run: Run | str | Path, split: str = "valid", session: int = 0) -> dict[str, np.ndarray]:
     """The arrays of ``split`` (of session ``session``) from the run's posterior file, keyed without
     the split prefix."""
-    path = posterior_path(run_dir, session)
+    run = Run.open(run)
+    path = posterior_path(run, session)
     if not path.is_file():
-        raise InputError(f"{path}: no posterior yet; run 'pyro-lfads posterior {run_dir}' first")
+        raise InputError(f"{path}: no posterior yet; run 'pyro-lfads posterior {run.directory}' first")
     prefix = f"{split}_"
     try:
         with h5py.File(path, "r") as h5:

@@ -1,4 +1,5 @@
-"""A run directory: what was fitted, on what, and its checkpoints.
+"""A run directory: what was fitted, on what, and its checkpoints; :class:`Run`, the handle every
+command opens it with, once.
 
 Layout of RUN_DIR:
     config.yaml            the LFADSConfig
@@ -7,12 +8,15 @@ Layout of RUN_DIR:
     checkpoints/best.pt    the epoch with the lowest validation loss
     training_curve.jsonl   one JSON object per epoch
     posterior.h5           posterior averages (written by ``posterior``)
+
+A stitched run's per-session files are named ``{stem}_session{k}{suffix}`` (:meth:`Run.session_file`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -71,12 +75,6 @@ class RunInfo:
         """One RunInfo per session: ``[self]`` for a single-session run."""
         return [self] if self.sessions is None else [RunInfo(**session) for session in self.sessions]
 
-    def session_info(self, session: int, run_dir: str | Path) -> "RunInfo":
-        """Session ``session``'s RunInfo; refuses one the run does not have."""
-        sessions = self.session_infos()
-        if not 0 <= session < len(sessions):
-            raise InputError(f"--session: {run_dir} has sessions 0 to {len(sessions) - 1}, got {session}")
-        return sessions[session]
 
 
 def dataset_sha256(dataset: LFADSDataset) -> str:
@@ -136,27 +134,6 @@ def load_weights(model, guide, state: dict, path: Path) -> None:
         module.load_state_dict(theirs)
 
 
-def write_run_files(run_dir: Path, config: LFADSConfig, info: RunInfo) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(run_dir / CONFIG_FILE) as tmp:
-        config.to_yaml(tmp)
-    with atomic_path(run_dir / INFO_FILE) as tmp:
-        tmp.write_text(json.dumps(asdict(info), indent=2))
-
-
-def read_run(run_dir: str | Path) -> tuple[LFADSConfig, RunInfo]:
-    """The config and RunInfo of an existing run directory."""
-    run_dir = Path(run_dir)
-    if not (run_dir / INFO_FILE).is_file():
-        raise InputError(f"{run_dir}: not a pyro-lfads run directory (no {INFO_FILE}); run 'pyro-lfads fit' first")
-    config = LFADSConfig.from_yaml(run_dir / CONFIG_FILE)
-    try:
-        info = RunInfo(**json.loads((run_dir / INFO_FILE).read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise InputError(f"{run_dir / INFO_FILE}: unreadable run description ({exc})") from None
-    return config, info
-
-
 def read_training_curve(run_dir: str | Path) -> list[dict]:
     """The records of RUN_DIR/training_curve.jsonl, one dict per epoch; refuses a run with none."""
     path = Path(run_dir) / CURVE_FILE
@@ -171,68 +148,176 @@ def read_training_curve(run_dir: str | Path) -> list[dict]:
     return records
 
 
-def same_run(run_dir: Path, config: LFADSConfig, info: RunInfo) -> bool | None:
-    """None when ``run_dir`` holds no run; else whether it holds this config on this data.
+@dataclass
+class TrainerState:
+    """Where a fit stands (saved in every checkpoint): everything besides weights and optimiser that a
+    resumed fit needs. ``stopped`` says why it ended ("plateau", "lr_min", "max_epochs",
+    "non-finite"; empty while it goes on)."""
 
-    ``max_epochs`` does not count: raising it extends a run rather than making another.
+    epoch: int = 0
+    step: int = 0
+    lr: float = 0.0
+    best_valid: float = math.inf
+    best_epoch: int = -1
+    progress_valid: float = math.inf
+    progress_epoch: int = 0
+    last_decay_epoch: int = 0
+    stopped: str = ""
+    faults: int = 0
+    faults_in_a_row: int = 0
+
+
+class Run:
+    """A run directory opened once: its config, its record (:class:`RunInfo`) and its paths; the data
+    set(s) and the fitted model and guide are loaded on demand, once each.
+
+    Open one with :meth:`Run.open` (which takes a ``Run`` or a path, so every command accepts either);
+    :func:`pyro_lfads.fit` returns one, with ``training`` (the :class:`TrainerState` the fit ended in).
     """
-    if not (run_dir / INFO_FILE).is_file():
-        return None
-    old_config, old_info = read_run(run_dir)
-    return (old_config.replace(max_epochs=config.max_epochs) == config
-            and old_info.data_sha256 == info.data_sha256)
+
+    def __init__(self, directory: str | Path, config: LFADSConfig, info: RunInfo):
+        self.directory, self.config, self.info = Path(directory), config, info
+        self.training: TrainerState | None = None
+        self._datasets: dict[int, LFADSDataset] = {}
+        self._fitted: dict[tuple[str, str], tuple] = {}
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.directory)!r})"
+
+    # --- opening, creating --------------------------------------------------------------
+    @classmethod
+    def open(cls, run: "Run | str | Path") -> "Run":
+        """``run`` itself if it is a Run, else the run directory at that path, its files read once."""
+        if isinstance(run, Run):
+            return run
+        directory = Path(run)
+        if not (directory / INFO_FILE).is_file():
+            raise InputError(f"{directory}: not a pyro-lfads run directory (no {INFO_FILE}); run 'pyro-lfads fit' first")
+        config = LFADSConfig.from_yaml(directory / CONFIG_FILE)
+        try:
+            info = RunInfo(**json.loads((directory / INFO_FILE).read_text()))
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise InputError(f"{directory / INFO_FILE}: unreadable run description ({exc})") from None
+        return cls(directory, config, info)
+
+    @classmethod
+    def create(cls, directory: str | Path, config: LFADSConfig, info: RunInfo) -> "Run":
+        """Write ``config`` and ``info`` into ``directory`` (made if needed); the Run of it."""
+        run = cls(directory, config, info)
+        run.directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(run.directory / CONFIG_FILE) as tmp:
+            config.to_yaml(tmp)
+        with atomic_path(run.directory / INFO_FILE) as tmp:
+            tmp.write_text(json.dumps(asdict(info), indent=2))
+        return run
+
+    @classmethod
+    def begin_fit(cls, target: "Run | str | Path", config: LFADSConfig, info: RunInfo, *,
+                  overwrite: bool = False) -> tuple["Run", bool]:
+        """The policy of a fit of ``config`` on data described by ``info`` into ``target``: returns the Run
+        to train into and whether training resumes from its last checkpoint.
+
+        A directory that holds this very run (same config but for ``max_epochs``, whose raising extends a
+        run; same data checksum) resumes from its last checkpoint when it has one. A different run there
+        is refused unless ``overwrite``, which starts afresh. Starting afresh deletes the old checkpoints
+        and curve; either way the config and record are (re)written.
+        """
+        previous = target if isinstance(target, Run) else None
+        directory = Path(target.directory if previous is not None else target)
+        if previous is None and (directory / INFO_FILE).is_file():
+            previous = cls.open(directory)
+        same = previous is not None and previous.holds(config, info)
+        if previous is not None and not same and not overwrite:
+            raise InputError(f"{directory}: already holds a different run (other config or data); "
+                             "choose another directory or pass overwrite=True")
+        resume = same and (directory / LAST).exists() and not overwrite
+        if not resume:
+            for name in (LAST, BEST, CURVE_FILE):
+                (directory / name).unlink(missing_ok=True)
+        return cls.create(directory, config, info), resume
+
+    def holds(self, config: LFADSConfig, info: RunInfo) -> bool:
+        """Whether this run is a fit of ``config`` (``max_epochs`` aside) on the data ``info`` describes."""
+        return (self.config.replace(max_epochs=config.max_epochs) == config
+                and self.info.data_sha256 == info.data_sha256)
+
+    # --- paths ----------------------------------------------------------------------------
+    def checkpoint_path(self, which: str = "best") -> Path:
+        """RUN_DIR/checkpoints/best.pt (``which="best"``) or last.pt (``"last"``)."""
+        return self.directory / (BEST if which == "best" else LAST)
+
+    def session_file(self, name: str, session: int = 0) -> Path:
+        """RUN_DIR/name for a single-session run; RUN_DIR/{stem}_session{k}{suffix} for session k of a
+        stitched one."""
+        self.session_info(session)
+        name = Path(name)
+        return self.directory / (name if self.info.sessions is None else f"{name.stem}_session{session}{name.suffix}")
+
+    # --- sessions -------------------------------------------------------------------------
+    @property
+    def n_sessions(self) -> int:
+        return len(self.info.session_infos())
+
+    def session_info(self, session: int) -> RunInfo:
+        """Session ``session``'s RunInfo; refuses one the run does not have."""
+        sessions = self.info.session_infos()
+        if not 0 <= session < len(sessions):
+            raise InputError(f"session: {self.directory} has sessions 0 to {len(sessions) - 1}, got {session}")
+        return sessions[session]
+
+    def require_single_session(self, what: str) -> None:
+        """Refuse a stitched run in a command (``what``) that covers single-session runs only."""
+        if self.info.sessions is not None:
+            raise InputError(f"{self.directory}: is a stitched run of {len(self.info.sessions)} sessions; "
+                             f"'{what}' covers single-session runs (use 'posterior' and 'evaluate' with "
+                             "session=K for each session)")
+
+    # --- data -----------------------------------------------------------------------------
+    def dataset(self, session: int = 0) -> LFADSDataset:
+        """The data set (of session ``session``) the run was fitted on, read again from its file and checked
+        unchanged (checksum) the first time, kept after."""
+        if session not in self._datasets:
+            from pyro_lfads.models.likelihoods import data_support
+
+            info = self.session_info(session)
+            if info.data_source.startswith("<"):
+                raise InputError(f"{self.directory}: was fitted on in-memory arrays; pass the data set to the Python API")
+            dataset = load_dataset(info.data_source, support=data_support(self.config.likelihood))
+            if dataset_sha256(dataset) != info.data_sha256:
+                raise InputError(f"{info.data_source}: data changed since {self.directory} was fitted (checksum differs)")
+            self._datasets[session] = dataset
+        return self._datasets[session]
+
+    def sessions(self) -> list[LFADSDataset]:
+        """Every session's data set (one for a single-session run), as :meth:`dataset` gives them."""
+        return [self.dataset(session) for session in range(self.n_sessions)]
+
+    def scored_data(self, dataset: LFADSDataset | None = None, session: int = 0) -> LFADSDataset:
+        """What the run is scored on: ``dataset`` (default: session ``session``'s, :meth:`dataset`) cut to
+        the run's bins."""
+        return first_bins(dataset if dataset is not None else self.dataset(session), self.info.n_time)
+
+    # --- checkpoints ----------------------------------------------------------------------
+    def fitted(self, which: str = "best", device: str = "cpu"):
+        """(model, guide) of checkpoint ``which`` ("best" or "last") in eval mode on ``device``, loaded
+        the first time they are asked for."""
+        key = which, str(device)
+        if key not in self._fitted:
+            model, guide = build_model_and_guide(self.config, self.info)
+            path = self.checkpoint_path(which)
+            load_weights(model, guide, load_checkpoint(path), path)
+            self._fitted[key] = model.to(device).eval(), guide.to(device).eval()
+        return self._fitted[key]
+
+    def training_curve(self) -> list[dict]:
+        """The training curve's records, one dict per epoch (:func:`read_training_curve`)."""
+        return read_training_curve(self.directory)
 
 
-def load_fitted(run_dir: str | Path, which: str = "best", device: str = "cpu"):
-    """(config, info, model, guide) of a fitted run, in eval mode on ``device``."""
-    run_dir = Path(run_dir)
-    config, info = read_run(run_dir)
-    model, guide = build_model_and_guide(config, info)
-    path = run_dir / (BEST if which == "best" else LAST)
-    load_weights(model, guide, load_checkpoint(path), path)
-    model.to(device).eval()
-    guide.to(device).eval()
-    return config, info, model, guide
-
-
-def run_dataset(run_dir: str | Path, session: int = 0) -> LFADSDataset:
-    """The data set (of session ``session``) a run was fitted on, read again from its file and checked unchanged."""
-    info = read_run(run_dir)[1].session_info(session, run_dir)
-    if info.data_source.startswith("<"):
-        raise InputError(f"{run_dir}: was fitted on in-memory arrays; pass the data set to the Python API")
-    dataset = load_dataset(info.data_source, support="real")
-    if dataset_sha256(dataset) != info.data_sha256:
-        raise InputError(f"{info.data_source}: data changed since {run_dir} was fitted (checksum differs)")
-    return dataset
-
-
-def session_file(run_dir: str | Path, name: str, session: int = 0) -> Path:
-    """RUN_DIR/name for a single-session run; RUN_DIR/{stem}_session{k}{suffix} for session k of a stitched one."""
-    run_dir, name = Path(run_dir), Path(name)
-    info = read_run(run_dir)[1]
-    info.session_info(session, run_dir)
-    return run_dir / (name if info.sessions is None else f"{name.stem}_session{session}{name.suffix}")
-
-
-def require_single_session(run_dir: str | Path, what: str) -> None:
-    """Refuse a stitched run in a command that covers single-session runs only."""
-    _, info = read_run(run_dir)
-    if info.sessions is not None:
-        raise InputError(f"{run_dir}: is a stitched run of {len(info.sessions)} sessions; '{what}' covers "
-                         "single-session runs (use 'posterior' and 'evaluate --session K' for each session)")
-
-
-def run_sessions(run_dir: str | Path) -> list[LFADSDataset]:
-    """Every session's data set of a run (one for a single-session run), read again and checked."""
-    _, info = read_run(run_dir)
-    return [run_dataset(run_dir, session) for session in range(len(info.session_infos()))]
-
-
-def run_bins(run_dir: str | Path, dataset: LFADSDataset | None = None, session: int = 0) -> LFADSDataset:
-    """What a run is scored on: ``dataset`` (default: session ``session``'s, read again by
-    :func:`run_dataset`) cut to the run's bins."""
-    _, info = read_run(run_dir)
-    return first_bins(dataset if dataset is not None else run_dataset(run_dir, session), info.n_time)
+def load_fitted(run: Run | str | Path, which: str = "best", device: str = "cpu"):
+    """(config, info, model, guide) of a fitted run, model and guide in eval mode on ``device``."""
+    run = Run.open(run)
+    return (run.config, run.info, *run.fitted(which, device))
 
 
 def first_bins(dataset: LFADSDataset, n_time: int) -> LFADSDataset:

@@ -25,7 +25,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +40,8 @@ from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split, as_sessions, ensure_valid
 from pyro_lfads.errors import InputError, TrainingDiverged
 from pyro_lfads.fitting.masking import TrainingSplits, check_heldin_layout, coordinated_dropout
-from pyro_lfads.fitting.run import (BEST, CURVE_FILE, LAST, RunInfo, build_model_and_guide, load_checkpoint, load_weights, same_run,
-                  save_checkpoint, write_run_files)
+from pyro_lfads.fitting.run import (BEST, CURVE_FILE, LAST, Run, RunInfo, TrainerState, build_model_and_guide,
+                                    load_checkpoint, load_weights, save_checkpoint)
 from pyro_lfads.fitting.schedule import PlateauRule, epoch_batch_size, ramp_steps, ramp_weight, steps_per_epoch
 from pyro_lfads.extensions.stitching import check_sessions, initialise_sessions
 from pyro_lfads.fitting.objective import TracedPair, elbo_terms, guide_and_model_traces
@@ -89,23 +89,6 @@ def validation_score(valid: dict, config: LFADSConfig) -> float:
     if "sv_recon" in valid:
         return valid["sv_recon"]
     return valid["recon" if config.checkpoint_metric == "recon" else "loss"]
-
-
-@dataclass
-class TrainerState:
-    """Everything besides weights and optimiser that a resumed run needs."""
-
-    epoch: int = 0
-    step: int = 0
-    lr: float = 0.0
-    best_valid: float = math.inf
-    best_epoch: int = -1
-    progress_valid: float = math.inf
-    progress_epoch: int = 0
-    last_decay_epoch: int = 0
-    stopped: str = ""
-    faults: int = 0
-    faults_in_a_row: int = 0
 
 
 class Trainer:
@@ -311,9 +294,10 @@ def _truncate_curve(path: Path, n_epochs: int) -> None:
         path.write_text("".join(lines))
 
 
-def fit(data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig, run_dir: str | Path, *,
-        device: str = "cpu", overwrite: bool = False, progress: bool = True) -> Trainer:
-    """Fit LFADS to ``data``, writing into ``run_dir``; returns the Trainer.
+def fit(data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig, run_dir: str | Path | Run, *,
+        device: str = "cpu", overwrite: bool = False, progress: bool = True) -> Run:
+    """Fit LFADS to ``data``, writing into ``run_dir``; returns the :class:`~pyro_lfads.fitting.run.Run`,
+    whose ``training`` is the state the fit ended in.
 
     ``data`` is one data set, or a list of sessions (each its own neurons, the
     same bins) to stitch into one model (Methods 1.8): each session gets a
@@ -322,39 +306,56 @@ def fit(data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig, run_di
 
     If ``run_dir`` already holds this very run (same config and data), training
     continues from its last checkpoint. A different run there is refused unless
-    ``overwrite``, which starts afresh.
+    ``overwrite``, which starts afresh (:meth:`Run.begin_fit`).
     """
-    run_dir = Path(run_dir)
     check_device(device)
+    sessions = checked_sessions(data, config)
+    run, resume = Run.begin_fit(run_dir, config, RunInfo.describe(sessions, config), overwrite=overwrite)
+    return _train(run, sessions, resume, device, progress)
+
+
+def resume_fit(run: Run | str | Path, *, max_epochs: int | None = None, device: str = "cpu",
+               progress: bool = True) -> Run:
+    """Continue a fitted run from its last complete checkpoint, on the data and config it records (data
+    read again and checked unchanged); ``max_epochs`` raises the config's ceiling."""
+    check_device(device)
+    run = Run.open(run)
+    config = run.config if max_epochs is None else run.config.replace(max_epochs=max_epochs)
+    sessions = checked_sessions(run.sessions(), config)
+    run, resume = Run.begin_fit(run, config, run.info)
+    return _train(run, sessions, resume, device, progress)
+
+
+def checked_sessions(data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig) -> list[LFADSDataset]:
+    """The sessions of ``data``, refused unless ``config`` can fit them (support, bins, held-in layout,
+    sessions that stitch)."""
+    from pyro_lfads.models.likelihoods import data_support
+
     sessions = as_sessions(data)
     if not sessions:
         raise InputError("data: no data set given")
     for dataset in sessions:
-        ensure_valid(dataset, support=_likelihood_support(config), min_time_bins=config.time_bins)
+        ensure_valid(dataset, support=data_support(config.likelihood), min_time_bins=config.time_bins)
         if config.coordinated_dropout_rate > 0 or config.sv_rate > 0:
             check_heldin_layout(dataset)
     check_sessions(sessions)
-    info = RunInfo.describe(sessions, config)
-    previous = same_run(run_dir, config, info) if run_dir.exists() else None
-    if previous is False and not overwrite:
-        raise InputError(f"{run_dir}: already holds a different run (other config or data); "
-                         "choose another directory or pass --overwrite")
-    resume = previous is True and (run_dir / LAST).exists() and not overwrite
-    if not resume:
-        for name in (LAST, BEST, CURVE_FILE):
-            (run_dir / name).unlink(missing_ok=True)
-    trainer = new_trainer(sessions, config, info, run_dir, init_seed=config.seed, device=device, progress=progress)
+    return sessions
+
+
+def _train(run: Run, sessions: list[LFADSDataset], resume: bool, device: str, progress: bool) -> Run:
+    """Train ``run`` on ``sessions`` (from its last checkpoint when ``resume``); record the final state."""
+    trainer = new_trainer(run, sessions, init_seed=run.config.seed, device=device, progress=progress)
     if resume:
-        trainer.resume(run_dir / LAST)
-    trainer.fit()
-    return trainer
+        trainer.resume(run.checkpoint_path("last"))
+    run.training = trainer.fit()
+    return run
 
 
-def new_trainer(sessions: list[LFADSDataset], config: LFADSConfig, info: RunInfo, run_dir: Path, *, init_seed: int,
-                device: str = "cpu", progress: bool = True) -> Trainer:
+def new_trainer(run: Run, sessions: list[LFADSDataset], *, init_seed: int, device: str = "cpu",
+                progress: bool = True) -> Trainer:
     """A Trainer of freshly initialised weights (drawn with ``init_seed``; read-outs from the data,
-    stitched sessions by PCR) writing into ``run_dir``, whose run files it writes."""
-    write_run_files(run_dir, config, info)
+    stitched sessions by PCR) for ``run``'s config, writing into its directory."""
+    config, info = run.config, run.info
     pyro.clear_param_store()
     pyro.set_rng_seed(init_seed)
     model, guide = build_model_and_guide(config, info)
@@ -362,12 +363,7 @@ def new_trainer(sessions: list[LFADSDataset], config: LFADSConfig, info: RunInfo
         likelihood.init_from_data(torch.as_tensor(dataset.train.recon_data[:, : info.n_time], dtype=torch.float32))
     if len(sessions) > 1:
         initialise_sessions(model, guide, sessions, info.n_time)
-    return Trainer(model, guide, sessions, config, run_dir, device=device, progress=progress)
-
-
-def _likelihood_support(config: LFADSConfig) -> str:
-    from pyro_lfads.models.likelihoods import LIKELIHOODS
-    return LIKELIHOODS[config.likelihood].support
+    return Trainer(model, guide, sessions, config, run.directory, device=device, progress=progress)
 
 
 def check_device(device: str) -> None:
@@ -376,6 +372,6 @@ def check_device(device: str) -> None:
         return
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise InputError(f"--device: {device!r} requested but CUDA is not available on this machine")
+            raise InputError(f"device: {device!r} requested but CUDA is not available on this machine")
         return
-    raise InputError(f"--device: {device!r} is not one of cpu, cuda, cuda:N")
+    raise InputError(f"device: {device!r} is not one of cpu, cuda, cuda:N")
