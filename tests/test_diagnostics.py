@@ -75,6 +75,7 @@ def test_khat_is_low_for_a_matched_proposal_and_high_for_a_too_narrow_one():
     assert np.median(narrow) > 0.7, narrow
 
 
+@pytest.mark.slow
 def test_khat_is_low_for_a_fitted_guide_and_flags_a_collapsed_one(fitted_tiny_lorenz):
     run_dir, dataset = fitted_tiny_lorenz
     _, _, model, guide = load_fitted(run_dir)
@@ -96,6 +97,7 @@ def test_khat_is_low_for_a_fitted_guide_and_flags_a_collapsed_one(fitted_tiny_lo
 
 @pytest.mark.filterwarnings("ignore:Estimated shape parameter:UserWarning")  # a 1-epoch model: large k expected
 @pytest.mark.filterwarnings("ignore:For one or more samples the posterior variance:UserWarning")  # az.waic, 6 draws
+@pytest.mark.slow
 def test_inference_data_groups_shapes_netcdf_and_loo(tiny_lorenz, tiny_config, tmp_path):
     import arviz as az
 
@@ -149,6 +151,7 @@ def test_inference_data_groups_shapes_netcdf_and_loo(tiny_lorenz, tiny_config, t
 
 
 @pytest.mark.filterwarnings("ignore:Estimated shape parameter:UserWarning")  # az.loo with 8 draws
+@pytest.mark.slow
 def test_diagnose_run_writes_inference_data_and_a_summary_of_a_fitted_model(fitted_tiny_lorenz, tmp_path):
     import shutil
 
@@ -167,7 +170,8 @@ def test_diagnose_run_writes_inference_data_and_a_summary_of_a_fitted_model(fitt
     assert summary["khat_median"] == pytest.approx(np.median(per_trial["khat"]))
     assert summary["khat_fraction_below_0_7"] == pytest.approx(np.mean(np.array(per_trial["khat"]) < 0.7))
     assert summary["khat_fraction_below_0_7"] > 0.5, summary
-    assert summary["iwae_minus_elbo"] >= 0.0
+    # nats per trial, from 100 draws: about 1 for this fitted guide, about 7 when its g0 variance collapses
+    assert 0.0 < summary["iwae_minus_elbo"] < 3.0, summary
     assert summary["iwae_minus_elbo"] == pytest.approx(np.mean(np.subtract(per_trial["iwae"], per_trial["elbo"])))
     # a fitted Poisson model reproduces the count distribution and covers most condition PSTHs; with 2
     # trials per condition the observed PSTHs are mostly Poisson noise, so their R2 is low but positive

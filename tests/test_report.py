@@ -43,6 +43,7 @@ def tiny_run(tiny_lorenz, tmp_path_factory):
 
 
 @pytest.mark.filterwarnings("ignore:Estimated shape parameter:UserWarning")  # az.loo on a 2-epoch model
+@pytest.mark.slow
 def test_diagnose_prints_the_summary_and_writes_netcdf(tiny_run, tiny_lorenz, capsys):
     capsys.readouterr()
     assert main(["diagnose", str(tiny_run), "--samples", "4", "--importance-samples", "30", "--quiet"]) == 0
@@ -63,6 +64,7 @@ def test_diagnose_prints_the_summary_and_writes_netcdf(tiny_run, tiny_lorenz, ca
     assert summary["khat_median"] == pytest.approx(np.median(per_trial["khat"]))
 
 
+@pytest.mark.slow
 def test_report_writes_every_figure_and_a_page_that_shows_them(tiny_run, tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["report", str(tiny_run), "--out", str(out), "--quiet"]) == 0
