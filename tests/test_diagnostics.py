@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from pyro_lfads.diagnostics.importance import elbo_per_trial, iwae_per_trial, log_importance_weights, pareto_khat
 from pyro_lfads.fitting.run import load_fitted
@@ -18,15 +19,13 @@ def test_iwae_and_elbo_on_hand_made_weights():
 
 
 # The linear-Gaussian toy, where log p(x) and the posterior are known in closed form:
-# z ~ N(0, 1), x | z ~ N(z, NOISE_SD^2), so x ~ N(0, 1 + NOISE_SD^2) and z | x ~ N(x / (1 + s2), s2 / (1 + s2)).
+# z ~ N(0, 1), x | z ~ N(z, s2), so x ~ N(0, 1 + s2) and z | x ~ N(x / (1 + s2), s2 / (1 + s2)), s2 = NOISE_SD^2.
 NOISE_SD = 0.5
 TOY_X = np.array([-2.0, -0.5, 0.0, 1.0, 3.0])  # one observation per trial
 
 
 def _toy_log_weights(proposal_loc: np.ndarray, proposal_sd: np.ndarray, draws: int, seed: int = 0) -> np.ndarray:
     """log p(x, z_k) - log q(z_k) for z_k ~ q = N(proposal_loc, proposal_sd^2) of each trial: (trials, draws)."""
-    from scipy import stats
-
     z = np.random.default_rng(seed).normal(proposal_loc[:, None], proposal_sd[:, None], (len(TOY_X), draws))
     return (stats.norm.logpdf(z) + stats.norm.logpdf(TOY_X[:, None], z, NOISE_SD)
             - stats.norm.logpdf(z, proposal_loc[:, None], proposal_sd[:, None]))
@@ -34,8 +33,6 @@ def _toy_log_weights(proposal_loc: np.ndarray, proposal_sd: np.ndarray, draws: i
 
 def _toy_posterior() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(log p(x) (trials,), posterior mean (trials,), posterior sd (trials,)) of the toy."""
-    from scipy import stats
-
     s2 = NOISE_SD ** 2
     log_px = stats.norm.logpdf(TOY_X, 0.0, np.sqrt(1.0 + s2))
     return log_px, TOY_X / (1.0 + s2), np.full(len(TOY_X), np.sqrt(s2 / (1.0 + s2)))
