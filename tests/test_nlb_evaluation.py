@@ -83,6 +83,7 @@ def test_true_rates_score_better_than_a_constant(small_nlb):
         score_rates(small_nlb, truth["train"], truth["valid"][:, :30])
 
 
+@pytest.mark.slow
 def test_baselines_give_rates_of_the_target_shape(small_nlb):
     for method in ("smoothing", "gpfa"):
         train, valid = baseline_rates(method, small_nlb)
