@@ -210,6 +210,7 @@ def test_the_suggested_fit_config_is_a_valid_config_with_a_white_prior():
     assert config.ar_tau_init < 1 and config.kl_co_scale < 1 and config.co_dim == 1
 
 
+@pytest.mark.slow
 def test_training_is_seeded():
     a, b, c = (train_integrator(seed=s, steps=10) for s in (5, 5, 6))
     for field in ("recurrent", "bias", "input_weights", "readout"):
