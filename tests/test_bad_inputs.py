@@ -168,6 +168,7 @@ def test_bad_input_gives_one_line_and_status_2(name, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", ["NaN in counts", "corrupt checkpoint", "unknown config key"])
+@pytest.mark.slow
 def test_the_installed_command_prints_no_traceback(name, tmp_path):
     argv = CASES[name](tmp_path)
     result = subprocess.run([sys.executable, "-m", "pyro_lfads.cli", *argv], capture_output=True, text=True)

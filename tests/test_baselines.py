@@ -174,6 +174,7 @@ def _nlb_data(seed, n_trials, n_time=50, n_forward=5, n_heldin=20, n_heldout=5):
     return observed[..., :n_heldin], observed[..., n_heldin:], forward, rates
 
 
+@pytest.mark.slow
 def test_smoothing_baseline_predicts_held_out_and_forward_bins():
     train_in, train_out, train_fwd, _ = _nlb_data(0, 150)
     eval_in, eval_out, eval_fwd, _ = _nlb_data(1, 60)
@@ -223,6 +224,7 @@ def test_nlb_baseline_bad_inputs():
         model.predict(train_in[..., :19])
 
 
+@pytest.mark.slow
 def test_gpfa_baseline_predicts_held_out_and_forward_bins():
     pytest.importorskip("pyro_lfads.evaluation.gpfa")
     train_in, train_out, train_fwd, _ = _nlb_data(4, 100, n_time=30)

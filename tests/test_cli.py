@@ -30,6 +30,7 @@ def tiny_yaml(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_fit_posterior_evaluate_on_tiny_data(tiny_lorenz, tiny_yaml, tmp_path, capsys):
     data = tmp_path / "tiny.h5"
     save_dataset(tiny_lorenz, data)
@@ -106,6 +107,7 @@ def _bad_files(tmp_path, tiny_lorenz):
     return cases
 
 
+@pytest.mark.slow
 def test_bad_data_files_give_one_line_errors_and_write_nothing(tmp_path, tiny_lorenz):
     for problem, (path, expected) in _bad_files(tmp_path, tiny_lorenz).items():
         out = tmp_path / f"run_{problem.replace(' ', '_')}"
@@ -129,11 +131,13 @@ def fit_with_config(data, tmp_path, yaml_text):
     return run_cli("fit", data, "--out", tmp_path / "run", "--config", config)
 
 
+@pytest.mark.slow
 def test_too_few_time_bins_for_the_config(tmp_path, lorenz_file):
     code, _, stderr = fit_with_config(lorenz_file, tmp_path, "time_bins: 500\n")
     assert code == 2 and "fewer" in stderr and "500" in stderr and "Traceback" not in stderr
 
 
+@pytest.mark.slow
 def test_bad_config_and_flags(tmp_path, lorenz_file):
     data = lorenz_file
     code, _, stderr = fit_with_config(data, tmp_path, "gen_dimm: 3\n")
@@ -146,6 +150,7 @@ def test_bad_config_and_flags(tmp_path, lorenz_file):
     assert code == 2 and "not a pyro-lfads run directory" in stderr
 
 
+@pytest.mark.slow
 def test_a_different_run_in_out_is_refused_without_overwrite(tmp_path, lorenz_file, tiny_yaml):
     data = lorenz_file
     run = tmp_path / "run"
@@ -154,6 +159,7 @@ def test_a_different_run_in_out_is_refused_without_overwrite(tmp_path, lorenz_fi
     assert code == 2 and "different run" in stderr and "--overwrite" in stderr
 
 
+@pytest.mark.slow
 def test_help_documents_every_command():
     code, stdout, _ = run_cli("--help")
     assert code == 0

@@ -1,8 +1,12 @@
-"""Fault injection: training killed with SIGKILL at random moments, then resumed with ``fit --resume``,
-ends with exactly the parameters of an uninterrupted run (bitwise, on CPU)."""
+"""Fault injection: training killed with SIGKILL at random moments of its progress, then resumed with
+``fit --resume``, ends with exactly the parameters of an uninterrupted run (bitwise, on CPU).
+
+The kills wait for observed progress (epochs written to the training curve), not for fixed sleeps, so
+they land inside the fit on a fast machine and a slow one alike."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -27,6 +31,21 @@ def _fit(*args) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _epochs_written(run) -> int:
+    """Complete lines of the run's training curve: the epochs it has finished (0 before the first)."""
+    path = run / "training_curve.jsonl"
+    return path.read_text().count("\n") if path.exists() else 0
+
+
+def _wait_for_epochs(process: subprocess.Popen, run, epochs: int, timeout_s: float = 300.0) -> None:
+    """Return once the run has written ``epochs`` curve lines, or the process has ended."""
+    deadline = time.monotonic() + timeout_s
+    while _epochs_written(run) < epochs and process.poll() is None:
+        assert time.monotonic() < deadline, f"no progress past epoch {_epochs_written(run)} in {timeout_s} s"
+        time.sleep(0.005)
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     data = tmp_path / "lorenz.h5"
@@ -34,20 +53,23 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     (tmp_path / "config.yaml").write_text(CONFIG)
     straight = _fit(str(data), "--out", str(tmp_path / "straight"), "--config", str(tmp_path / "config.yaml"))
     assert straight.wait(timeout=300) == 0, straight.stderr.read()
+    epoch_seconds = min(json.loads(line)["seconds"] for line in
+                        (tmp_path / "straight" / "training_curve.jsonl").read_text().splitlines())
 
     rng = random.Random(0)
     run = tmp_path / "killed"
     process = _fit(str(data), "--out", str(run), "--config", str(tmp_path / "config.yaml"))
-    kills = 0
-    for _ in range(3):  # kill at three random moments, resuming after each
-        time.sleep(rng.uniform(2.0, 7.0))
+    killed_after = []  # epochs written when each kill landed
+    for epochs in (2, 4, 6):  # of 8: kill at a random moment inside the epoch after these, resume after each
+        _wait_for_epochs(process, run, epochs)
+        time.sleep(rng.uniform(0.0, 0.8) * epoch_seconds)
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             process.wait()
-            kills += 1
+            killed_after.append(_epochs_written(run))
         process = _fit("--resume", str(run))
     assert process.wait(timeout=300) == 0, process.stderr.read()
-    assert kills >= 1
+    assert killed_after, "the fit ended before any kill landed"
 
     a, b = load_checkpoint(tmp_path / "straight" / LAST), load_checkpoint(run / LAST)
     assert a["epoch"] == b["epoch"] == 8

@@ -77,12 +77,14 @@ def test_tau_gradient_matches_finite_differences():
         assert error < 1e-4 * max(1.0, abs(analytic))
 
 
+@pytest.mark.slow
 def test_recovers_timescales_and_latents(gaussian_data, gaussian_fit):
     latents, obs = gaussian_data
     np.testing.assert_allclose(np.sort(gaussian_fit.tau_), TRUE_TAUS, rtol=0.25)
     assert r2_linear(gaussian_fit.transform(obs), latents) > 0.9
 
 
+@pytest.mark.slow
 def test_log_likelihood_never_decreases(gaussian_fit):
     lls = gaussian_fit.log_likelihoods_
     assert len(lls) == gaussian_fit.n_iter_ + 1
@@ -90,6 +92,7 @@ def test_log_likelihood_never_decreases(gaussian_fit):
     assert lls[-1] > lls[0]
 
 
+@pytest.mark.slow
 def test_attributes_have_documented_shapes(gaussian_fit):
     assert gaussian_fit.C_.shape == (20, 3)
     assert gaussian_fit.d_.shape == (20,)
@@ -98,6 +101,7 @@ def test_attributes_have_documented_shapes(gaussian_fit):
     assert 1 <= gaussian_fit.n_iter_ <= 60
 
 
+@pytest.mark.slow
 def test_latents_predict_poisson_log_rates_better_than_spikes(poisson_data):
     log_rates, spikes = poisson_data
     model = GPFA(n_latents=3, max_iter=40)
@@ -109,6 +113,7 @@ def test_latents_predict_poisson_log_rates_better_than_spikes(poisson_data):
     assert r2_gpfa > r2_spikes + 0.2
 
 
+@pytest.mark.slow
 def test_stops_early_when_converged(poisson_data):
     model = GPFA(n_latents=2, max_iter=500, tol=1e-4).fit(poisson_data[1])
     assert model.n_iter_ < 500
@@ -116,6 +121,7 @@ def test_stops_early_when_converged(poisson_data):
     assert abs(lls[-1] - lls[-2]) < 1e-4 * abs(lls[-2])
 
 
+@pytest.mark.slow
 def test_silent_neuron_is_handled(poisson_data):
     spikes = poisson_data[1].copy()
     spikes[:, :, 0] = 0.0
@@ -124,6 +130,7 @@ def test_silent_neuron_is_handled(poisson_data):
     assert np.all(np.isfinite(model.transform(spikes)))
 
 
+@pytest.mark.slow
 def test_transform_other_trials_and_bins(gaussian_data, gaussian_fit):
     obs = gaussian_data[1]
     latents = gaussian_fit.transform(obs[:7, :25])
@@ -132,6 +139,7 @@ def test_transform_other_trials_and_bins(gaussian_data, gaussian_fit):
     assert gaussian_fit.transform(obs[:2, :1]).shape == (2, 1, 3)
 
 
+@pytest.mark.slow
 def test_orthonormalised_dimensions_ordered_by_variance():
     # Loadings of very different sizes, so that the order of the singular values of C
     # (which the orthonormalisation guarantees) is also the order of the empirical variances.
@@ -144,6 +152,7 @@ def test_orthonormalised_dimensions_ordered_by_variance():
     np.testing.assert_allclose(variances, singular_values**2, rtol=0.3)
 
 
+@pytest.mark.slow
 def test_orthonormalised_latents_reproduce_loadings(gaussian_data, gaussian_fit):
     # C x = U (S V^T x): the orthonormalised latents reproduce the loadings' contribution.
     obs = gaussian_data[1]
@@ -202,11 +211,13 @@ def test_transform_before_fit_raises_input_error():
         GPFA(n_latents=2).transform(GOOD)
 
 
+@pytest.mark.slow
 def test_transform_with_other_neuron_count_raises_input_error(gaussian_fit):
     with pytest.raises(InputError, match=r"spikes: has 7 neurons, but GPFA was fitted on 20"):
         gaussian_fit.transform(np.ones((2, 5, 7)))
 
 
+@pytest.mark.slow
 def test_transform_checks_spikes(gaussian_fit):
     with pytest.raises(InputError, match=r"spikes: expected a 3-D array"):
         gaussian_fit.transform(np.ones(20))

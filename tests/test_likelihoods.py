@@ -188,6 +188,7 @@ def heldout_and_forward(dataset):
 
 
 @pytest.mark.parametrize("likelihood", sorted(LIKELIHOODS))
+@pytest.mark.slow
 def test_every_likelihood_fits_samples_and_evaluates_with_heldout_neurons_and_forward_bins(likelihood, tmp_path):
     dataset = heldout_and_forward(tiny(likelihood))
     config = LFADSConfig(likelihood=likelihood, gen_dim=8, fac_dim=3, ic_enc_dim=8, ci_enc_dim=4, con_dim=4,

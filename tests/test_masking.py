@@ -99,6 +99,7 @@ def test_default_dropout_rate_follows_the_controller(tiny_config):
         tiny_config.replace(cd_rate=1.0).validate()
 
 
+@pytest.mark.slow
 def test_sample_validation_picks_the_checkpoint_and_is_recorded(tiny_lorenz, tiny_config, tmp_path):
     run = fit(tiny_lorenz, tiny_config.replace(sv_rate=0.1, max_epochs=3), tmp_path, progress=False)
     records = [json.loads(line) for line in (tmp_path / CURVE_FILE).read_text().splitlines()]

@@ -83,6 +83,7 @@ def test_true_rates_score_better_than_a_constant(small_nlb):
         score_rates(small_nlb, truth["train"], truth["valid"][:, :30])
 
 
+@pytest.mark.slow
 def test_baselines_give_rates_of_the_target_shape(small_nlb):
     for method in ("smoothing", "gpfa"):
         train, valid = baseline_rates(method, small_nlb)
@@ -92,6 +93,7 @@ def test_baselines_give_rates_of_the_target_shape(small_nlb):
         baseline_rates("pca", small_nlb)
 
 
+@pytest.mark.slow
 def test_evaluate_puts_lfads_next_to_the_baselines(fitted_small_nlb, small_nlb):
     result = evaluate_run(fitted_small_nlb, small_nlb, lag_bins=5)
     assert list(result) == ["lfads", "smoothing", "gpfa"]
@@ -103,6 +105,7 @@ def test_evaluate_puts_lfads_next_to_the_baselines(fitted_small_nlb, small_nlb):
     assert any(line.startswith("co_bps") for line in table.splitlines())
 
 
+@pytest.mark.slow
 def test_decode_from_rates_and_factors(fitted_small_nlb, small_nlb):
     from_rates = decode_run(fitted_small_nlb, small_nlb, source="rates", lag_bins=5)
     from_factors = decode_run(fitted_small_nlb, small_nlb, source="factors", lag_bins=5)
@@ -127,6 +130,7 @@ def test_cli_synth_nlb_lorenz_in_both_formats_loads_alike(tmp_path):
     assert main(["synth", "lorenz", "--out", str(tmp_path / "c.h5"), "--format", "nlb"]) == 2
 
 
+@pytest.mark.slow
 def test_cli_evaluate_table_json_and_decode(fitted_small_nlb, small_nlb, tmp_path, capsys):
     data = tmp_path / "small.h5"
     save_dataset(small_nlb, data)

@@ -23,6 +23,7 @@ def wheel(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_wheel_holds_models_and_guides_inside_the_package(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     for module in ("pyro_lfads/models/lfads.py", "pyro_lfads/models/likelihoods.py",
@@ -33,6 +34,7 @@ def test_wheel_holds_models_and_guides_inside_the_package(wheel):
     assert not any(name.startswith(("tests/", "benchmarks/", "examples/")) for name in names)
 
 
+@pytest.mark.slow
 def test_wheel_declares_the_console_script(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     (entry_points,) = [n for n in names if n.endswith("entry_points.txt")]

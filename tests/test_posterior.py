@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 from pyro_lfads.fitting.posterior import posterior_chunks, read_posterior, write_posterior
@@ -11,6 +12,7 @@ from pyro_lfads.fitting.run import load_fitted
 from pyro_lfads.fitting.train import fit
 
 
+@pytest.mark.slow
 def test_chunks_cover_every_trial_within_the_row_bound(tiny_lorenz, tiny_config, tmp_path):
     fit(tiny_lorenz, tiny_config.replace(max_epochs=1), tmp_path, progress=False)
     _, _, model, guide = load_fitted(tmp_path)
@@ -32,6 +34,7 @@ def test_chunks_cover_every_trial_within_the_row_bound(tiny_lorenz, tiny_config,
     assert (out["output_params_std"] > 0).any() and (out["co_stds"] > 0).all()
 
 
+@pytest.mark.slow
 def test_one_sample_has_zero_spread_and_the_file_has_every_key(tiny_lorenz, tiny_config, tmp_path):
     fit(tiny_lorenz, tiny_config.replace(max_epochs=1), tmp_path, progress=False)
     write_posterior(tmp_path, tiny_lorenz, samples=1, progress=False, max_rows=7)

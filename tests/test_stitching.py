@@ -332,6 +332,7 @@ def stitched_run(sessions, tmp_path_factory):
     return run_dir, sessions, paths
 
 
+@pytest.mark.slow
 def test_run_json_lists_every_session(stitched_run):
     run_dir, sessions, _ = stitched_run
     info = json.loads((run_dir / "run.json").read_text())
@@ -341,6 +342,7 @@ def test_run_json_lists_every_session(stitched_run):
     assert len((run_dir / "training_curve.jsonl").read_text().splitlines()) == 2
 
 
+@pytest.mark.slow
 def test_posterior_per_session(stitched_run):
     run_dir, sessions, paths = stitched_run
     assert paths == [run_dir / f"posterior_session{k}.h5" for k in range(len(NEURONS))]
@@ -357,6 +359,7 @@ def test_posterior_per_session(stitched_run):
         read_posterior(run_dir, "valid", session=len(NEURONS))
 
 
+@pytest.mark.slow
 def test_evaluate_a_session(stitched_run):
     run_dir, sessions, _ = stitched_run
     for k in (0, 2):
@@ -366,6 +369,7 @@ def test_evaluate_a_session(stitched_run):
         assert result["lfads"]["n_valid_trials"] == sessions[k].valid.n_trials
 
 
+@pytest.mark.slow
 def test_write_posterior_refuses_the_wrong_number_of_sessions(stitched_run):
     run_dir, sessions, _ = stitched_run
     for data in (sessions[:2], sessions[0], sessions + sessions[:1]):
@@ -382,6 +386,7 @@ def test_fit_refuses_sessions_with_different_bins(tmp_path):
     assert not (tmp_path / "run" / "run.json").exists()
 
 
+@pytest.mark.slow
 def test_fixed_read_ins_stay_at_their_initialisation(sessions, tmp_path):
     config = tiny_config(train_read_in=False, max_epochs=1)
     _, guide = fit(sessions, config, tmp_path / "run", progress=False).fitted("last")
@@ -390,6 +395,7 @@ def test_fixed_read_ins_stay_at_their_initialisation(sessions, tmp_path):
         np.testing.assert_allclose(guide.read_ins[k].weight.numpy(), w, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_cli_synth_and_fit_multisession(tmp_path, capsys):
     out = tmp_path / "ms.h5"
     assert main(["synth", "multisession", "--out", str(out)]) == 0
@@ -446,6 +452,7 @@ def test_held_out_neurons_get_a_least_squares_read_out():
         assert read_out.shape == (dataset.train.n_neurons, 4) and np.abs(read_out).sum() > 0
 
 
+@pytest.mark.slow
 def test_diagnose_and_report_refuse_a_stitched_run_in_one_line(stitched_run, capsys):
     run_dir = stitched_run[0]
     for command in ("diagnose", "report"):

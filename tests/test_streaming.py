@@ -198,6 +198,7 @@ def test_streaming_refuses_bad_use(tiny_config):
         StreamingLFADS(ext_model, ext_guide).step(np.zeros((1, 5)))
 
 
+@pytest.mark.slow
 def test_a_fitted_causal_run_streams_its_offline_outputs(tiny_lorenz, tmp_path):
     """From a run directory (a short real fit): the streamer reproduces the offline mean path of the
     validation trials, numpy counts in."""

@@ -48,6 +48,7 @@ def _arrays(ds):
 
 
 @pytest.mark.parametrize("make", [chaotic, pulses, itb])
+@pytest.mark.slow
 def test_same_seed_identical_different_seed_differs(make):
     a, b, c = (_arrays(make(seed=s)) for s in (3, 3, 4))
     assert a.keys() == b.keys()
@@ -62,6 +63,7 @@ def test_same_seed_identical_different_seed_differs(make):
     ("pulses", {"conditions": (), "latents": (100, 50), "pulse_times_ms": (), "inputs": (100, 1)}),
     ("integrate-to-bound", {"conditions": (), "latents": (100, 50), "inputs": (100, 1), "target": (100, 1)}),
 ])
+@pytest.mark.slow
 def test_shapes_dtypes_and_split(datasets, name, extras):
     ds = datasets[name]
     assert ds.conversion_factor == pytest.approx(100.0)
@@ -86,6 +88,7 @@ def test_shapes_dtypes_and_split(datasets, name, extras):
 
 
 @pytest.mark.parametrize("name", ["chaotic-rnn", "pulses", "integrate-to-bound"])
+@pytest.mark.slow
 def test_rates_are_the_units_and_match_the_spikes(datasets, name):
     ds = datasets[name]
     for split in ("train", "valid"):
@@ -101,6 +104,7 @@ def test_rates_are_the_units_and_match_the_spikes(datasets, name):
     assert 0.05 < expected.mean() < 0.25  # 5 to 25 spikes/s around the midpoint of 0..30
 
 
+@pytest.mark.slow
 def test_chaotic_rnn_keeps_moving(datasets):
     activity = np.tanh(datasets["chaotic-rnn"].extras["train_latents"][:, 50:])  # second half of the trial
     assert np.median(activity.std(axis=1)) > 0.1  # no decay to a fixed point at gamma 1.5
@@ -108,6 +112,7 @@ def test_chaotic_rnn_keeps_moving(datasets):
     assert np.median(fixed.std(axis=1)) < 0.01  # below gamma 1 it does decay
 
 
+@pytest.mark.slow
 def test_chaotic_rnn_trials_of_a_condition_share_rates(datasets):
     ds = datasets["chaotic-rnn"]
     trials = np.flatnonzero(ds.extras["train_conditions"] == 7)
@@ -115,6 +120,7 @@ def test_chaotic_rnn_trials_of_a_condition_share_rates(datasets):
     assert not np.array_equal(ds.train.recon_data[trials[0]], ds.train.recon_data[trials[1]])
 
 
+@pytest.mark.slow
 def test_one_pulse_per_trial_in_the_window(datasets):
     ds = datasets["pulses"]
     times = np.concatenate([ds.extras["train_pulse_times_ms"], ds.extras["valid_pulse_times_ms"]])
@@ -126,6 +132,7 @@ def test_one_pulse_per_trial_in_the_window(datasets):
     assert len(np.unique(times)) > 20  # drawn per trial, spread over the window
 
 
+@pytest.mark.slow
 def test_pulse_changes_rates_from_its_bin_on(datasets):
     ds, plain = datasets["pulses"], datasets["chaotic-rnn"]  # same seed and sizes: same network and conditions
     rates_of_condition = {c: plain.train.truth[i] for i, c in enumerate(plain.extras["train_conditions"])}
@@ -142,6 +149,7 @@ def test_bounded_integral_clips_the_running_sum():
     np.testing.assert_allclose(bounded_integral(inputs), expected)
 
 
+@pytest.mark.slow
 def test_integrate_to_bound_neurons_read_projections_spanning_each_trial(datasets):
     ds = datasets["integrate-to-bound"]
     truth = ds.train.truth  # (trials, time, neurons) spikes/s
@@ -156,6 +164,7 @@ def test_integrate_to_bound_neurons_read_projections_spanning_each_trial(dataset
     assert wide.train.recon_data.shape == (80, 100, 120)
 
 
+@pytest.mark.slow
 def test_supervised_input_r2_measures_what_the_counts_carry():
     rng = np.random.default_rng(0)
     inputs = rng.normal(size=(60, 50))
@@ -165,6 +174,7 @@ def test_supervised_input_r2_measures_what_the_counts_carry():
     assert abs(supervised_input_r2(unrelated, inputs)) < 0.05
 
 
+@pytest.mark.slow
 def test_integrate_to_bound_inputs_and_target(datasets):
     ds = datasets["integrate-to-bound"]
     inputs = np.concatenate([ds.extras["train_inputs"], ds.extras["valid_inputs"]])[..., 0]
@@ -176,6 +186,7 @@ def test_integrate_to_bound_inputs_and_target(datasets):
     np.testing.assert_array_equal(ds.extras["train_inputs"][trials], ds.extras["train_inputs"][trials[:1]].repeat(4, 0))
 
 
+@pytest.mark.slow
 def test_integrate_to_bound_latents_are_the_trained_net_driven_by_the_inputs(datasets):
     ds = datasets["integrate-to-bound"]
     net = train_integrator(seed=0, steps=QUICK_STEPS)
@@ -184,6 +195,7 @@ def test_integrate_to_bound_latents_are_the_trained_net_driven_by_the_inputs(dat
                                rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_default_training_integrates_to_bound(default_integrator):
     net = default_integrator
     assert net.r2 > 0.8
@@ -198,6 +210,7 @@ def test_the_suggested_fit_config_is_a_valid_config_with_a_white_prior():
     assert config.ar_tau_init < 1 and config.kl_co_scale < 1 and config.co_dim == 1
 
 
+@pytest.mark.slow
 def test_training_is_seeded():
     a, b, c = (train_integrator(seed=s, steps=10) for s in (5, 5, 6))
     for field in ("recurrent", "bias", "input_weights", "readout"):

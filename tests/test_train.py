@@ -49,6 +49,7 @@ def _fitted_trainer(dataset, config, run_dir):
     return trainer
 
 
+@pytest.mark.slow
 def test_fit_writes_run_directory_and_curve(tiny_lorenz, tiny_config, tmp_path):
     fitted = fit(tiny_lorenz, tiny_config, tmp_path / "run", progress=False)
     run = tmp_path / "run"
@@ -63,6 +64,7 @@ def test_fit_writes_run_directory_and_curve(tiny_lorenz, tiny_config, tmp_path):
 
 
 @pytest.mark.parametrize("checkpoint_metric,key", [("elbo", "valid_loss"), ("recon", "valid_recon")])
+@pytest.mark.slow
 def test_the_best_checkpoint_is_the_epoch_with_the_lowest_chosen_metric(tiny_lorenz, tiny_config, tmp_path,
                                                                       checkpoint_metric, key):
     config = tiny_config.replace(checkpoint_metric=checkpoint_metric, max_epochs=4)
@@ -76,6 +78,7 @@ def test_the_best_checkpoint_is_the_epoch_with_the_lowest_chosen_metric(tiny_lor
     assert validation_score({"loss": 2.0, "recon": 1.0, "kl": 1.0, "sv_recon": 0.5}, config) == 0.5
 
 
+@pytest.mark.slow
 def test_resume_continues_with_identical_parameters(tiny_lorenz, tiny_config, tmp_path):
     straight = tmp_path / "straight"
     fit(tiny_lorenz, tiny_config.replace(max_epochs=4), straight, progress=False)
@@ -105,6 +108,7 @@ def test_a_different_run_in_the_directory_is_refused(tiny_lorenz, tiny_config, t
     assert _state(tmp_path)["model"]["generator.cell.weight_hh"].shape[1] == 12
 
 
+@pytest.mark.slow
 def test_mean_field_elbo_trains(tiny_lorenz, tiny_config, tmp_path):
     trainer = _fitted_trainer(tiny_lorenz, tiny_config.replace(elbo="meanfield", max_epochs=2), tmp_path)
     records = [json.loads(line) for line in (tmp_path / CURVE_FILE).read_text().splitlines()]
@@ -118,6 +122,7 @@ def test_bad_device_is_refused_in_one_line(tiny_lorenz, tiny_config, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_short_fit_on_tiny_lorenz_beats_smoothing(fitted_tiny_lorenz):
     run_dir, dataset = fitted_tiny_lorenz
     truth = dataset.truth_counts("valid")
@@ -187,6 +192,7 @@ def test_repeated_faults_stop_training_with_a_message_and_keep_the_best_checkpoi
     assert (tmp_path / BEST).read_bytes() == best
 
 
+@pytest.mark.slow
 def test_a_fit_stops_by_itself_on_a_plateau_and_says_so_in_its_curve(tiny_lorenz, tiny_config, tmp_path):
     # every epoch after the first falls short of a 90% relative fall: no progress, so after the one-epoch
     # ramp the learning rate decays each epoch and the fit stops 3 epochs later
@@ -201,6 +207,7 @@ def test_a_fit_stops_by_itself_on_a_plateau_and_says_so_in_its_curve(tiny_lorenz
     assert fit(tiny_lorenz, config, tmp_path, progress=False).training.epoch == 4
 
 
+@pytest.mark.slow
 def test_a_fit_without_patience_runs_to_its_ceiling(tiny_lorenz, tiny_config, tmp_path):
     config = tiny_config.replace(kl_ramp_steps=None, kl_ramp_epochs=1, patience=0, lr_patience=100,
                                  min_improvement=0.9, max_epochs=5)

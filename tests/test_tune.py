@@ -201,6 +201,7 @@ def _checkpoints(out) -> dict:
     return found
 
 
+@pytest.mark.slow
 def test_a_tiny_population_end_to_end(needs_ray, tiny_files, tmp_path, capsys):
     data, config = tiny_files
     out = tmp_path / "out"

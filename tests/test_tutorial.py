@@ -58,6 +58,7 @@ def test_every_step_is_tested():
 
 
 @pytest.mark.parametrize("script", sorted(STEPS))
+@pytest.mark.slow
 def test_step_runs_tiny(script, tmp_path):
     figures, checks = STEPS[script]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
