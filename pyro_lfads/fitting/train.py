@@ -109,9 +109,11 @@ class Trainer:
         self.params = [p for m in (self.model, self.guide) for p in m.parameters()]
         self.elbo = TraceMeanField_ELBO() if config.elbo == "meanfield" else Trace_ELBO()
         self.traced = TracedPair(self.model, self.guide)  # keeps each step's draw, for the reported terms
+        self.last_terms = (0.0, 0.0)  # (reconstruction, KL) of the last step's draw, nats, unscaled
         self.optim = pyro.optim.Adam({"lr": config.learning_rate, "betas": (config.adam_beta1, config.adam_beta2),
                                       "eps": config.adam_eps})
-        self.svi = SVI(self.traced.model, self.traced.guide, self.optim, loss=self._loss, loss_and_grads=self._loss_and_grads)
+        self.svi = SVI(self.traced.model, self.traced.guide, self.optim, loss=self._loss,
+                       loss_and_grads=self._loss_and_grads)
         self.state = TrainerState(lr=config.learning_rate)
         self.batch_order = torch.Generator().manual_seed(config.seed)
         self.dropout_masks = torch.Generator().manual_seed(config.seed + 1)
@@ -124,8 +126,11 @@ class Trainer:
 
     # --- the objective -------------------------------------------------------------------
     def _loss(self, model, guide, batch, kl_scale):
-        """Per-trial -ELBO (KL scaled by kl_scale) plus the ramped L2 penalty."""
+        """Per-trial -ELBO (KL scaled by kl_scale) plus the ramped L2 penalty; keeps the draw's
+        unscaled terms in ``last_terms`` (read before the step moves the parameters)."""
         elbo_loss = self.elbo.differentiable_loss(model, guide, batch, kl_scale) / batch.n_trials
+        with torch.no_grad():
+            self.last_terms = elbo_terms(*self.traced.traces())
         return elbo_loss + kl_scale * l2_penalty(self.model, self.guide, self.config)
 
     def _loss_and_grads(self, model, guide, batch, kl_scale):
@@ -176,9 +181,7 @@ class Trainer:
                 if self.state.faults_in_a_row >= MAX_FAULTS_IN_A_ROW:
                     break
                 continue
-            with torch.no_grad():
-                recon, kl = elbo_terms(*self.traced.traces())
-            totals += (loss * batch.n_trials, recon, kl)
+            totals += (loss * batch.n_trials, *self.last_terms)
             n += batch.n_trials
         return dict(zip(("loss", "recon", "kl"), totals / max(n, 1)))
 
