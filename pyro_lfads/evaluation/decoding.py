@@ -14,7 +14,7 @@ import numpy as np
 
 from pyro_lfads.errors import InputError
 from pyro_lfads.data.atomic_files import atomic_path
-from pyro_lfads.evaluation.metrics import fit_velocity_decoder, velocity_r2
+from pyro_lfads.evaluation.metrics import decoder_r2, fit_velocity_decoder
 from pyro_lfads.fitting.posterior import read_posterior
 from pyro_lfads.fitting.run import Run
 from pyro_lfads.evaluation.nlb_figures import Layout
@@ -51,7 +51,7 @@ def decode_run(run: Run | str | Path, dataset=None, *, source: str = "rates", la
     n_time = Layout.of(dataset).n_time
     features = [read_posterior(run, split, session)[SOURCES[source]][:, :n_time] for split in ("train", "valid")]
     decoder = fit_velocity_decoder(features[0], behavior[0], lag_bins=lag_bins)
-    r2 = velocity_r2(features[0], behavior[0], features[1], behavior[1], lag_bins=lag_bins)
+    r2 = decoder_r2(decoder, features[1], behavior[1], lag_bins=lag_bins)
     valid = features[1][:, : n_time - lag_bins]
     predicted = decoder.predict(valid.reshape(-1, valid.shape[-1])).reshape(*valid.shape[:2], -1)
     path = run.session_file(DECODING_FILE, session)

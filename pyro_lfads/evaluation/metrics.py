@@ -245,6 +245,12 @@ def velocity_r2(train_rates: np.ndarray, train_behavior: np.ndarray, eval_rates:
     Evaluation bins whose behaviour is NaN are left out.
     """
     decoder = fit_velocity_decoder(train_rates, train_behavior, lag_bins=lag_bins, alphas=alphas, cv=cv)
+    return decoder_r2(decoder, eval_rates, eval_behavior, lag_bins=lag_bins)
+
+
+def decoder_r2(decoder: Ridge, eval_rates: np.ndarray, eval_behavior: np.ndarray, *, lag_bins: int = 0) -> float:
+    """R2 of a fitted decoder (:func:`fit_velocity_decoder`) on ``eval_rates`` (trials, T, N) and
+    ``eval_behavior`` (trials, T, B), as :func:`velocity_r2` scores it."""
     x, y, _ = _decoder_rows("eval_rates", eval_rates, "eval_behavior", eval_behavior, int(lag_bins))
     if x.shape[1] != decoder.n_features_in_:
         raise InputError(f"eval_rates: has {x.shape[1]} neurons, but train_rates has {decoder.n_features_in_}")
