@@ -128,6 +128,18 @@ def check_hdf5_signature(path: Path, source: str, problem: str) -> None:
         raise InputError(f"{source}: {problem}")
 
 
+def open_hdf5(path: Path, source: str, not_hdf5: str) -> h5py.File:
+    """``path`` opened for reading; InputError ``<source>: <not_hdf5>`` without the HDF5 signature, and a
+    one-line error for a damaged file (h5py and HDF5 raise OSError, KeyError, ValueError, RuntimeError, ...)."""
+    check_hdf5_signature(path, source, not_hdf5)
+    try:
+        return h5py.File(path, "r")
+    except Exception as exc:
+        raise InputError(
+            f"{source}: is not a readable HDF5 file (truncated or corrupt?): {one_line(exc)}"
+        ) from None
+
+
 def _wanted(key: str) -> bool:
     return key == "conversion_factor" or key.startswith(("train_", "valid_"))
 
@@ -135,18 +147,9 @@ def _wanted(key: str) -> bool:
 def _read_hdf5(
     path: Path, source: str, handle: h5py.File | None
 ) -> tuple[dict[str, np.ndarray], dict[str, str], list[str]]:
-    # h5py and HDF5 raise OSError, KeyError, ValueError, RuntimeError, ... for
-    # damaged files; any of them means the file is unreadable.
     if handle is not None:
         return _read_hdf5_keys(handle, source)
-    check_hdf5_signature(path, source, "is not an HDF5 file (no HDF5 signature found)")
-    try:
-        handle = h5py.File(path, "r")
-    except Exception as exc:
-        raise InputError(
-            f"{source}: is not a readable HDF5 file (truncated or corrupt?): {one_line(exc)}"
-        ) from None
-    with handle:
+    with open_hdf5(path, source, "is not an HDF5 file (no HDF5 signature found)") as handle:
         return _read_hdf5_keys(handle, source)
 
 

@@ -35,7 +35,7 @@ import numpy as np
 from pyro_lfads.data.atomic_files import atomic_path
 from pyro_lfads.data.containers import LFADSDataset
 from pyro_lfads.data.from_arrays import coerce_dataset
-from pyro_lfads.data.lfads_files import check_hdf5_signature
+from pyro_lfads.data.lfads_files import open_hdf5
 from pyro_lfads.data.validation import ensure_valid, fractional_problem, listed_keys, one_line, validate_dataset
 from pyro_lfads.errors import InputError
 
@@ -241,14 +241,7 @@ def _read(path: Path, source: str) -> dict[str, np.ndarray]:
         raise InputError(f"{source}: file does not exist")
     if path.is_dir():
         raise InputError(f"{source}: is a directory, not a file")
-    check_hdf5_signature(path, source, "is not an HDF5 file; an NLB tensor file is HDF5 (nlb_tools save_to_h5)")
-    try:
-        handle = h5py.File(path, "r")
-    except Exception as exc:
-        raise InputError(
-            f"{source}: is not a readable HDF5 file (truncated or corrupt?): {one_line(exc)}"
-        ) from None
-    with handle:
+    with open_hdf5(path, source, "is not an HDF5 file; an NLB tensor file is HDF5 (nlb_tools save_to_h5)") as handle:
         return read_nlb_arrays(handle, source)
 
 
