@@ -42,7 +42,7 @@ def test_reference_loss_and_step_equal_pyros(tiny_config, counts_batch, co_dim, 
     reference = reference_lfads.ReferenceLFADS(ref_model, ref_guide)
 
     pyro.set_rng_seed(7)
-    pyro_loss = trainer._loss(model, guide, batch, 0.4)
+    pyro_loss = trainer._loss(trainer.traced.model, trainer.traced.guide, batch, 0.4)  # as SVI calls it
     pyro.set_rng_seed(7)
     torch.testing.assert_close(reference.loss(batch, 0.4), pyro_loss)
 
