@@ -31,6 +31,7 @@ from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split, as_sessions, load_dataset
 from pyro_lfads.errors import InputError
 from pyro_lfads.data.atomic_files import atomic_path
+from pyro_lfads.fitting.checkpoints import load_checkpoint, load_weights
 
 CONFIG_FILE, INFO_FILE, CURVE_FILE = "config.yaml", "run.json", "training_curve.jsonl"
 LAST, BEST = "checkpoints/last.pt", "checkpoints/best.pt"
@@ -99,39 +100,6 @@ def build_model_and_guide(config: LFADSConfig, info: RunInfo):
         return model, LFADSGuide(model, info.n_encod_neurons)
     model = LFADSModel(config, [s.n_neurons for s in sessions], info.n_ext_inputs)
     return model, LFADSGuide(model, [s.n_encod_neurons for s in sessions])
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint`; refuse anything else."""
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no checkpoint here; has this run been fitted?") from None
-    except Exception as exc:  # torch raises many kinds for corrupt files
-        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}); the file is corrupt or truncated") from None
-    if not isinstance(state, dict) or not {"model", "guide", "epoch"} <= set(state):
-        raise InputError(f"{path}: not a pyro-lfads checkpoint")
-    return state
-
-
-def load_weights(model, guide, state: dict, path: Path) -> None:
-    """Load a checkpoint's model and guide weights; refuse, naming the first differing tensor, a checkpoint
-    of another config or data shape."""
-    for name, module in (("model", model), ("guide", guide)):
-        mine, theirs = module.state_dict(), state[name]
-        problem = next((f"{key}: missing" for key in mine if key not in theirs), None)
-        problem = problem or next((f"{key}: not in this model" for key in theirs if key not in mine), None)
-        problem = problem or next((f"{key}: shape {tuple(theirs[key].shape)} in the checkpoint, {tuple(value.shape)} "
-                                   f"here" for key, value in mine.items() if value.shape != theirs[key].shape), None)
-        if problem is not None:
-            raise InputError(f"{path}: checkpoint does not match this run's config and data ({name} {problem})")
-        module.load_state_dict(theirs)
 
 
 def read_training_curve(run_dir: str | Path) -> list[dict]:
