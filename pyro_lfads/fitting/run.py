@@ -3,7 +3,7 @@ command opens it with, once.
 
 Layout of RUN_DIR:
     config.yaml            the LFADSConfig
-    run.json               data source and checksum, data shapes, package versions
+    run.json               data source (absolute, and relative to RUN_DIR) and checksum, data shapes, package versions
     checkpoints/last.pt    the latest complete epoch (resume from here)
     checkpoints/best.pt    the epoch with the lowest validation loss
     training_curve.jsonl   one JSON object per epoch
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import platform
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -41,6 +42,10 @@ LAST, BEST = "checkpoints/last.pt", "checkpoints/best.pt"
 class RunInfo:
     """What a run was fitted on: enough to rebuild its model and guide.
 
+    ``data_source`` is the data file's resolved absolute path (or an in-memory description in
+    brackets), ``data_relative`` the same file's path relative to the run directory: tried second, it
+    finds the data of a project folder moved as a whole.
+
     A stitched run (several sessions) lists every session's own RunInfo in
     ``sessions``; its top-level fields are session 0's but ``data_sha256``,
     which covers all sessions.
@@ -54,6 +59,7 @@ class RunInfo:
     n_time: int
     versions: dict
     sessions: list | None = None
+    data_relative: str | None = None
 
     @classmethod
     def describe(cls, data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig) -> "RunInfo":
@@ -69,13 +75,32 @@ class RunInfo:
         ext = 0 if train.ext_input is None else int(train.ext_input.shape[2])
         versions = {"pyro_lfads": __version__, "pyro": pyro.__version__, "torch": torch.__version__,
                     "numpy": np.__version__, "python": platform.python_version()}
-        return cls(dataset.source, dataset_sha256(dataset), train.n_neurons, int(train.encod_data.shape[2]),
+        source = dataset.source if dataset.source.startswith("<") else str(Path(dataset.source).resolve())
+        return cls(source, dataset_sha256(dataset), train.n_neurons, int(train.encod_data.shape[2]),
                    ext, n_time, versions)
 
     def session_infos(self) -> list["RunInfo"]:
         """One RunInfo per session: ``[self]`` for a single-session run."""
         return [self] if self.sessions is None else [RunInfo(**session) for session in self.sessions]
 
+    def located(self, directory: Path) -> "RunInfo":
+        """This RunInfo with ``data_relative`` (of every session) set for a run in ``directory``."""
+        relative = (None if self.data_source.startswith("<") else
+                    os.path.relpath(self.data_source, Path(directory).resolve()))
+        sessions = None if self.sessions is None else [asdict(part.located(directory)) for part in self.session_infos()]
+        return replace(self, data_relative=relative, sessions=sessions)
+
+    def data_path(self, directory: Path) -> Path:
+        """Where the data file is now: ``data_source``, else ``data_relative`` from the run ``directory``
+        when that file is there."""
+        path = Path(self.data_source)
+        if self.data_relative is None or path.exists():
+            return path
+        moved = Path(os.path.normpath(Path(directory).resolve() / self.data_relative))
+        if not moved.exists():
+            raise InputError(f"{path}: the data this run was fitted on is gone (nor at {moved}, its place relative "
+                             f"to {directory}); put the file back")
+        return moved
 
 
 def dataset_sha256(dataset: LFADSDataset) -> str:
@@ -171,12 +196,12 @@ class Run:
     @classmethod
     def create(cls, directory: str | Path, config: LFADSConfig, info: RunInfo) -> "Run":
         """Write ``config`` and ``info`` into ``directory`` (made if needed); the Run of it."""
-        run = cls(directory, config, info)
+        run = cls(directory, config, info.located(directory))
         run.directory.mkdir(parents=True, exist_ok=True)
         with atomic_path(run.directory / CONFIG_FILE) as tmp:
             config.to_yaml(tmp)
         with atomic_path(run.directory / INFO_FILE) as tmp:
-            tmp.write_text(json.dumps(asdict(info), indent=2))
+            tmp.write_text(json.dumps(asdict(run.info), indent=2))
         return run
 
     @classmethod
@@ -250,9 +275,10 @@ class Run:
             info = self.session_info(session)
             if info.data_source.startswith("<"):
                 raise InputError(f"{self.directory}: was fitted on in-memory arrays; pass the data set to the Python API")
-            dataset = load_dataset(info.data_source, support=data_support(self.config.likelihood))
+            path = info.data_path(self.directory)
+            dataset = load_dataset(path, support=data_support(self.config.likelihood))
             if dataset_sha256(dataset) != info.data_sha256:
-                raise InputError(f"{info.data_source}: data changed since {self.directory} was fitted (checksum differs)")
+                raise InputError(f"{path}: data changed since {self.directory} was fitted (checksum differs)")
             self._datasets[session] = dataset
         return self._datasets[session]
 
