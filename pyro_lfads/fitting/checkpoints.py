@@ -17,6 +17,7 @@ from __future__ import annotations
 import pickle
 import random
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,9 @@ def save_checkpoint(path: Path, state: dict) -> None:
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
     """Read a checkpoint written by :func:`save_checkpoint`; refuse anything else, running nothing."""
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on a file's pickle protocol: the verdict is below
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise InputError(f"{path}: no checkpoint here; has this run been fitted?") from None
     except pickle.UnpicklingError as exc:  # weights_only refused an object, or the pickle is garbled

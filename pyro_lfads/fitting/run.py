@@ -31,7 +31,7 @@ from pyro_lfads.version import __version__
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split, as_sessions, load_dataset
 from pyro_lfads.errors import InputError
-from pyro_lfads.data.atomic_files import atomic_path
+from pyro_lfads.data.atomic_files import atomic_path, remove_leftover_temporaries
 from pyro_lfads.fitting.checkpoints import load_checkpoint, load_weights
 
 CONFIG_FILE, INFO_FILE, CURVE_FILE = "config.yaml", "run.json", "training_curve.jsonl"
@@ -180,7 +180,8 @@ class Run:
     # --- opening, creating --------------------------------------------------------------
     @classmethod
     def open(cls, run: "Run | str | Path") -> "Run":
-        """``run`` itself if it is a Run, else the run directory at that path, its files read once."""
+        """``run`` itself if it is a Run, else the run directory at that path, its files read once (and the
+        temporary files of killed writes in it, its checkpoints/ and report/, removed)."""
         if isinstance(run, Run):
             return run
         directory = Path(run)
@@ -191,6 +192,8 @@ class Run:
             info = RunInfo(**json.loads((directory / INFO_FILE).read_text()))
         except (json.JSONDecodeError, TypeError) as exc:
             raise InputError(f"{directory / INFO_FILE}: unreadable run description ({exc})") from None
+        for folder in (directory, directory / "checkpoints", directory / "report"):
+            remove_leftover_temporaries(folder)
         return cls(directory, config, info)
 
     @classmethod

@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from pyro_lfads.fitting.batch import iterate_batches, iterate_session_batches
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split, as_sessions, ensure_valid
+from pyro_lfads.data.atomic_files import atomic_path, check_inside_run
 from pyro_lfads.errors import InputError, TrainingDiverged
 from pyro_lfads.fitting.masking import TrainingSplits, check_heldin_layout, coordinated_dropout
 from pyro_lfads.fitting.checkpoints import load_checkpoint, load_weights, rng_states, save_checkpoint, set_rng_states
@@ -262,7 +263,9 @@ class Trainer:
 
     # --- checkpoints ---------------------------------------------------------------------
     def _append_curve(self, record: dict) -> None:
-        with open(self.run_dir / CURVE_FILE, "a") as handle:
+        path = self.run_dir / CURVE_FILE
+        check_inside_run(path)
+        with open(path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
     def save(self, path: Path) -> None:
@@ -292,7 +295,8 @@ def _truncate_curve(path: Path, n_epochs: int) -> None:
     """Keep the first n_epochs lines (the ones the checkpoint has seen)."""
     if path.exists():
         lines = path.read_text().splitlines(keepends=True)[:n_epochs]
-        path.write_text("".join(lines))
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(lines))
 
 
 def fit(data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig, run_dir: str | Path | Run, *,
