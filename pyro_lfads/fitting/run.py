@@ -42,8 +42,8 @@ LAST, BEST = "checkpoints/last.pt", "checkpoints/best.pt"
 class RunInfo:
     """What a run was fitted on: enough to rebuild its model and guide.
 
-    ``data_source`` is the data file's resolved absolute path (or an in-memory description in
-    brackets), ``data_relative`` the same file's path relative to the run directory: tried second, it
+    ``data_source`` is the data file's resolved absolute path (or the description of data made in
+    memory), ``data_relative`` the same file's path relative to the run directory: tried second, it
     finds the data of a project folder moved as a whole.
 
     A stitched run (several sessions) lists every session's own RunInfo in
@@ -75,7 +75,7 @@ class RunInfo:
         ext = 0 if train.ext_input is None else int(train.ext_input.shape[2])
         versions = {"pyro_lfads": __version__, "pyro": pyro.__version__, "torch": torch.__version__,
                     "numpy": np.__version__, "python": platform.python_version()}
-        source = dataset.source if dataset.source.startswith("<") else str(Path(dataset.source).resolve())
+        source = str(Path(dataset.source).resolve()) if Path(dataset.source).is_file() else dataset.source
         return cls(source, dataset_sha256(dataset), train.n_neurons, int(train.encod_data.shape[2]),
                    ext, n_time, versions)
 
@@ -85,8 +85,8 @@ class RunInfo:
 
     def located(self, directory: Path) -> "RunInfo":
         """This RunInfo with ``data_relative`` (of every session) set for a run in ``directory``."""
-        relative = (None if self.data_source.startswith("<") else
-                    os.path.relpath(self.data_source, Path(directory).resolve()))
+        relative = (os.path.relpath(self.data_source, Path(directory).resolve()) if os.path.isabs(self.data_source)
+                    else None)
         sessions = None if self.sessions is None else [asdict(part.located(directory)) for part in self.session_infos()]
         return replace(self, data_relative=relative, sessions=sessions)
 
