@@ -48,7 +48,7 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         asked = re.search(r"GLOBAL (\S+)", str(exc))
         what = f"it asks to build {asked.group(1)}" if asked else "it holds what a checkpoint never does"
         raise InputError(f"{path}: not a pyro-lfads checkpoint ({what}; nothing in it was run); "
-                         "the file is corrupt, truncated or from elsewhere: fit the run again") from None
+                         "the file is corrupt, truncated, written by another program or by an earlier pyro-lfads: fit the run again") from None
     except Exception as exc:  # torch raises many kinds for corrupt files
         raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}); the file is corrupt or truncated") from None
     if not (isinstance(state, dict) and set(CHECKPOINT_KEYS) <= set(state)
