@@ -56,7 +56,8 @@ from pyro_lfads.data import LFADSDataset, ensure_valid, load_dataset
 from pyro_lfads.data.validation import one_line
 from pyro_lfads.errors import InputError, TrainingDiverged
 from pyro_lfads.fitting.masking import check_heldin_layout
-from pyro_lfads.fitting.run import CONFIG_FILE, LAST, Run, RunInfo, load_checkpoint, read_training_curve, save_checkpoint
+from pyro_lfads.fitting.checkpoints import load_checkpoint, save_checkpoint
+from pyro_lfads.fitting.run import CONFIG_FILE, LAST, Run, RunInfo, read_training_curve
 from pyro_lfads.fitting.train import Trainer, new_trainer, validation_score
 from pyro_lfads.models.likelihoods import data_support
 

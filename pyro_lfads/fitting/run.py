@@ -3,7 +3,7 @@ command opens it with, once.
 
 Layout of RUN_DIR:
     config.yaml            the LFADSConfig
-    run.json               data source and checksum, data shapes, package versions
+    run.json               data source (absolute, and relative to RUN_DIR) and checksum, data shapes, package versions
     checkpoints/last.pt    the latest complete epoch (resume from here)
     checkpoints/best.pt    the epoch with the lowest validation loss
     training_curve.jsonl   one JSON object per epoch
@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import platform
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
@@ -30,7 +31,8 @@ from pyro_lfads.version import __version__
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split, as_sessions, load_dataset
 from pyro_lfads.errors import InputError
-from pyro_lfads.data.atomic_files import atomic_path
+from pyro_lfads.data.atomic_files import atomic_path, remove_leftover_temporaries
+from pyro_lfads.fitting.checkpoints import load_checkpoint, load_weights
 
 CONFIG_FILE, INFO_FILE, CURVE_FILE = "config.yaml", "run.json", "training_curve.jsonl"
 LAST, BEST = "checkpoints/last.pt", "checkpoints/best.pt"
@@ -39,6 +41,10 @@ LAST, BEST = "checkpoints/last.pt", "checkpoints/best.pt"
 @dataclass
 class RunInfo:
     """What a run was fitted on: enough to rebuild its model and guide.
+
+    ``data_source`` is the data file's resolved absolute path (or the description of data made in
+    memory), ``data_relative`` the same file's path relative to the run directory: tried second, it
+    finds the data of a project folder moved as a whole.
 
     A stitched run (several sessions) lists every session's own RunInfo in
     ``sessions``; its top-level fields are session 0's but ``data_sha256``,
@@ -53,6 +59,7 @@ class RunInfo:
     n_time: int
     versions: dict
     sessions: list | None = None
+    data_relative: str | None = None
 
     @classmethod
     def describe(cls, data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig) -> "RunInfo":
@@ -68,13 +75,32 @@ class RunInfo:
         ext = 0 if train.ext_input is None else int(train.ext_input.shape[2])
         versions = {"pyro_lfads": __version__, "pyro": pyro.__version__, "torch": torch.__version__,
                     "numpy": np.__version__, "python": platform.python_version()}
-        return cls(dataset.source, dataset_sha256(dataset), train.n_neurons, int(train.encod_data.shape[2]),
+        source = str(Path(dataset.source).resolve()) if Path(dataset.source).is_file() else dataset.source
+        return cls(source, dataset_sha256(dataset), train.n_neurons, int(train.encod_data.shape[2]),
                    ext, n_time, versions)
 
     def session_infos(self) -> list["RunInfo"]:
         """One RunInfo per session: ``[self]`` for a single-session run."""
         return [self] if self.sessions is None else [RunInfo(**session) for session in self.sessions]
 
+    def located(self, directory: Path) -> "RunInfo":
+        """This RunInfo with ``data_relative`` (of every session) set for a run in ``directory``."""
+        relative = (os.path.relpath(self.data_source, Path(directory).resolve()) if os.path.isabs(self.data_source)
+                    else None)
+        sessions = None if self.sessions is None else [asdict(part.located(directory)) for part in self.session_infos()]
+        return replace(self, data_relative=relative, sessions=sessions)
+
+    def data_path(self, directory: Path) -> Path:
+        """Where the data file is now: ``data_source``, else ``data_relative`` from the run ``directory``
+        when that file is there."""
+        path = Path(self.data_source)
+        if self.data_relative is None or path.exists():
+            return path
+        moved = Path(os.path.normpath(Path(directory).resolve() / self.data_relative))
+        if not moved.exists():
+            raise InputError(f"{path}: the data this run was fitted on is gone (nor at {moved}, its place relative "
+                             f"to {directory}); put the file back")
+        return moved
 
 
 def dataset_sha256(dataset: LFADSDataset) -> str:
@@ -99,39 +125,6 @@ def build_model_and_guide(config: LFADSConfig, info: RunInfo):
         return model, LFADSGuide(model, info.n_encod_neurons)
     model = LFADSModel(config, [s.n_neurons for s in sessions], info.n_ext_inputs)
     return model, LFADSGuide(model, [s.n_encod_neurons for s in sessions])
-
-
-def save_checkpoint(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    """Read a checkpoint written by :func:`save_checkpoint`; refuse anything else."""
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no checkpoint here; has this run been fitted?") from None
-    except Exception as exc:  # torch raises many kinds for corrupt files
-        raise InputError(f"{path}: not a readable checkpoint ({type(exc).__name__}); the file is corrupt or truncated") from None
-    if not isinstance(state, dict) or not {"model", "guide", "epoch"} <= set(state):
-        raise InputError(f"{path}: not a pyro-lfads checkpoint")
-    return state
-
-
-def load_weights(model, guide, state: dict, path: Path) -> None:
-    """Load a checkpoint's model and guide weights; refuse, naming the first differing tensor, a checkpoint
-    of another config or data shape."""
-    for name, module in (("model", model), ("guide", guide)):
-        mine, theirs = module.state_dict(), state[name]
-        problem = next((f"{key}: missing" for key in mine if key not in theirs), None)
-        problem = problem or next((f"{key}: not in this model" for key in theirs if key not in mine), None)
-        problem = problem or next((f"{key}: shape {tuple(theirs[key].shape)} in the checkpoint, {tuple(value.shape)} "
-                                   f"here" for key, value in mine.items() if value.shape != theirs[key].shape), None)
-        if problem is not None:
-            raise InputError(f"{path}: checkpoint does not match this run's config and data ({name} {problem})")
-        module.load_state_dict(theirs)
 
 
 def read_training_curve(run_dir: str | Path) -> list[dict]:
@@ -187,7 +180,8 @@ class Run:
     # --- opening, creating --------------------------------------------------------------
     @classmethod
     def open(cls, run: "Run | str | Path") -> "Run":
-        """``run`` itself if it is a Run, else the run directory at that path, its files read once."""
+        """``run`` itself if it is a Run, else the run directory at that path, its files read once (and the
+        temporary files of killed writes in it, its checkpoints/ and report/, removed)."""
         if isinstance(run, Run):
             return run
         directory = Path(run)
@@ -198,17 +192,19 @@ class Run:
             info = RunInfo(**json.loads((directory / INFO_FILE).read_text()))
         except (json.JSONDecodeError, TypeError) as exc:
             raise InputError(f"{directory / INFO_FILE}: unreadable run description ({exc})") from None
+        for folder in (directory, directory / "checkpoints", directory / "report"):
+            remove_leftover_temporaries(folder)
         return cls(directory, config, info)
 
     @classmethod
     def create(cls, directory: str | Path, config: LFADSConfig, info: RunInfo) -> "Run":
         """Write ``config`` and ``info`` into ``directory`` (made if needed); the Run of it."""
-        run = cls(directory, config, info)
+        run = cls(directory, config, info.located(directory))
         run.directory.mkdir(parents=True, exist_ok=True)
         with atomic_path(run.directory / CONFIG_FILE) as tmp:
             config.to_yaml(tmp)
         with atomic_path(run.directory / INFO_FILE) as tmp:
-            tmp.write_text(json.dumps(asdict(info), indent=2))
+            tmp.write_text(json.dumps(asdict(run.info), indent=2))
         return run
 
     @classmethod
@@ -282,9 +278,10 @@ class Run:
             info = self.session_info(session)
             if info.data_source.startswith("<"):
                 raise InputError(f"{self.directory}: was fitted on in-memory arrays; pass the data set to the Python API")
-            dataset = load_dataset(info.data_source, support=data_support(self.config.likelihood))
+            path = info.data_path(self.directory)
+            dataset = load_dataset(path, support=data_support(self.config.likelihood))
             if dataset_sha256(dataset) != info.data_sha256:
-                raise InputError(f"{info.data_source}: data changed since {self.directory} was fitted (checksum differs)")
+                raise InputError(f"{path}: data changed since {self.directory} was fitted (checksum differs)")
             self._datasets[session] = dataset
         return self._datasets[session]
 

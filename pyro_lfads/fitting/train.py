@@ -38,10 +38,11 @@ from tqdm.auto import tqdm
 from pyro_lfads.fitting.batch import iterate_batches, iterate_session_batches
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split, as_sessions, ensure_valid
+from pyro_lfads.data.atomic_files import atomic_path, check_inside_run
 from pyro_lfads.errors import InputError, TrainingDiverged
 from pyro_lfads.fitting.masking import TrainingSplits, check_heldin_layout, coordinated_dropout
-from pyro_lfads.fitting.run import (BEST, CURVE_FILE, LAST, Run, RunInfo, TrainerState, build_model_and_guide,
-                                    load_checkpoint, load_weights, save_checkpoint)
+from pyro_lfads.fitting.checkpoints import load_checkpoint, load_weights, rng_states, save_checkpoint, set_rng_states
+from pyro_lfads.fitting.run import BEST, CURVE_FILE, LAST, Run, RunInfo, TrainerState, build_model_and_guide
 from pyro_lfads.fitting.schedule import PlateauRule, epoch_batch_size, ramp_steps, ramp_weight, steps_per_epoch
 from pyro_lfads.extensions.stitching import check_sessions, initialise_sessions
 from pyro_lfads.fitting.objective import TracedPair, elbo_terms, guide_and_model_traces
@@ -262,17 +263,21 @@ class Trainer:
 
     # --- checkpoints ---------------------------------------------------------------------
     def _append_curve(self, record: dict) -> None:
-        with open(self.run_dir / CURVE_FILE, "a") as handle:
+        path = self.run_dir / CURVE_FILE
+        check_inside_run(path)
+        with open(path, "a") as handle:
             handle.write(json.dumps(record) + "\n")
 
     def save(self, path: Path) -> None:
         save_checkpoint(path, {
             "model": self.model.state_dict(), "guide": self.guide.state_dict(),
             "optim": self.optim.get_state(), "trainer": asdict(self.state), "epoch": self.state.epoch,
-            "rng": {"pyro": pyro.util.get_rng_state(), "batch_order": self.batch_order.get_state(),
-                    "dropout_masks": self.dropout_masks.get_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+            "rng": rng_states(self._generators()),
         })
+
+    def _generators(self) -> dict[str, torch.Generator]:
+        """The trainer's own generators, by their names in a checkpoint."""
+        return {"batch_order": self.batch_order, "dropout_masks": self.dropout_masks}
 
     def resume(self, path: Path) -> None:
         """Continue exactly where the checkpoint at ``path`` left off."""
@@ -282,11 +287,7 @@ class Trainer:
         self.state = TrainerState(**{k: v for k, v in state["trainer"].items() if k in known})
         self.optim.set_state(state["optim"])
         self._set_lr(self.state.lr)
-        pyro.util.set_rng_state(state["rng"]["pyro"])
-        self.batch_order.set_state(state["rng"]["batch_order"])
-        self.dropout_masks.set_state(state["rng"]["dropout_masks"])
-        if state["rng"]["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        set_rng_states(state["rng"], self._generators())
         _truncate_curve(self.run_dir / CURVE_FILE, self.state.epoch)
 
 
@@ -294,7 +295,8 @@ def _truncate_curve(path: Path, n_epochs: int) -> None:
     """Keep the first n_epochs lines (the ones the checkpoint has seen)."""
     if path.exists():
         lines = path.read_text().splitlines(keepends=True)[:n_epochs]
-        path.write_text("".join(lines))
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(lines))
 
 
 def fit(data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig, run_dir: str | Path | Run, *,
