@@ -15,6 +15,7 @@ A stitched run's per-session files are named ``{stem}_session{k}{suffix}`` (:met
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import platform
@@ -30,7 +31,7 @@ from pyro_lfads.version import __version__
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split, as_sessions, load_dataset
 from pyro_lfads.errors import InputError
-from pyro_lfads.data.atomic_files import atomic_path
+from pyro_lfads.data.atomic_files import atomic_path, write_atomically
 
 CONFIG_FILE, INFO_FILE, CURVE_FILE = "config.yaml", "run.json", "training_curve.jsonl"
 LAST, BEST = "checkpoints/last.pt", "checkpoints/best.pt"
@@ -103,8 +104,9 @@ def build_model_and_guide(config: LFADSConfig, info: RunInfo):
 
 def save_checkpoint(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    buffer = io.BytesIO()  # serialised in memory: a full disk then fails as a plain OSError, not torch's
+    torch.save(state, buffer)
+    write_atomically(path, buffer.getbuffer())
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, fields
@@ -290,8 +291,16 @@ class Trainer:
 
     # --- checkpoints ---------------------------------------------------------------------
     def _append_curve(self, record: dict) -> None:
-        with open(self.run_dir / CURVE_FILE, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        """Append one line; a write that fails (a full disk) leaves the curve as it was, with no partial line."""
+        line = memoryview((json.dumps(record) + "\n").encode())
+        with open(self.run_dir / CURVE_FILE, "ab", buffering=0) as handle:
+            start = handle.seek(0, os.SEEK_END)
+            try:
+                while line:
+                    line = line[handle.write(line):]
+            except OSError:
+                handle.truncate(start)
+                raise
 
     def save(self, path: Path) -> None:
         save_checkpoint(path, {
