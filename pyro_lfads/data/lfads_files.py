@@ -207,6 +207,9 @@ def _read_npz(path: Path, source: str) -> tuple[dict[str, np.ndarray], dict[str,
                 continue
             try:
                 value = archive[key]
+            except ValueError as exc:
+                problems[key] = (_OBJECT_ARRAY if "allow_pickle" in str(exc) else _unreadable(exc))
+                continue
             except Exception as exc:
                 problems[key] = _unreadable(exc)
                 continue
@@ -262,6 +265,11 @@ def _dataset_from_file(
             continue
         extras[key] = value
     return coerce_dataset(values, source, names, extras), names
+
+
+#: What a .npz member saved from an array of Python objects is (numpy would need to unpickle it, which runs code).
+_OBJECT_ARRAY = ("holds an object array (Python objects, which are not read: unpickling can run code); "
+                 "save plain numeric arrays")
 
 
 def _unreadable(exc: Exception) -> str:
