@@ -12,9 +12,12 @@ Network sizes are a small default that trains in minutes on a laptop CPU.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from pyro_lfads.errors import InputError
@@ -28,6 +31,13 @@ CHECKPOINT_METRICS = ("elbo", "recon")
 DEFAULT_CD_RATE = 0.3
 #: Bins a causal model's initial-condition encoder reads when ``ic_enc_seq_len`` is None.
 CAUSAL_IC_BINS = 5
+#: The largest learning rate accepted: Adam moves every weight by about the learning rate per step.
+MAX_LEARNING_RATE = 1.0
+#: The largest seed: numpy's generators take seeds below 2**32, and ``seed + 1`` seeds a second one.
+MAX_SEED = 2**32 - 2
+#: The smallest positive number the model's float32 arithmetic holds at full precision.
+_FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass
@@ -181,8 +191,10 @@ class LFADSConfig:
                          "lr_patience", "max_epochs", "kl_ramp_epochs", "posterior_samples")
         for name in positive_ints:
             _check(source, name, getattr(self, name), int, lambda v: v >= 1, "must be an integer >= 1")
-        for name in ("co_dim", "seed", "patience"):
+        for name in ("co_dim", "patience"):
             _check(source, name, getattr(self, name), int, lambda v: v >= 0, "must be an integer >= 0")
+        _check(source, "seed", self.seed, int, lambda v: 0 <= v <= MAX_SEED,
+               f"must be an integer from 0 to {MAX_SEED} (2**32 - 2: numpy's generators take seeds below 2**32)")
         if self.co_dim > 0:
             for name in ("ci_enc_dim", "con_dim"):
                 _check(source, name, getattr(self, name), int, lambda v: v >= 1,
@@ -208,6 +220,7 @@ class LFADSConfig:
         for name in ("train_read_in", "causal"):
             _check(source, name, getattr(self, name), bool, lambda v: True, "must be true or false")
         _check(source, "lr_decay", self.lr_decay, float, lambda v: 0 < v < 1, "must be in (0, 1)")
+        self._check_learning_rates(source)
         if self.likelihood not in LIKELIHOOD_NAMES:
             raise InputError(f"{source}: likelihood: {self.likelihood!r} is not one of {', '.join(LIKELIHOOD_NAMES)}")
         if self.checkpoint_metric not in CHECKPOINT_METRICS:
@@ -215,6 +228,17 @@ class LFADSConfig:
                              f"{', '.join(CHECKPOINT_METRICS)}")
         if self.elbo not in ELBOS:
             raise InputError(f"{source}: elbo: {self.elbo!r} is not one of {', '.join(ELBOS)}")
+
+    def _check_learning_rates(self, source: str) -> None:
+        """A learning rate the fit can use: at most ``MAX_LEARNING_RATE``, and above ``lr_min``."""
+        if self.learning_rate > MAX_LEARNING_RATE:
+            raise InputError(f"{source}: learning_rate: must be at most {MAX_LEARNING_RATE}, got {self.learning_rate!r}; "
+                             "Adam moves every weight by about the learning rate at each step, so a larger one makes "
+                             "the fit diverge (LFADS uses 0.001 to 0.01)")
+        if self.lr_min >= self.learning_rate:
+            raise InputError(f"{source}: lr_min: must be below learning_rate ({self.learning_rate!r}), got "
+                             f"{self.lr_min!r}; the fit stops when the learning rate reaches lr_min, so it would "
+                             "train no epoch")
 
     @property
     def ic_window(self) -> int | None:
@@ -263,7 +287,7 @@ class LFADSConfig:
     def from_yaml(cls, path: str | Path) -> "LFADSConfig":
         path = Path(path)
         try:
-            values = yaml.safe_load(path.read_text())
+            values = yaml.load(path.read_text(), Loader=_ConfigLoader)
         except OSError as exc:
             raise InputError(f"{path}: cannot read config: {exc.strerror or exc}") from None
         except yaml.YAMLError as exc:
@@ -271,12 +295,24 @@ class LFADSConfig:
         return cls.from_dict(values or {}, source=str(path))
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML's safe loader that also reads ``1e-3`` as a number (YAML 1.2; YAML 1.1 wants ``1.0e-3``)."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"""),
+    list("-+0123456789"),
+)
+
+
 def field_names() -> list[str]:
     return [f.name for f in fields(LFADSConfig)]
 
 
 def _check(source, name, value, kind, ok, problem) -> None:
-    """Type- and range-check one config value (bools are not numbers here)."""
+    """Type- and range-check one config value (bools are not numbers here; numbers are finite and within
+    the range of the model's float32 arithmetic)."""
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind is int:
         well_typed = isinstance(value, int) and not isinstance(value, bool)
@@ -284,5 +320,12 @@ def _check(source, name, value, kind, ok, problem) -> None:
         well_typed = isinstance(value, bool)
     else:
         well_typed = numeric
+    if well_typed and kind is float and not math.isfinite(value):
+        raise InputError(f"{source}: {name}: must be a finite number, got {value!r}")
     if not well_typed or not ok(value):
-        raise InputError(f"{source}: {name}: {problem}, got {value!r}")
+        text = " (YAML read it as text; write a plain number such as 0.001 or 1e-3, without quotes)" if isinstance(value, str) else ""
+        raise InputError(f"{source}: {name}: {problem}, got {value!r}{text}")
+    if kind is float and (0 < abs(value) < _FLOAT32_TINY or abs(value) > _FLOAT32_MAX):
+        raise InputError(f"{source}: {name}: {value!r} is outside the range of float32, the precision the model "
+                         f"computes in, and would become 0 or infinite there (so would its square root or logarithm); "
+                         f"choose a value from {_FLOAT32_TINY:.2g} to {_FLOAT32_MAX:.2g}")

@@ -6,9 +6,16 @@ prepares files in a folder and returns the ``pyro-lfads`` arguments.
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+try:
+    import resource
+except ImportError:  # not POSIX
+    resource = None
 
 import h5py
 import numpy as np
@@ -99,7 +106,32 @@ CASES = {
     "evaluate before posterior": lambda d: ["evaluate", str(_fitted(d))],
     "session out of range": lambda d: ["evaluate", str(_fitted(d)), "--session", "4"],
     "samples below 1": lambda d: ["posterior", str(_fitted(d)), "--samples", "0"],
+    "learning rate 1000": lambda d: _fit_with(d, "learning_rate: 1000\n"),
+    "learning rate 10": lambda d: _fit_with(d, "learning_rate: 10\n"),
+    "learning rate .inf": lambda d: _fit_with(d, "learning_rate: .inf\n"),
+    "learning rate 1.0e+300": lambda d: _fit_with(d, "learning_rate: 1.0e+300\n"),
+    "ic_prior_var 1.0e-300": lambda d: _fit_with(d, "ic_prior_var: 1.0e-300\n"),
+    "seed 2**64": lambda d: _fit_with(d, f"seed: {2**64}\n"),
+    "lr_min at learning_rate": lambda d: _fit_with(d, "lr_min: 0.01\n"),
+    "--out an existing file": lambda d: ["fit", str(_good(d)), "--out", str(_write(d / "file", b"x"))],
+    "1-D train_behavior": lambda d: ["fit", str(_with(d, train_behavior=np.zeros(20))), "--out", str(d / "r")],
+    "train_conditions of the wrong length": lambda d: ["fit", str(_with(d, train_conditions=np.arange(3))), "--out",
+                                                       str(d / "r")],
+    "npz holding an object array": lambda d: ["fit", str(_object_npz(d)), "--out", str(d / "r")],
 }
+
+
+def _fit_with(folder: Path, config_lines: str) -> list[str]:
+    (folder / "c.yaml").write_text(TINY + config_lines)
+    return ["fit", str(_good(folder)), "--out", str(folder / "r"), "--config", str(folder / "c.yaml")]
+
+
+def _object_npz(folder: Path) -> Path:
+    with h5py.File(_good(folder), "r") as h5:
+        arrays = {key: h5[key][()] for key in h5}
+    arrays["train_encod_data"] = np.array([1, "a", None], dtype=object)
+    np.savez(folder / "objects.npz", **arrays)
+    return folder / "objects.npz"
 
 
 def _write(path: Path, raw: bytes) -> Path:
@@ -198,3 +230,109 @@ def test_arrays_given_to_the_api_are_accepted_valid_or_refused_in_one_line(train
         assert split.encod_data.ndim == 3 and split.n_trials > 0 and split.n_time > 0 and split.n_neurons > 0
         assert np.isfinite(split.encod_data).all() and (split.encod_data >= 0).all()
         assert np.array_equal(split.encod_data, np.round(split.encod_data))
+
+
+@pytest.mark.parametrize("name,words", [
+    ("learning rate 10", "learning_rate: must be at most 1.0"),
+    ("ic_prior_var 1.0e-300", "ic_prior_var: 1e-300 is outside the range of float32"),
+    ("lr_min at learning_rate", "lr_min: must be below learning_rate"),
+    ("--out an existing file", "is a file, not a folder"),
+    ("1-D train_behavior", "bad.h5: train_behavior: must be 3-D"),
+    ("train_conditions of the wrong length", "bad.h5: train_conditions: must be 1-D with one condition label"),
+    ("npz holding an object array", "objects.npz: train_encod_data: holds an object array"),
+])
+def test_the_line_says_what_is_wrong(name, words, tmp_path, capsys):
+    assert run_cli(CASES[name](tmp_path)) == 2
+    assert words in capsys.readouterr().err
+
+
+def _one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("pyro-lfads: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_a_write_refused_by_the_system_is_one_line_and_leaves_no_file(tmp_path, capsys, monkeypatch):
+    """Works as root too: the refusal is injected where every whole-file write goes through."""
+    from contextlib import contextmanager
+
+    from pyro_lfads.data import atomic_files
+
+    run = _fitted(tmp_path)
+    capsys.readouterr()
+
+    @contextmanager
+    def refused(path):
+        raise PermissionError(13, "Permission denied", str(path))
+        yield
+    monkeypatch.setattr(atomic_files, "atomic_path", refused)
+    assert main(["posterior", str(run), "--quiet"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "posterior.h5: Permission denied; check the permissions" in line
+    assert not (run / "posterior.h5").exists() and not list(run.glob(".*.tmp"))
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root ignores file permissions, so a read-only folder cannot be made for root")
+@pytest.mark.parametrize("argv", [["posterior"], ["fit", "--resume", "--max-epochs", "2"]])
+def test_a_read_only_run_directory_is_one_line(argv, tmp_path, capsys):
+    run = _fitted(tmp_path)
+    capsys.readouterr()
+    run.chmod(0o555)
+    try:
+        assert main([*argv[:2 if argv[0] == "fit" else 1], str(run), *argv[2:], "--quiet"]) == 2
+    finally:
+        run.chmod(0o755)
+    assert "Permission denied" in _one_error_line(capsys.readouterr().err)
+
+
+def _with_file_size_limit(limit_bytes: int):
+    def lower():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+    return lower
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(resource is None, reason="needs the resource module (POSIX)")
+@pytest.mark.parametrize("command", ["fit", "posterior"])
+def test_a_full_disk_is_one_line_exit_2_and_nothing_half_written(command, tmp_path):
+    """The disk fills: a file-size limit makes writes fail with EFBIG (Python ignores SIGXFSZ)."""
+    run = _fitted(tmp_path) if command == "posterior" else tmp_path / "full"
+    argv = (["posterior", str(run)] if command == "posterior" else
+            ["fit", str(_good(tmp_path)), "--out", str(run), "--config", str(tmp_path / "tiny.yaml")])
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    result = subprocess.run([sys.executable, "-m", "pyro_lfads.cli", *argv, "--quiet"], capture_output=True,
+                            text=True, preexec_fn=_with_file_size_limit(20_000))
+    assert result.returncode == 2, result.stderr  # not a crash (a signal gives a negative status)
+    assert "File too large" in _one_error_line(result.stderr)
+    assert not list(run.rglob(".*.tmp")) and not (run / "posterior.h5").exists()
+    if command == "fit":
+        assert not (run / "checkpoints" / "last.pt").exists()
+        assert all(line.endswith("}") for line in (run / "training_curve.jsonl").read_text().splitlines())
+
+
+def test_warnings_are_one_line_without_the_source_file(tmp_path, capsys):
+    path = _with(tmp_path)
+    with h5py.File(path, "r+") as h5:
+        h5.create_group("train_labels")  # an extra that is not an array: skipped with a warning
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    assert main(["fit", str(path), "--out", str(tmp_path / "r"), "--config", str(tmp_path / "tiny.yaml"),
+                 "--quiet"]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warned == [f"pyro-lfads: warning: {path}: train_labels: skipped: is an HDF5 Group, not an array"]
+
+
+def test_evaluate_skips_a_baseline_that_cannot_run_with_a_note(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "one_neuron.h5"
+    save_dataset(dataset_from_arrays(rng.poisson(0.5, (8, 10, 1)).astype(float),
+                                     rng.poisson(0.5, (4, 10, 1)).astype(float)), path)
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    run = str(tmp_path / "r")
+    assert main(["fit", str(path), "--out", run, "--config", str(tmp_path / "tiny.yaml"), "--quiet"]) == 0
+    assert main(["posterior", run, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", run, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert "heldin_bps" in result["smoothing"]
+    assert result["gpfa"] == {"skipped": "GPFA's 8 latents need at least 8 held-in neurons, the data have 1"}

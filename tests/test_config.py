@@ -62,3 +62,31 @@ def test_bad_yaml_files(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(InputError, match="mapping"):
         LFADSConfig.from_yaml(tmp_path / "list.yaml")
+
+
+@pytest.mark.parametrize("line,words", [
+    ("learning_rate: .inf", "learning_rate: must be a finite number"),
+    ("learning_rate: .nan", "learning_rate: must be a finite number"),
+    ("kl_ic_scale: -.inf", "kl_ic_scale: must be a finite number"),
+    ("learning_rate: 1000", "learning_rate: must be at most 1.0"),
+    ("learning_rate: 10", "learning_rate: must be at most 1.0"),
+    ("learning_rate: 1.0e+300", "learning_rate: 1e+300 is outside the range of float32"),
+    ("ic_prior_var: 1.0e-300", "ic_prior_var: 1e-300 is outside the range of float32"),
+    ("ar_var_init: 1.0e+40", "ar_var_init: 1e+40 is outside the range of float32"),
+    ("seed: 18446744073709551616", "seed: must be an integer from 0 to 4294967294"),
+    ("seed: 4294967295", "seed: must be an integer from 0 to 4294967294"),
+    ("lr_min: 0.01", "lr_min: must be below learning_rate (0.01)"),
+    ("learning_rate: '1e-3'", "YAML read it as text"),
+])
+def test_absurd_and_non_finite_numbers_are_refused_naming_the_key(tmp_path, line, words):
+    (tmp_path / "c.yaml").write_text(line + "\n")
+    with pytest.raises(InputError) as info:
+        LFADSConfig.from_yaml(tmp_path / "c.yaml")
+    assert words in str(info.value) and "c.yaml" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_numbers_yaml_1_1_reads_as_text_are_read_as_numbers(tmp_path):
+    (tmp_path / "c.yaml").write_text("learning_rate: 1e-3\nlr_min: 1E-6\nic_prior_var: 5e-2\nseed: 4294967294\n")
+    config = LFADSConfig.from_yaml(tmp_path / "c.yaml")
+    assert (config.learning_rate, config.lr_min, config.ic_prior_var) == (1e-3, 1e-6, 5e-2)
+    assert config.seed == 4294967294 and LFADSConfig(learning_rate=1.0, ic_prior_var=1.2e-38).learning_rate == 1.0

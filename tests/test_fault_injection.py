@@ -89,3 +89,49 @@ def test_resume_takes_no_data_and_refuses_a_missing_run(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     assert main(["fit", "x.h5"]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def _new_trainer(dataset, config, run_dir):
+    from pyro_lfads.fitting.run import Run, RunInfo
+    from pyro_lfads.fitting.train import new_trainer
+
+    run, _ = Run.begin_fit(run_dir, config, RunInfo.describe(dataset, config))
+    return new_trainer(run, [dataset], init_seed=config.seed, progress=False)
+
+
+def test_a_step_whose_distribution_meets_invalid_parameters_is_undone_and_counted(tiny_lorenz, tiny_config,
+                                                                                  tmp_path):
+    from pyro_lfads.fitting.batch import split_batch
+
+    trainer = _new_trainer(tiny_lorenz, tiny_config, tmp_path)
+    batch = split_batch(tiny_lorenz.train, slice(0, 16))
+    original, calls = trainer._loss, [0]
+
+    def loss(*args):  # the first call meets NaN rates, as Pyro does when the weights have blown up
+        calls[0] += 1
+        value = original(*args)
+        if calls[0] == 1:
+            torch.distributions.Poisson(torch.full((2,), float("nan")))
+        return value
+    trainer._loss = loss
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    assert trainer.step(batch, 1.0) is None
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, before[key]), key  # nothing moved
+    assert all(not opt.state_dict()["state"] for opt in trainer.optim.optim_objs.values())  # Adam took no step
+    assert trainer.state.faults == trainer.state.faults_in_a_row == 1
+    assert trainer.state.lr == pytest.approx(tiny_config.learning_rate * tiny_config.lr_decay)
+    assert trainer.step(batch, 1.0) is not None and trainer.state.faults_in_a_row == 0
+
+
+def test_a_learning_rate_that_blows_the_weights_up_stops_the_fit_in_one_line(tiny_lorenz, tmp_path):
+    from pyro_lfads.config import LFADSConfig
+    from pyro_lfads.errors import TrainingDiverged
+    from pyro_lfads.fitting.train import fit
+
+    config = LFADSConfig(gen_dim=8, fac_dim=2, ic_enc_dim=4, co_dim=0, batch_size=16, max_epochs=3)
+    config.learning_rate = 1000.0  # past the config's ceiling (set after its checks): the weights overflow
+    with pytest.raises(TrainingDiverged) as info:
+        fit(tiny_lorenz, config, tmp_path, progress=False)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("training stopped") and "learning rate" in message

@@ -6,6 +6,7 @@ messages name its arguments; :func:`in_flags` words them as this command's flags
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import re
@@ -15,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from pyro_lfads.cli.parser import build_parser
+from pyro_lfads.data.validation import one_line
 from pyro_lfads.errors import InputError
 
 
@@ -110,6 +112,9 @@ def cmd_fit(args) -> None:
     else:
         if not args.data or args.out is None:
             raise InputError("fit: needs DATA and --out RUN_DIR (or --resume RUN_DIR)")
+        if args.out.exists() and not args.out.is_dir():
+            raise InputError(f"--out: {args.out} is a file, not a folder; name a folder for the run (a new one, "
+                             "or a run to continue)")
         config = _config_for(args)
         sessions = [load_dataset(path, support=data_support(config.likelihood), min_time_bins=config.time_bins)
                     for path in data_paths(args.data)]
@@ -267,17 +272,70 @@ def in_flags(message: str, command: str) -> str:
     return message
 
 
+#: What to do about an input/output error, by its errno.
+IO_ADVICE = {
+    errno.EACCES: "check the permissions of the file and its folder, or choose another place",
+    errno.EPERM: "check the permissions of the file and its folder, or choose another place",
+    errno.EROFS: "the file system is read-only; choose another place",
+    errno.ENOSPC: "the disk is full; free some space, then run the command again",
+    errno.EDQUOT: "the disk quota is used up; free some space, then run the command again",
+    errno.EFBIG: "the file outgrew the size this system allows (a file-size limit, ulimit -f); raise the limit or "
+                 "choose another place, then run the command again",
+    errno.ENOTDIR: "a part of this path is a file, not a folder",
+    errno.EISDIR: "this is a folder, where a file was expected",
+}
+#: Words of errors that libraries (HDF5, netCDF) raise as RuntimeError for a failed read or write.
+_IO_FAILURE_WORDS = ("No space left on device", "File too large", "Disk quota exceeded", "Permission denied",
+                     "Read-only file system", "file write failed")
+
+
+def io_error_message(exc: OSError | RuntimeError) -> str:
+    """One line for an input/output error: the file, what went wrong, what to do (nothing was left
+    half-written: files are written whole or not at all)."""
+    if not isinstance(exc, OSError):
+        return f"cannot write or read a file: {one_line(exc)}"
+    where = f"{exc.filename}: " if exc.filename else ""
+    what = " ".join(exc.strerror.split()) if exc.strerror else one_line(exc)
+    advice = IO_ADVICE.get(exc.errno)
+    return f"{where}{what}" + (f"; {advice}" if advice else "")
+
+
+def _is_io_failure(exc: RuntimeError) -> bool:
+    return any(words in str(exc) for words in _IO_FAILURE_WORDS)
+
+
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as one ``pyro-lfads: warning: ...`` line, without the source file it came from."""
+    text = one_line(message) if isinstance(message, BaseException) else " ".join(str(message).split())
+    print(f"pyro-lfads: warning: {text}", file=sys.stderr if file is None else file)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     start = time.perf_counter()
+    shown, unraisable_hook, unraisable = warnings.showwarning, sys.unraisablehook, []
+    warnings.showwarning = _warning_line
+    sys.unraisablehook = unraisable.append  # HDF5's objects report a failed close so; shown on success only
     try:
         COMMANDS[args.command](args)
+        for report in unraisable:
+            unraisable_hook(report)
     except InputError as exc:
         print(f"pyro-lfads: error: {in_flags(str(exc), args.command)}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"pyro-lfads: error: {io_error_message(exc)}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        if not _is_io_failure(exc):
+            raise
+        print(f"pyro-lfads: error: {io_error_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pyro-lfads: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning, sys.unraisablehook = shown, unraisable_hook
     if args.command in ("fit", "tune", "posterior", "diagnose", "report", "demo"):
         print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 0

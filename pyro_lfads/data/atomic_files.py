@@ -3,11 +3,14 @@ through a symbolic link; the leftovers of killed writes are removed by the next 
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
+
+import h5py
 
 from pyro_lfads.errors import InputError
 
@@ -90,3 +93,30 @@ def _running(pid: str | None) -> bool:
     except (OSError, OverflowError):  # another user's process, or a number that is no pid: keep its file
         pass
     return True
+
+
+def write_atomically(path: str | os.PathLike[str], content: bytes) -> None:
+    """Write ``content`` to ``path`` atomically (:func:`atomic_path`); a full disk or a missing permission
+    raises a plain ``OSError`` naming ``path`` (the temporary file is removed)."""
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            handle.write(content)
+    except OSError as exc:  # named by the file being written, not its temporary twin
+        if exc.errno is None:
+            raise
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
+
+
+@contextmanager
+def atomic_hdf5(path: str | os.PathLike[str]):
+    """Yield an HDF5 file open for writing that is built in memory and, when the block ends normally,
+    written to ``path`` atomically (:func:`write_atomically`).
+
+    The HDF5 library never writes to the disk itself: when the disk fills (or a file-size limit is
+    reached) the write fails as a plain ``OSError``, where HDF5 would leave a file it cannot close and
+    can crash the interpreter at exit. The file's content is held in memory once.
+    """
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as handle:
+        yield handle
+    write_atomically(path, buffer.getbuffer())

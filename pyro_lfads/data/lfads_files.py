@@ -6,6 +6,7 @@ The layout is that of the original LFADS and of lfads-torch; see
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 import zipfile
@@ -14,7 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pyro_lfads.data.atomic_files import atomic_path
+from pyro_lfads.data.atomic_files import atomic_hdf5, write_atomically
 from pyro_lfads.data.containers import FIELDS, SPLITS, LFADSDataset
 from pyro_lfads.data.from_arrays import coerce_dataset
 from pyro_lfads.data.validation import EXTRA_KINDS, RESERVED_KEYS, ensure_valid, listed_keys, one_line
@@ -76,12 +77,13 @@ def save_dataset(dataset: LFADSDataset, path: str | os.PathLike[str]) -> None:
     if not directory.is_dir():
         raise InputError(f"{target}: directory {str(directory)!r} does not exist")
     try:
-        with atomic_path(path) as tmp:
-            if suffix in NPZ_SUFFIXES:
-                with open(tmp, "wb") as handle:  # a handle: np.savez would append ".npz" to a path
-                    np.savez_compressed(handle, **arrays)
-            else:
-                _write_hdf5(tmp, arrays)
+        if suffix in NPZ_SUFFIXES:
+            archive = io.BytesIO()  # a handle: np.savez would append ".npz" to a path
+            np.savez_compressed(archive, **arrays)
+            write_atomically(path, archive.getbuffer())
+        else:
+            with atomic_hdf5(path) as handle:
+                _fill_hdf5(handle, arrays)
     except OSError as exc:
         raise InputError(f"{target}: cannot write: {one_line(exc)}") from None
 
@@ -205,6 +207,9 @@ def _read_npz(path: Path, source: str) -> tuple[dict[str, np.ndarray], dict[str,
                 continue
             try:
                 value = archive[key]
+            except ValueError as exc:
+                problems[key] = (_OBJECT_ARRAY if "allow_pickle" in str(exc) else _unreadable(exc))
+                continue
             except Exception as exc:
                 problems[key] = _unreadable(exc)
                 continue
@@ -262,6 +267,11 @@ def _dataset_from_file(
     return coerce_dataset(values, source, names, extras), names
 
 
+#: What a .npz member saved from an array of Python objects is (numpy would need to unpickle it, which runs code).
+_OBJECT_ARRAY = ("holds an object array (Python objects, which are not read: unpickling can run code); "
+                 "save plain numeric arrays")
+
+
 def _unreadable(exc: Exception) -> str:
     return f"could not be read (truncated or corrupt file?): {one_line(exc)}"
 
@@ -281,15 +291,14 @@ def _file_arrays(dataset: LFADSDataset) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _write_hdf5(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    with h5py.File(path, "w") as handle:
-        for key, array in arrays.items():
-            if array.dtype.kind == "U":
-                handle.create_dataset(key, data=array.astype(object), dtype=h5py.string_dtype())
-            elif array.ndim == 0 or array.size == 0:
-                handle.create_dataset(key, data=array)
-            else:
-                handle.create_dataset(key, data=array, compression="gzip")
+def _fill_hdf5(handle: h5py.File, arrays: dict[str, np.ndarray]) -> None:
+    for key, array in arrays.items():
+        if array.dtype.kind == "U":
+            handle.create_dataset(key, data=array.astype(object), dtype=h5py.string_dtype())
+        elif array.ndim == 0 or array.size == 0:
+            handle.create_dataset(key, data=array)
+        else:
+            handle.create_dataset(key, data=array, compression="gzip")
 
 
 def _suffix_problem(suffix: str) -> str:

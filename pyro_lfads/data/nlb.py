@@ -32,7 +32,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from pyro_lfads.data.atomic_files import atomic_path
+from pyro_lfads.data.atomic_files import atomic_hdf5
 from pyro_lfads.data.containers import LFADSDataset
 from pyro_lfads.data.from_arrays import coerce_dataset
 from pyro_lfads.data.lfads_files import open_hdf5
@@ -225,7 +225,7 @@ def save_nlb_tensors(dataset: LFADSDataset, path: str | os.PathLike[str], n_held
     if not path.parent.is_dir():
         raise InputError(f"{target}: directory {str(path.parent)!r} does not exist")
     try:
-        with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        with atomic_hdf5(path) as handle:
             for key, array in arrays.items():
                 handle.create_dataset(key, data=array)
     except OSError as exc:

@@ -69,7 +69,9 @@ def validate_dataset(
     - at least ``min_time_bins`` time bins in every encod and recon array.
     - ``conversion_factor`` is None or a positive finite number.
     - ``extras`` maps keys starting with ``train_`` / ``valid_`` (not a
-      standard key) to numpy arrays of numbers, booleans or text.
+      standard key) to numpy arrays of numbers, booleans or text; ``*_conditions`` has one label per
+      trial, ``*_behavior`` is (trials, time, dims) numbers with the encoder's trials and bins (or all bins), no Inf
+      (NaN marks an unknown bin) and the same dims in both splits.
     """
     check_dataset(dataset, support, min_time_bins, {})
 
@@ -172,7 +174,37 @@ def check_dataset(
             fail(key, f"is {type(value).__name__}, not a numpy array")
         if value.dtype.kind not in EXTRA_KINDS or value.dtype.hasobject:
             fail(key, f"has dtype {value.dtype}; extras must hold numbers, booleans or text")
+    _check_known_extras(dataset, fail)
     dataset.validated = Validation(support, min_time_bins, contents(dataset))
+
+
+def _check_known_extras(dataset: LFADSDataset, fail: _Fail) -> None:
+    """The extras that evaluation reads: ``{split}_conditions`` (trials,) labels and ``{split}_behavior``
+    (trials, time, dims) numbers, time the encoder's bins or all bins, NaN marking an unknown bin, the same dims in
+    both splits."""
+    behavior_dims = {}
+    for split in SPLITS:
+        part = getattr(dataset, split)
+        n_trials, n_time = part.encod_data.shape[:2]
+        conditions = dataset.extras.get(f"{split}_conditions")
+        if conditions is not None and (conditions.ndim != 1 or conditions.shape[0] != n_trials):
+            fail(f"{split}_conditions", f"must be 1-D with one condition label per trial, shape ({n_trials},), "
+                                        f"got shape {conditions.shape}")
+        key = f"{split}_behavior"
+        behavior = dataset.extras.get(key)
+        if behavior is None:
+            continue
+        if behavior.dtype.kind not in NUMBER_KINDS:
+            fail(key, dtype_problem(behavior.dtype))
+        bins = sorted({n_time, part.recon_data.shape[1]})
+        if behavior.ndim != 3 or behavior.shape[0] != n_trials or behavior.shape[1] not in bins:
+            fail(key, f"must be 3-D (trials, time, dims) with the {n_trials} trials of {split}_encod_data and "
+                      f"{' or '.join(map(str, bins))} time bins (the encoder's or all), got shape {behavior.shape}")
+        if behavior.dtype.kind == "f" and np.isinf(behavior).any():
+            fail(key, f"{int(np.count_nonzero(np.isinf(behavior)))} values are infinite (NaN marks an unknown bin)")
+        behavior_dims[split] = behavior.shape[2]
+    if len(set(behavior_dims.values())) > 1:
+        fail("valid_behavior", f"has {behavior_dims['valid']} dims but train_behavior has {behavior_dims['train']}")
 
 
 def _check_values(array: object, key: str, name: str, support: str, fail: _Fail) -> None:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from pyro_lfads.errors import InputError
-from pyro_lfads.data.atomic_files import atomic_path
+from pyro_lfads.data.atomic_files import atomic_hdf5
 from pyro_lfads.evaluation.metrics import decoder_r2, fit_velocity_decoder
 from pyro_lfads.fitting.posterior import read_posterior
 from pyro_lfads.fitting.run import Run
@@ -55,7 +54,7 @@ def decode_run(run: Run | str | Path, dataset=None, *, source: str = "rates", la
     valid = features[1][:, : n_time - lag_bins]
     predicted = decoder.predict(valid.reshape(-1, valid.shape[-1])).reshape(*valid.shape[:2], -1)
     path = run.session_file(DECODING_FILE, session)
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+    with atomic_hdf5(path) as h5:
         h5.create_dataset("valid_behavior_pred", data=predicted.astype(np.float32))
         h5.attrs.update({"alpha": float(decoder.alpha), "lag_bins": lag_bins, "source": source, "vel_r2": r2})
     return {"from": source, "lag_bins": lag_bins, "vel_r2": r2, "alpha": float(decoder.alpha),

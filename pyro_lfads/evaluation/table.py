@@ -9,6 +9,7 @@ import torch
 from sklearn.metrics import r2_score
 
 from pyro_lfads.data import LFADSDataset
+from pyro_lfads.errors import InputError
 from pyro_lfads.models.likelihoods import data_support
 from pyro_lfads.evaluation.metrics import bits_per_spike, poisson_nll, rate_r2, rate_r2_per_neuron
 from pyro_lfads.fitting.posterior import read_posterior
@@ -37,7 +38,8 @@ def evaluate_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *,
     ``session`` for a stitched run), LFADS next to the baselines. ``dataset`` defaults to the run's own.
 
     Returns ``{"lfads": {...}, "smoothing": {...}, "gpfa": {...}}`` (the
-    baselines named in ``baselines``, for count data only). For count data
+    baselines named in ``baselines``, for count data only; a baseline that cannot run on the data, such
+    as GPFA with more latents than held-in neurons, gets ``{"skipped": why}``). For count data
     every method has the figures of :func:`pyro_lfads.evaluation.nlb_figures.score_rates`
     that the data allows (``co_bps``, ``fp_bps``, ``vel_r2``, ``psth_r2``,
     ``heldin_bps``, ``rate_r2``, ``rate_r2_per_neuron``). LFADS also has
@@ -69,8 +71,31 @@ def evaluate_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *,
     train_rates = read_posterior(run, "train", session)["output_params"].astype("float64")
     result = {"lfads": {**lfads, **score_rates(dataset, train_rates, rates, lag_bins=lag_bins,
                                                psth_sigma_bins=psth_sigma_bins)}}
+    unknown = [method for method in baselines if method not in BASELINES]
+    if unknown:
+        raise InputError(f"baselines: {', '.join(map(repr, unknown))} not among {', '.join(BASELINES)}")
     for method in baselines:
-        train_rates, valid_rates = baseline_rates(method, dataset, seed=config.seed)
-        result[method] = score_rates(dataset, train_rates, valid_rates, lag_bins=lag_bins,
-                                     psth_sigma_bins=psth_sigma_bins)
+        obstacle = baseline_obstacle(method, dataset)
+        if obstacle is None:
+            try:
+                train_rates, valid_rates = baseline_rates(method, dataset, seed=config.seed)
+            except InputError as exc:
+                obstacle = f"cannot run on these data ({exc})"
+        result[method] = ({"skipped": obstacle} if obstacle else
+                          score_rates(dataset, train_rates, valid_rates, lag_bins=lag_bins,
+                                      psth_sigma_bins=psth_sigma_bins))
     return result
+
+
+def baseline_obstacle(method: str, dataset: LFADSDataset) -> str | None:
+    """Why baseline ``method`` cannot run on ``dataset`` (too few held-in neurons for GPFA's latents,
+    training trials without a spike), or None."""
+    from pyro_lfads.evaluation.baselines import GPFABaseline
+
+    heldin = dataset.train.encod_data
+    if not heldin.any():
+        return "the training trials hold no spike to smooth"
+    n_latents = GPFABaseline().n_latents
+    if method == "gpfa" and heldin.shape[2] < n_latents:
+        return f"GPFA's {n_latents} latents need at least {n_latents} held-in neurons, the data have {heldin.shape[2]}"
+    return None

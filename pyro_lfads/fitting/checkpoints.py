@@ -14,6 +14,7 @@ a file that asks for any other object (a crafted pickle) is refused before anyth
 
 from __future__ import annotations
 
+import io
 import pickle
 import random
 import re
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pyro_lfads.data.atomic_files import atomic_path
+from pyro_lfads.data.atomic_files import write_atomically
 from pyro_lfads.errors import InputError
 
 #: The keys of every checkpoint :func:`save_checkpoint` writes.
@@ -32,8 +33,9 @@ CHECKPOINT_KEYS = ("model", "guide", "optim", "trainer", "epoch", "rng")
 
 def save_checkpoint(path: Path, state: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    buffer = io.BytesIO()  # serialised in memory: a full disk then fails as a plain OSError, not torch's
+    torch.save(state, buffer)
+    write_atomically(path, buffer.getbuffer())
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:

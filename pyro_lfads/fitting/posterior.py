@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from pyro_lfads.fitting.batch import trial_chunks
 from pyro_lfads.data import LFADSDataset, Split, as_sessions
 from pyro_lfads.errors import InputError
-from pyro_lfads.data.atomic_files import atomic_path
+from pyro_lfads.data.atomic_files import atomic_hdf5
 from pyro_lfads.fitting.run import Run
 from pyro_lfads.fitting.objective import guide_and_model_traces, sampled_values
 
@@ -105,7 +105,7 @@ def write_posterior(run: Run | str | Path, data: LFADSDataset | Sequence[LFADSDa
     paths = []
     for session, dataset in enumerate(sessions):
         path = posterior_path(run, session)
-        with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        with atomic_hdf5(path) as h5:
             h5.attrs["samples"] = samples
             h5.attrs["time_bins"] = info.n_time
             for name in ("train", "valid"):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, fields
@@ -50,6 +51,13 @@ from pyro_lfads.fitting.objective import TracedPair, elbo_terms, guide_and_model
 
 #: Steps in a row with a non-finite loss or gradient after which training stops.
 MAX_FAULTS_IN_A_ROW = 5
+
+
+def is_invalid_parameter(exc: ValueError) -> bool:
+    """Whether ``exc`` is a distribution refusing its parameters (torch's "Expected parameter ... but found
+    invalid values"): what NaN or infinite weights cause before any loss is computed."""
+    message = str(exc)
+    return "Expected parameter" in message and "found invalid values" in message
 
 
 def l2_penalty(model, guide, config: LFADSConfig) -> torch.Tensor:
@@ -135,19 +143,30 @@ class Trainer:
         return elbo_loss + kl_scale * l2_penalty(self.model, self.guide, self.config)
 
     def _loss_and_grads(self, model, guide, batch, kl_scale):
-        """The loss and its clipped gradients; when either is not finite, no gradient at all, so
-        that the optimiser moves nothing (Adam skips parameters without a gradient)."""
-        loss = self._loss(model, guide, batch, kl_scale)
+        """The loss and its clipped gradients; when either is not finite, or a distribution met invalid
+        parameters (NaN or infinite, which Pyro refuses before any loss exists), a NaN loss and no gradient
+        at all, so that the optimiser moves nothing (Adam skips parameters without a gradient)."""
+        try:
+            loss = self._loss(model, guide, batch, kl_scale)
+        except ValueError as exc:
+            if not is_invalid_parameter(exc):
+                raise
+            self._drop_gradients()
+            return torch.tensor(float("nan"))
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip_norm)
         if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-            for param in self.params:
-                param.grad = None
+            self._drop_gradients()
         return loss
 
+    def _drop_gradients(self) -> None:
+        for param in self.params:
+            param.grad = None
+
     def step(self, batch, kl_scale: float) -> float | None:
-        """One ``SVI.step``; returns its loss, or None when the loss or a gradient was not finite:
-        then nothing moved and the learning rate decays by ``lr_decay``."""
+        """One ``SVI.step``; returns its loss, or None when the loss or a gradient was not finite or a
+        distribution's parameters were invalid: then nothing moved and the learning rate decays by
+        ``lr_decay``."""
         loss = self.svi.step(batch, kl_scale)
         if math.isfinite(loss):
             self.state.faults_in_a_row = 0
@@ -213,8 +232,19 @@ class Trainer:
             if st.faults_in_a_row >= MAX_FAULTS_IN_A_ROW:
                 bar.close()
                 st.stopped = "non-finite"
-                raise TrainingDiverged(self._divergence_message())
-            valid = self.validate()
+                raise TrainingDiverged(self._divergence_message(
+                    f"at step {st.step}: the loss or its gradient was not finite in {MAX_FAULTS_IN_A_ROW} steps in "
+                    f"a row (each undone, the learning rate decayed to {st.lr:.2e})"))
+            try:
+                valid = self.validate()
+            except ValueError as exc:
+                if not is_invalid_parameter(exc):
+                    raise
+                bar.close()
+                st.stopped = "non-finite"
+                raise TrainingDiverged(self._divergence_message(
+                    f"in epoch {st.epoch + 1}: on the validation trials the model's distributions met parameters "
+                    "that are not finite")) from None
             st.epoch += 1
             best_before = st.best_valid
             self._after_epoch(validation_score(valid, cfg))
@@ -233,14 +263,13 @@ class Trainer:
         bar.close()
         return st
 
-    def _divergence_message(self) -> str:
+    def _divergence_message(self, what: str) -> str:
+        """Why training stopped (``what`` happened where), its likely causes and what is kept."""
         st = self.state
         best = (f"the best checkpoint (epoch {st.best_epoch}) is kept in {self.run_dir / BEST}" if st.best_epoch > 0
                 else "no epoch completed, so there is no checkpoint to keep")
-        return (f"training stopped at step {st.step}: the loss or its gradient was not finite in "
-                f"{MAX_FAULTS_IN_A_ROW} steps in a row (each undone, the learning rate decayed to {st.lr:.2e}); "
-                "likely causes: a learning rate too high for these data, extreme values in the data, or a "
-                f"likelihood that does not suit them; {best}")
+        return (f"training stopped {what}; likely causes: a learning rate too high for these data, extreme values "
+                f"in the data, or a likelihood that does not suit them; {best}")
 
     def validate(self) -> dict:
         """Validation ELBO terms per trial (over all sessions); with sample validation also ``sv_recon``,
@@ -263,10 +292,18 @@ class Trainer:
 
     # --- checkpoints ---------------------------------------------------------------------
     def _append_curve(self, record: dict) -> None:
+        """Append one line; a write that fails (a full disk) leaves the curve as it was, with no partial line."""
         path = self.run_dir / CURVE_FILE
         check_inside_run(path)
-        with open(path, "a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        line = memoryview((json.dumps(record) + "\n").encode())
+        with open(path, "ab", buffering=0) as handle:
+            start = handle.seek(0, os.SEEK_END)
+            try:
+                while line:
+                    line = line[handle.write(line):]
+            except OSError:
+                handle.truncate(start)
+                raise
 
     def save(self, path: Path) -> None:
         save_checkpoint(path, {
