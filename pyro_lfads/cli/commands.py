@@ -250,13 +250,16 @@ COMMANDS = {"synth": cmd_synth, "from-nwb": cmd_from_nwb, "fit": cmd_fit, "tune"
 #: Where a command's flag is named otherwise than the library's argument: (pattern of the library's words
 #: in its error messages, the flag's words), per command.
 _DEVICE = ((r"^device:", "--device:"),)
+#: A stale derived file names the command that makes it again.
+_RERUN = ((r"rerun write_posterior on (.+)$", r"rerun 'pyro-lfads posterior \1'"),
+          (r"rerun diagnose_run on (.+)$", r"rerun 'pyro-lfads diagnose \1'"))
 FLAG_WORDS = {
     "fit": _DEVICE + ((r"pass overwrite=True", "pass --overwrite"),),
     "posterior": _DEVICE + ((r"^samples:", "--samples:"),),
-    "evaluate": ((r"^session:", "--session:"),),
-    "decode": ((r"^source:", "--from:"), (r"^session:", "--session:")),
+    "evaluate": _RERUN + ((r"^session:", "--session:"),),
+    "decode": _RERUN + ((r"^source:", "--from:"), (r"^session:", "--session:")),
     "diagnose": _DEVICE + ((r"'evaluate' with session=K", "'evaluate --session K'"),),
-    "report": _DEVICE + ((r"'evaluate' with session=K", "'evaluate --session K'"),),
+    "report": _DEVICE + _RERUN + ((r"'evaluate' with session=K", "'evaluate --session K'"),),
     "demo": _DEVICE,
     "tune": ((r"^objective '(\w+)'", r"--objective \1"), (r"use objective '(\w+)'", r"use --objective \1"),
              (r"^(objective|population|generations|address):", r"--\1:"),

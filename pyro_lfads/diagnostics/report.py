@@ -1,15 +1,17 @@
 """``pyro-lfads report``: the figures of a fitted run as PNG files and an ``index.html`` that shows them.
 
 Reads RUN_DIR's ``training_curve.jsonl``, the diagnostics (``inference_data.nc``,
-``diagnostics.json``; made first with default settings when missing or older than
-the best checkpoint) and the run's data set (for the true rates, and the true
+``diagnostics.json``; made first with default settings when missing or made from
+another checkpoint or data, :func:`pyro_lfads.diagnostics.summary.diagnostics_current`) and the run's data set (for the true rates, and the true
 inputs from its ``{split}_inputs`` extra (trials, time, inputs) when present).
-Posterior means are the means over the InferenceData's draws.
+Posterior means are the means over the InferenceData's draws. The page names the checkpoint and
+data it was made from.
 """
 
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +20,13 @@ from pyro_lfads.diagnostics.check_figures import plot_khat, plot_ppc, plot_train
 from pyro_lfads.diagnostics.input_figures import plot_inputs
 from pyro_lfads.diagnostics.rate_figures import plot_factor_pcs, plot_raster, plot_rate_scatter, plot_rates
 from pyro_lfads.data import LFADSDataset
-from pyro_lfads.diagnostics.summary import INFERENCE_DATA_FILE, diagnose_run, predictive_checks, read_diagnostics
+from pyro_lfads.diagnostics.summary import (diagnose_run, diagnostics_current, diagnostics_source,
+                                             predictive_checks, read_diagnostics)
 from pyro_lfads.evaluation.metrics import rate_r2
 from pyro_lfads.data.atomic_files import atomic_path
-from pyro_lfads.fitting.run import Run
-
-REPORT_DIR = "report"
+from pyro_lfads.fitting.derived_files import REPORT_DIR, Source
+from pyro_lfads.fitting.run import Run, dataset_sha256
+from pyro_lfads.fitting.run_lock import writes_into
 
 #: What each figure shows, in the order of the page.
 CAPTIONS = {
@@ -62,6 +65,7 @@ NOTES = {
 }
 
 
+@writes_into("run")
 def write_report(run: Run | str | Path, dataset: LFADSDataset | None = None, *, out: str | Path | None = None,
                  bin_ms: float = 10.0, device: str = "cpu", progress: bool = True) -> Path:
     """Draw the figures of ``run`` (a Run or its directory; ``dataset`` defaults to the run's own) into
@@ -74,11 +78,11 @@ def write_report(run: Run | str | Path, dataset: LFADSDataset | None = None, *, 
     run_dir, config = run.directory, run.config
     out = Path(out) if out is not None else run_dir / REPORT_DIR
     records = run.training_curve()
+    given, data_sha256 = dataset, None if dataset is None else dataset_sha256(dataset)
     dataset = run.scored_data(dataset)
-    diagnostics_file = run_dir / INFERENCE_DATA_FILE
-    if not diagnostics_file.is_file() or diagnostics_file.stat().st_mtime < run.checkpoint_path("best").stat().st_mtime:
-        diagnose_run(run, dataset, bin_ms=bin_ms, device=device, progress=progress)
-    inference_data, diagnostics = read_diagnostics(run_dir)
+    if not diagnostics_current(run, data_sha256):
+        diagnose_run(run, given, bin_ms=bin_ms, device=device, progress=progress)
+    inference_data, diagnostics = read_diagnostics(run, data_sha256)
     summary, split = diagnostics["summary"], diagnostics["summary"]["split"]
     posterior = inference_data.posterior
     mean = {name: posterior[name].mean(("chain", "draw")).values for name in posterior.data_vars}
@@ -112,12 +116,13 @@ def write_report(run: Run | str | Path, dataset: LFADSDataset | None = None, *, 
     numbers.update(summary)
     index = out / "index.html"
     with atomic_path(index) as tmp:
-        tmp.write_text(_page(run_dir, numbers, [figure.name for figure in figures]))
+        tmp.write_text(_page(run_dir, numbers, [figure.name for figure in figures], diagnostics_source(diagnostics)))
     return index
 
 
-def _page(run_dir: Path, numbers: dict, figures: list[str]) -> str:
-    """A self-contained HTML page: the key numbers, then each figure with its caption."""
+def _page(run_dir: Path, numbers: dict, figures: list[str], source: Source) -> str:
+    """A self-contained HTML page: the key numbers, then each figure with its caption; ``source`` (what it
+    was made from) in its text and, as JSON, in a ``pyro-lfads-source`` meta tag."""
     rows = "\n".join(f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(_format(value))}</td>"
                      f"<td class=note>{html.escape(NOTES.get(key, ''))}</td></tr>"
                      for key, value in numbers.items() if value is not None)
@@ -127,6 +132,7 @@ def _page(run_dir: Path, numbers: dict, figures: list[str]) -> str:
     title = html.escape(f"pyro-lfads report: {run_dir.resolve().name}")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="pyro-lfads-source" content="{html.escape(json.dumps(source.as_attrs()))}">
 <style>
 body {{ font-family: sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }}
 table {{ border-collapse: collapse; margin-bottom: 2em; }}
@@ -141,7 +147,7 @@ figcaption {{ color: #444; margin-top: 0.4em; }}
 <h1>{title}</h1>
 <p>Run directory: <code>{html.escape(str(run_dir.resolve()))}</code>. Numbers and figures are on the
 {html.escape(str(numbers["split"]))} trials; <code>diagnostics.json</code> and <code>inference_data.nc</code>
-in the run directory hold them in full.</p>
+in the run directory hold them in full. Made from the {html.escape(source.described())}.</p>
 <h2>Key numbers</h2>
 <table>
 {rows}

@@ -3,7 +3,11 @@
 Writes into RUN_DIR:
     inference_data.nc   the split's posterior draws as arviz InferenceData (NetCDF;
                         ``az.from_netcdf`` reads it), see :func:`diagnostics.to_inference_data`
-    diagnostics.json    {"summary": {...}, "per_trial": {"trial", "khat", "elbo", "iwae"}}
+    diagnostics.json    {"summary": {...}, "per_trial": {"trial", "khat", "elbo", "iwae"}, "source": {...}}
+
+Both record what they were made from (:class:`~pyro_lfads.fitting.derived_files.Source`: in
+diagnostics.json under ``source``, in inference_data.nc as the posterior group's ``source_*``
+attributes); :func:`read_diagnostics` refuses them when that is not the run's best checkpoint as it is now.
 
 The summary (also returned) holds the PSIS k-hat distribution of the
 importance weights per trial, the ELBO and IWAE estimates of log p(x) per
@@ -26,14 +30,16 @@ from pyro_lfads.diagnostics.importance import elbo_per_trial, iwae_per_trial, lo
 from pyro_lfads.errors import InputError
 from pyro_lfads.data.atomic_files import atomic_path
 from pyro_lfads.diagnostics.predictive_checks import PPCResult, posterior_predictive_checks
-from pyro_lfads.fitting.run import Run
+from pyro_lfads.fitting.derived_files import DIAGNOSTICS_FILE, INFERENCE_DATA_FILE, Source
+from pyro_lfads.fitting.run import Run, dataset_sha256
+from pyro_lfads.fitting.run_lock import writes_into
 
-INFERENCE_DATA_FILE, DIAGNOSTICS_FILE = "inference_data.nc", "diagnostics.json"
 DEFAULT_DRAWS, DEFAULT_IMPORTANCE_SAMPLES = 20, 200
 #: k-hat thresholds of Yao et al. (2018): below 0.5 good, 0.5-0.7 usable, above 0.7 unreliable.
 KHAT_GOOD, KHAT_OK = 0.5, 0.7
 
 
+@writes_into("run")
 def diagnose_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *, split: str = "valid",
                  samples: int = DEFAULT_DRAWS, importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
                  bin_ms: float | None = None, device: str = "cpu", progress: bool = True) -> dict:
@@ -54,6 +60,7 @@ def diagnose_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *, 
     run.require_single_session("diagnose")
     config, run_dir = run.config, run.directory
     model, guide = run.fitted("best", device)
+    source = run.source(None if dataset is None else dataset_sha256(dataset))
     dataset = run.scored_data(dataset)
     data_split = getattr(dataset, split)
     conditions = dataset.extras.get(f"{split}_conditions")
@@ -79,10 +86,12 @@ def diagnose_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *, 
                "iwae_minus_elbo": float(np.mean(iwae - elbo)), **ppc.summary}
     per_trial = {"trial": inference_data.posterior["trial"].values.tolist(), "khat": khat.tolist(),
                  "elbo": elbo.tolist(), "iwae": iwae.tolist()}
+    inference_data.posterior.attrs.update(source.as_attrs())
     with atomic_path(run_dir / INFERENCE_DATA_FILE) as tmp:
         inference_data.to_netcdf(str(tmp))
     with atomic_path(run_dir / DIAGNOSTICS_FILE) as tmp:
-        tmp.write_text(json.dumps({"summary": summary, "per_trial": per_trial}, indent=1))
+        tmp.write_text(json.dumps({"summary": summary, "per_trial": per_trial, "source": source.as_attrs()},
+                                  indent=1))
     steps.update()
     steps.close()
     return summary
@@ -98,15 +107,39 @@ def predictive_checks(inference_data: az.InferenceData) -> PPCResult:
     return posterior_predictive_checks(observed, replicated, conditions=conditions)
 
 
-def read_diagnostics(run_dir: str | Path) -> tuple[az.InferenceData, dict]:
-    """(InferenceData, {"summary", "per_trial"}) written by :func:`diagnose_run`."""
-    run_dir = Path(run_dir)
+def read_diagnostics(run: Run | str | Path, data_sha256: str | None = None) -> tuple[az.InferenceData, dict]:
+    """(InferenceData, {"summary", "per_trial", "source"}) written by :func:`diagnose_run`; refused when they
+    were made from another checkpoint than the run's best, or from other data than that of checksum
+    ``data_sha256`` (default: the run's own)."""
+    run = Run.open(run)
+    run_dir = run.directory
     paths = run_dir / INFERENCE_DATA_FILE, run_dir / DIAGNOSTICS_FILE
     missing = [path.name for path in paths if not path.is_file()]
     if missing:
         raise InputError(f"{run_dir}: no {' or '.join(missing)}; run 'pyro-lfads diagnose {run_dir}' first")
     try:
-        return az.from_netcdf(str(paths[0])), json.loads(paths[1].read_text())
+        inference_data, diagnostics = az.from_netcdf(str(paths[0])), json.loads(paths[1].read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"{run_dir}: unreadable diagnostics ({type(exc).__name__}: {exc}); "
                          f"run 'pyro-lfads diagnose {run_dir}' again") from None
+    run.check_source(paths[1], diagnostics_source(diagnostics), "diagnose_run", data_sha256)
+    run.check_source(paths[0], Source.from_attrs(inference_data.posterior.attrs), "diagnose_run", data_sha256)
+    return inference_data, diagnostics
+
+
+def diagnostics_source(diagnostics: dict) -> Source | None:
+    """The record of what a diagnostics.json (read as ``diagnostics``) was made from; None without one."""
+    record = diagnostics.get("source") if isinstance(diagnostics, dict) else None
+    return Source.from_attrs(record) if isinstance(record, dict) else None
+
+
+def diagnostics_current(run: Run, data_sha256: str | None = None) -> bool:
+    """Whether ``run`` holds both diagnostics files and diagnostics.json records the run's best checkpoint
+    as it is now and the data of checksum ``data_sha256`` (default: the run's own)."""
+    if not (run.directory / INFERENCE_DATA_FILE).is_file():
+        return False
+    try:
+        diagnostics = json.loads((run.directory / DIAGNOSTICS_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return run.is_current(diagnostics_source(diagnostics), data_sha256)

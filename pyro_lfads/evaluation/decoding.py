@@ -14,14 +14,16 @@ import numpy as np
 from pyro_lfads.errors import InputError
 from pyro_lfads.data.atomic_files import atomic_hdf5
 from pyro_lfads.evaluation.metrics import decoder_r2, fit_velocity_decoder
-from pyro_lfads.fitting.posterior import read_posterior
-from pyro_lfads.fitting.run import Run
+from pyro_lfads.fitting.derived_files import DECODING_FILE
+from pyro_lfads.fitting.posterior import posterior_source, read_posterior
+from pyro_lfads.fitting.run import Run, dataset_sha256
+from pyro_lfads.fitting.run_lock import writes_into
 from pyro_lfads.evaluation.nlb_figures import Layout
 
-DECODING_FILE = "decoding.h5"
 SOURCES = {"rates": "output_params", "factors": "factors"}
 
 
+@writes_into("run")
 def decode_run(run: Run | str | Path, dataset=None, *, source: str = "rates", lag_bins: int = 0,
                session: int = 0) -> dict:
     """Fit and score the behaviour decoder on ``run`` (a Run or its directory; ``dataset`` defaults to the
@@ -37,18 +39,21 @@ def decode_run(run: Run | str | Path, dataset=None, *, source: str = "rates", la
         ``{"from", "lag_bins", "vel_r2", "alpha", "n_train_trials", "n_valid_trials"}``.
         ``decoding.h5`` holds ``valid_behavior_pred`` (trials, T - lag_bins, B),
         the decoded behaviour of bins lag_bins .. T - 1, with ``alpha``,
-        ``lag_bins``, ``source`` and ``vel_r2`` as attributes.
+        ``lag_bins``, ``source``, ``vel_r2`` and the posterior file's record of what it was made from
+        (:class:`~pyro_lfads.fitting.derived_files.Source`) as attributes.
     """
     if source not in SOURCES:
         raise InputError(f"source: {source!r} is not one of {', '.join(SOURCES)}")
     run = Run.open(run)
+    data_sha256 = None if dataset is None else dataset_sha256(dataset)
     dataset = run.scored_data(dataset, session)
     behavior = [dataset.extras.get(f"{split}_behavior") for split in ("train", "valid")]
     if any(b is None for b in behavior):
         raise InputError(f"{dataset.source}: train_behavior / valid_behavior: missing; decoding needs the "
                          "behaviour (trials, time, dims) of both splits")
     n_time = Layout.of(dataset).n_time
-    features = [read_posterior(run, split, session)[SOURCES[source]][:, :n_time] for split in ("train", "valid")]
+    features = [read_posterior(run, split, session, data_sha256=data_sha256)[SOURCES[source]][:, :n_time]
+                for split in ("train", "valid")]
     decoder = fit_velocity_decoder(features[0], behavior[0], lag_bins=lag_bins)
     r2 = decoder_r2(decoder, features[1], behavior[1], lag_bins=lag_bins)
     valid = features[1][:, : n_time - lag_bins]
@@ -56,6 +61,7 @@ def decode_run(run: Run | str | Path, dataset=None, *, source: str = "rates", la
     path = run.session_file(DECODING_FILE, session)
     with atomic_hdf5(path) as h5:
         h5.create_dataset("valid_behavior_pred", data=predicted.astype(np.float32))
-        h5.attrs.update({"alpha": float(decoder.alpha), "lag_bins": lag_bins, "source": source, "vel_r2": r2})
+        h5.attrs.update({"alpha": float(decoder.alpha), "lag_bins": lag_bins, "source": source, "vel_r2": r2,
+                         **posterior_source(run, session).as_attrs()})
     return {"from": source, "lag_bins": lag_bins, "vel_r2": r2, "alpha": float(decoder.alpha),
             "n_train_trials": dataset.train.n_trials, "n_valid_trials": dataset.valid.n_trials}

@@ -13,7 +13,7 @@ from pyro_lfads.errors import InputError
 from pyro_lfads.models.likelihoods import data_support
 from pyro_lfads.evaluation.metrics import bits_per_spike, poisson_nll, rate_r2, rate_r2_per_neuron
 from pyro_lfads.fitting.posterior import read_posterior
-from pyro_lfads.fitting.run import Run
+from pyro_lfads.fitting.run import Run, dataset_sha256
 from pyro_lfads.evaluation.nlb_figures import BASELINES, DEFAULT_PSTH_SIGMA_BINS, baseline_rates, score_rates
 from pyro_lfads.fitting.train import evaluate_elbo
 
@@ -52,9 +52,10 @@ def evaluate_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *,
     """
     run = Run.open(run)
     config = run.config
+    data_sha256 = None if dataset is None else dataset_sha256(dataset)
     dataset = run.scored_data(dataset, session)
     counts = data_support(config.likelihood) == "counts"
-    posterior = read_posterior(run, "valid", session)
+    posterior = read_posterior(run, "valid", session, data_sha256=data_sha256)
     rates = posterior["output_params"].astype("float64")
     observed = dataset.valid.recon_data
     lfads = {"likelihood": config.likelihood, "n_valid_trials": dataset.valid.n_trials,
@@ -68,7 +69,7 @@ def evaluate_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *,
         return {"lfads": lfads}
     lfads["bits_per_spike"] = bits_per_spike(observed, rates)
     lfads["poisson_nll_per_trial"] = poisson_nll(observed, rates) / dataset.valid.n_trials
-    train_rates = read_posterior(run, "train", session)["output_params"].astype("float64")
+    train_rates = read_posterior(run, "train", session, data_sha256=data_sha256)["output_params"].astype("float64")
     result = {"lfads": {**lfads, **score_rates(dataset, train_rates, rates, lag_bins=lag_bins,
                                                psth_sigma_bins=psth_sigma_bins)}}
     unknown = [method for method in baselines if method not in BASELINES]

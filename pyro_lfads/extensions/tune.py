@@ -60,6 +60,7 @@ from pyro_lfads.fitting.checkpoints import load_checkpoint, save_checkpoint
 from pyro_lfads.fitting.run import CONFIG_FILE, LAST, Run, RunInfo, read_training_curve
 from pyro_lfads.fitting.train import Trainer, new_trainer, validation_score
 from pyro_lfads.models.likelihoods import data_support
+from pyro_lfads.fitting.run_lock import LOCK_FILE, writes_into
 
 INSTALL_HINT = 'tune needs Ray: pip install "pyro-lfads[tune]"'
 #: The objective every member reports, lower is better.
@@ -258,6 +259,7 @@ def member_trainable(hyperparameters: dict, *, dataset: LFADSDataset, base: LFAD
 
 
 # --- the population -------------------------------------------------------------------------
+@writes_into("out")
 def tune(data: LFADSDataset | Run | str | Path, out: str | Path, *, population: int = 8, generations: int = 10,
          epochs_per_generation: int = 5, config: LFADSConfig | None = None, address: str | None = None,
          cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, seed: int | None = None,
@@ -410,7 +412,7 @@ def _check_request(dataset, config, out, population, generations, epochs, cpus, 
             raise InputError(problem)
     if gpus > 0 and address is None and not torch.cuda.is_available():
         raise InputError(f"gpus_per_trial: {gpus:g} requested per member but CUDA is not available on this machine")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or any(path.name != LOCK_FILE for path in out.iterdir())):
         raise InputError(f"{out}: already exists and is not an empty directory; choose a new out")
     ensure_valid(dataset, support=data_support(config.likelihood), min_time_bins=config.time_bins)
     check_heldin_layout(dataset)  # coordinated dropout is always tuned

@@ -24,7 +24,10 @@ Output keys (lfads-torch's names; shapes per split, B trials, T bins):
     {split}_ic_std              (B, G)     standard deviation of q(g0)
     {split}_obs_mean            (B, T, N)  predicted mean observation, where it is not the
                                            rates (calcium: the fluorescence), and its _std
-plus the attributes ``samples`` and ``time_bins``.
+plus the attributes ``samples``, ``time_bins`` and the record of what the file was made from
+(``source_checkpoint_sha256``, ``source_data_sha256``, ``source_epoch``:
+:class:`~pyro_lfads.fitting.derived_files.Source`); :func:`read_posterior` refuses a file whose record
+is not the run's best checkpoint as it is now.
 
 A stitched run (several sessions) writes one such file per session,
 ``posterior_session{k}.h5``, with the same keys.
@@ -44,10 +47,11 @@ from pyro_lfads.fitting.batch import trial_chunks
 from pyro_lfads.data import LFADSDataset, Split, as_sessions
 from pyro_lfads.errors import InputError
 from pyro_lfads.data.atomic_files import atomic_hdf5
-from pyro_lfads.fitting.run import Run
+from pyro_lfads.fitting.derived_files import POSTERIOR_FILE, Source
+from pyro_lfads.fitting.run import Run, dataset_sha256
 from pyro_lfads.fitting.objective import guide_and_model_traces, sampled_values
+from pyro_lfads.fitting.run_lock import writes_into
 
-POSTERIOR_FILE = "posterior.h5"
 SAMPLED_SITES = {"rates": "output_params", "factors": "factors", "gen_states": "gen_states", "u": "co",
                  "obs_mean": "obs_mean"}
 
@@ -85,6 +89,7 @@ def posterior_chunks(model, guide, split: Split, *, samples: int, time_bins: int
         yield trials, out
 
 
+@writes_into("run")
 def write_posterior(run: Run | str | Path, data: LFADSDataset | Sequence[LFADSDataset] | None = None, *,
                     samples: int | None = None, device: str = "cpu", max_rows: int = 4096,
                     progress: bool = True) -> list[Path]:
@@ -100,6 +105,8 @@ def write_posterior(run: Run | str | Path, data: LFADSDataset | Sequence[LFADSDa
     if len(sessions) != run.n_sessions:
         raise InputError(f"{run.directory}: was fitted on {run.n_sessions} sessions, got {len(sessions)} data sets")
     model, guide = run.fitted("best", device)
+    sources = [run.source(None if data is None else dataset_sha256(dataset), session)
+               for session, dataset in enumerate(sessions)]
     total = sum(d.train.n_trials + d.valid.n_trials for d in sessions)
     bar = tqdm(total=total, desc="posterior", unit="trial", disable=not progress, dynamic_ncols=True)
     paths = []
@@ -108,6 +115,7 @@ def write_posterior(run: Run | str | Path, data: LFADSDataset | Sequence[LFADSDa
         with atomic_hdf5(path) as h5:
             h5.attrs["samples"] = samples
             h5.attrs["time_bins"] = info.n_time
+            h5.attrs.update(sources[session].as_attrs())
             for name in ("train", "valid"):
                 split = getattr(dataset, name)
                 for trials, arrays in posterior_chunks(model, guide, split, samples=samples,
@@ -124,9 +132,11 @@ def write_posterior(run: Run | str | Path, data: LFADSDataset | Sequence[LFADSDa
     return paths
 
 
-def read_posterior(run: Run | str | Path, split: str = "valid", session: int = 0) -> dict[str, np.ndarray]:
+def read_posterior(run: Run | str | Path, split: str = "valid", session: int = 0, *,
+                   data_sha256: str | None = None) -> dict[str, np.ndarray]:
     """The arrays of ``split`` (of session ``session``) from the run's posterior file, keyed without
-    the split prefix."""
+    the split prefix; refused when the file was made from another checkpoint than the run's best, or from
+    other data than that of checksum ``data_sha256`` (default: the session's own)."""
     run = Run.open(run)
     path = posterior_path(run, session)
     if not path.is_file():
@@ -134,6 +144,14 @@ def read_posterior(run: Run | str | Path, split: str = "valid", session: int = 0
     prefix = f"{split}_"
     try:
         with h5py.File(path, "r") as h5:
+            run.check_source(path, Source.from_attrs(h5.attrs), "write_posterior", data_sha256, session)
             return {key[len(prefix):]: h5[key][()] for key in h5 if key.startswith(prefix)}
     except OSError as exc:
         raise InputError(f"{path}: not a readable posterior file ({exc})") from None
+
+
+def posterior_source(run: Run | str | Path, session: int = 0) -> Source | None:
+    """The record of what the run's posterior file (of session ``session``) was made from; None for a file
+    without one. The file must exist and be current (:func:`read_posterior` checks both)."""
+    with h5py.File(posterior_path(run, session), "r") as h5:
+        return Source.from_attrs(h5.attrs)

@@ -7,7 +7,10 @@ Layout of RUN_DIR:
     checkpoints/last.pt    the latest complete epoch (resume from here)
     checkpoints/best.pt    the epoch with the lowest validation loss
     training_curve.jsonl   one JSON object per epoch
-    posterior.h5           posterior averages (written by ``posterior``)
+    posterior.h5           posterior averages (written by ``posterior``); decoding.h5, diagnostics.json,
+                           inference_data.nc, report/ likewise: the derived files, each recording
+                           the checkpoint and data it was made from (:mod:`pyro_lfads.fitting.derived_files`)
+    .pyro-lfads.lock       held by the command writing here (:mod:`pyro_lfads.fitting.run_lock`)
 
 A stitched run's per-session files are named ``{stem}_session{k}{suffix}`` (:meth:`Run.session_file`).
 """
@@ -31,8 +34,10 @@ from pyro_lfads.version import __version__
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split, as_sessions, load_dataset
 from pyro_lfads.errors import InputError
-from pyro_lfads.data.atomic_files import atomic_path, remove_leftover_temporaries
+from pyro_lfads.data.atomic_files import atomic_path, check_inside_run, remove_leftover_temporaries
 from pyro_lfads.fitting.checkpoints import load_checkpoint, load_weights
+from pyro_lfads.fitting.derived_files import Source, file_sha256, remove_derived_files
+from pyro_lfads.fitting.run_lock import LOCK_FILE
 
 CONFIG_FILE, INFO_FILE, CURVE_FILE = "config.yaml", "run.json", "training_curve.jsonl"
 LAST, BEST = "checkpoints/last.pt", "checkpoints/best.pt"
@@ -173,6 +178,8 @@ class Run:
         self.training: TrainerState | None = None
         self._datasets: dict[int, LFADSDataset] = {}
         self._fitted: dict[tuple[str, str], tuple] = {}
+        self._loaded: dict[str, tuple[str, int]] = {}  # checkpoint -> (sha256, epoch) of what fitted() loaded
+        self._best_sha256: tuple[tuple, str] | None = None  # (the file's identity, its sha256)
 
     def __repr__(self) -> str:
         return f"Run({str(self.directory)!r})"
@@ -215,13 +222,17 @@ class Run:
 
         A directory that holds this very run (same config but for ``max_epochs``, whose raising extends a
         run; same data checksum) resumes from its last checkpoint when it has one. A different run there
-        is refused unless ``overwrite``, which starts afresh. Starting afresh deletes the old checkpoints
-        and curve; either way the config and record are (re)written.
+        is refused unless ``overwrite``, which starts afresh; so is a folder that is not empty and holds no
+        run. Starting afresh deletes the old checkpoints, curve and derived files, never other files;
+        either way the config and record are (re)written. The caller holds the directory's lock.
         """
         previous = target if isinstance(target, Run) else None
         directory = Path(target.directory if previous is not None else target)
         if previous is None and (directory / INFO_FILE).is_file():
             previous = cls.open(directory)
+        if previous is None and not overwrite and any(p.name != LOCK_FILE for p in _entries(directory)):
+            raise InputError(f"{directory}: is not empty and holds no pyro-lfads run (no {INFO_FILE}); choose "
+                             "another directory or pass overwrite=True (which removes only the files a run writes)")
         same = previous is not None and previous.holds(config, info)
         if previous is not None and not same and not overwrite:
             raise InputError(f"{directory}: already holds a different run (other config or data); "
@@ -229,7 +240,13 @@ class Run:
         resume = same and (directory / LAST).exists() and not overwrite
         if not resume:
             for name in (LAST, BEST, CURVE_FILE):
+                check_inside_run(directory / name)  # never delete through a link out of the run
                 (directory / name).unlink(missing_ok=True)
+            remove_derived_files(directory)
+            try:
+                (directory / LAST).parent.rmdir()
+            except OSError:  # absent, or holding files a run does not write
+                pass
         return cls.create(directory, config, info), resume
 
     def holds(self, config: LFADSConfig, info: RunInfo) -> bool:
@@ -302,13 +319,69 @@ class Run:
         if key not in self._fitted:
             model, guide = build_model_and_guide(self.config, self.info)
             path = self.checkpoint_path(which)
-            load_weights(model, guide, load_checkpoint(path), path)
+            state = load_checkpoint(path)
+            load_weights(model, guide, state, path)
+            self._loaded.setdefault(which, (file_sha256(path), int(state["epoch"])))
             self._fitted[key] = model.to(device).eval(), guide.to(device).eval()
         return self._fitted[key]
+
+    # --- what derived files are made from --------------------------------------------------
+    def source(self, data_sha256: str | None = None, session: int = 0) -> Source:
+        """The record of a file made from the best checkpoint, as :meth:`fitted` loaded it, and the data of
+        checksum ``data_sha256`` (default: session ``session``'s own)."""
+        if "best" not in self._loaded:
+            self.fitted("best")
+        checkpoint_sha256, epoch = self._loaded["best"]
+        return Source(checkpoint_sha256, self.session_info(session).data_sha256 if data_sha256 is None
+                      else data_sha256, epoch)
+
+    def best_sha256(self) -> str:
+        """The sha256 of the best checkpoint file as it is now (computed again only when the file changed)."""
+        path = self.checkpoint_path("best")
+        try:
+            status = path.stat()
+        except FileNotFoundError:
+            raise InputError(f"{path}: no checkpoint here; has this run been fitted?") from None
+        identity = status.st_ino, status.st_size, status.st_mtime_ns
+        if self._best_sha256 is None or self._best_sha256[0] != identity:
+            self._best_sha256 = identity, file_sha256(path)
+        return self._best_sha256[1]
+
+    def is_current(self, source: Source | None, data_sha256: str | None = None, session: int = 0) -> bool:
+        """Whether a derived file recording ``source`` was made from the run's best checkpoint as it is now
+        and from the data of checksum ``data_sha256`` (default: session ``session``'s own)."""
+        return source is not None and self.stale_reason(source, data_sha256, session) is None
+
+    def check_source(self, path: Path, source: Source | None, rerun: str, data_sha256: str | None = None,
+                     session: int = 0) -> None:
+        """Refuse the derived file at ``path`` unless its record ``source`` is current (:meth:`is_current`);
+        the message names ``rerun``, the call that makes the file again."""
+        reason = ("records no checkpoint it was made from (an earlier pyro-lfads wrote it)" if source is None
+                  else self.stale_reason(source, data_sha256, session))
+        if reason is not None:
+            raise InputError(f"{path}: {reason}; rerun {rerun} on {self.directory}")
+
+    def stale_reason(self, source: Source, data_sha256: str | None = None, session: int = 0) -> str | None:
+        """Why a file recording ``source`` is out of date, in words; None when it is current."""
+        if source.checkpoint_sha256 != self.best_sha256():
+            return f"was made from another checkpoint (epoch {source.epoch}) than the run's best"
+        if source.data_sha256 != (self.session_info(session).data_sha256 if data_sha256 is None else data_sha256):
+            return "was made from other data than the data scored here (checksum differs)"
+        return None
 
     def training_curve(self) -> list[dict]:
         """The training curve's records, one dict per epoch (:func:`read_training_curve`)."""
         return read_training_curve(self.directory)
+
+
+def _entries(directory: Path) -> list[Path]:
+    """What ``directory`` holds; nothing when it does not exist."""
+    try:
+        return list(directory.iterdir())
+    except FileNotFoundError:
+        return []
+    except NotADirectoryError:
+        raise InputError(f"{directory}: exists and is not a directory; choose another directory") from None
 
 
 def load_fitted(run: Run | str | Path, which: str = "best", device: str = "cpu"):

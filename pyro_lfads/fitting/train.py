@@ -47,6 +47,7 @@ from pyro_lfads.fitting.run import BEST, CURVE_FILE, LAST, Run, RunInfo, Trainer
 from pyro_lfads.fitting.schedule import PlateauRule, epoch_batch_size, ramp_steps, ramp_weight, steps_per_epoch
 from pyro_lfads.extensions.stitching import check_sessions, initialise_sessions
 from pyro_lfads.fitting.objective import TracedPair, elbo_terms, guide_and_model_traces
+from pyro_lfads.fitting.run_lock import writes_into
 
 
 #: Steps in a row with a non-finite loss or gradient after which training stops.
@@ -336,6 +337,7 @@ def _truncate_curve(path: Path, n_epochs: int) -> None:
             tmp.write_text("".join(lines))
 
 
+@writes_into("run_dir")
 def fit(data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig, run_dir: str | Path | Run, *,
         device: str = "cpu", overwrite: bool = False, progress: bool = True) -> Run:
     """Fit LFADS to ``data``, writing into ``run_dir``; returns the :class:`~pyro_lfads.fitting.run.Run`,
@@ -356,6 +358,7 @@ def fit(data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig, run_di
     return _train(run, sessions, resume, device, progress)
 
 
+@writes_into("run")
 def resume_fit(run: Run | str | Path, *, max_epochs: int | None = None, device: str = "cpu",
                progress: bool = True) -> Run:
     """Continue a fitted run from its last complete checkpoint, on the data and config it records (data
