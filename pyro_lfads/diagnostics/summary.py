@@ -16,6 +16,7 @@ trial (nats) and the posterior predictive checks (:mod:`pyro_lfads.diagnostics.p
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from pathlib import Path
@@ -23,12 +24,13 @@ from pathlib import Path
 import arviz as az
 import numpy as np
 import torch
+import xarray as xr
 from tqdm.auto import tqdm
 
 from pyro_lfads.data import LFADSDataset
 from pyro_lfads.diagnostics.importance import elbo_per_trial, iwae_per_trial, log_importance_weights, pareto_khat, to_inference_data
 from pyro_lfads.errors import InputError
-from pyro_lfads.data.atomic_files import atomic_path
+from pyro_lfads.data.atomic_files import atomic_path, write_atomically
 from pyro_lfads.diagnostics.predictive_checks import PPCResult, posterior_predictive_checks
 from pyro_lfads.fitting.derived_files import DIAGNOSTICS_FILE, INFERENCE_DATA_FILE, Source
 from pyro_lfads.fitting.run import Run, dataset_sha256
@@ -87,14 +89,23 @@ def diagnose_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *, 
     per_trial = {"trial": inference_data.posterior["trial"].values.tolist(), "khat": khat.tolist(),
                  "elbo": elbo.tolist(), "iwae": iwae.tolist()}
     inference_data.posterior.attrs.update(source.as_attrs())
-    with atomic_path(run_dir / INFERENCE_DATA_FILE) as tmp:
-        inference_data.to_netcdf(str(tmp))
+    write_atomically(run_dir / INFERENCE_DATA_FILE, netcdf_bytes(inference_data))
     with atomic_path(run_dir / DIAGNOSTICS_FILE) as tmp:
         tmp.write_text(json.dumps({"summary": summary, "per_trial": per_trial, "source": source.as_attrs()},
                                   indent=1))
     steps.update()
     steps.close()
     return summary
+
+
+def netcdf_bytes(inference_data: az.InferenceData) -> memoryview:
+    """The NetCDF file of ``inference_data`` (one group per InferenceData group, what ``az.from_netcdf``
+    reads), built in memory: written by :func:`write_atomically`, a full disk fails as one ``OSError``
+    where HDF5 writing to the disk itself would crash the interpreter at exit."""
+    tree = xr.DataTree.from_dict({f"/{group}": getattr(inference_data, group) for group in inference_data.groups()})
+    buffer = io.BytesIO()
+    tree.to_netcdf(buffer, engine="h5netcdf")
+    return buffer.getbuffer()
 
 
 def predictive_checks(inference_data: az.InferenceData) -> PPCResult:
