@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import h5py
@@ -81,6 +82,20 @@ def test_true_rates_score_better_than_a_constant(small_nlb):
     assert constant["co_bps"] < 0.05 and constant["fp_bps"] < 0.05 and constant["vel_r2"] < 0.05
     with pytest.raises(InputError, match="valid_rates: shape"):
         score_rates(small_nlb, truth["train"], truth["valid"][:, :30])
+
+
+def test_behaviour_of_all_bins_is_decoded_on_the_observed_bins(small_nlb):
+    truth = {s: small_nlb.truth_counts(s) for s in ("train", "valid")}
+    observed = score_rates(small_nlb, truth["train"], truth["valid"], lag_bins=5)["vel_r2"]
+    n_forward = small_nlb.train.recon_data.shape[1] - Layout.of(small_nlb).n_time
+    assert n_forward > 0
+    extras = dict(small_nlb.extras)
+    for split in ("train", "valid"):  # behaviour continued over the forward bins, as lfads-torch stores it
+        behavior = extras[f"{split}_behavior"]
+        extras[f"{split}_behavior"] = np.concatenate([behavior, np.full((len(behavior), n_forward, behavior.shape[2]),
+                                                                        1e6)], axis=1)
+    longer = score_rates(dataclasses.replace(small_nlb, extras=extras), truth["train"], truth["valid"], lag_bins=5)["vel_r2"]
+    assert longer == observed
 
 
 @pytest.mark.slow

@@ -52,6 +52,7 @@ def decode_run(run: Run | str | Path, dataset=None, *, source: str = "rates", la
         raise InputError(f"{dataset.source}: train_behavior / valid_behavior: missing; decoding needs the "
                          "behaviour (trials, time, dims) of both splits")
     n_time = Layout.of(dataset).n_time
+    behavior = [b[:, :n_time] for b in behavior]  # behaviour of all bins (lfads-torch's layout): the observed ones
     features = [read_posterior(run, split, session, data_sha256=data_sha256)[SOURCES[source]][:, :n_time]
                 for split in ("train", "valid")]
     decoder = fit_velocity_decoder(features[0], behavior[0], lag_bins=lag_bins)

@@ -69,9 +69,9 @@ def score_rates(dataset: LFADSDataset, train_rates: np.ndarray, valid_rates: np.
     if layout.n_forward:
         result["fp_bps"] = fp_bps(valid_rates[:, T:], spikes[:, T:])
     behavior = [dataset.extras.get(f"{name}_behavior") for name in ("train", "valid")]
-    if all(b is not None for b in behavior):
-        result["vel_r2"] = velocity_r2(train_rates[:, :T], behavior[0], valid_rates[:, :T], behavior[1],
-                                       lag_bins=lag_bins)
+    if all(b is not None for b in behavior):  # behaviour of all bins (lfads-torch's layout): the observed ones
+        result["vel_r2"] = velocity_r2(train_rates[:, :T], behavior[0][:, :T], valid_rates[:, :T],
+                                       behavior[1][:, :T], lag_bins=lag_bins)
     conditions = [dataset.extras.get(f"{name}_conditions") for name in ("train", "valid")]
     if all(c is not None for c in conditions):
         all_spikes = np.concatenate([dataset.train.recon_data[:, :T], spikes[:, :T]])
