@@ -276,3 +276,13 @@ def test_the_next_command_on_a_run_removes_the_leftovers(copied, capsys):
     leftovers, _ = _leave_temporaries(copied / "run")
     assert main(["evaluate", str(copied / "run"), "--baselines", "none"]) == 0
     assert [path for path in leftovers if path.exists()] == []
+
+
+def test_tunes_checkpoint_rewrite_refuses_a_crafted_file_and_runs_nothing(tmp_path):
+    from pyro_lfads.extensions.tune import _set_checkpoint_lr  # the one place tune reads a checkpoint
+
+    marker = tmp_path / "marker"
+    _craft(tmp_path / "last.pt", marker)
+    with pytest.raises(InputError, match="not a pyro-lfads checkpoint"):
+        _set_checkpoint_lr(tmp_path / "last.pt", 0.001)
+    assert not marker.exists()
