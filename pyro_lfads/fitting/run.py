@@ -38,6 +38,9 @@ from pyro_lfads.data.atomic_files import atomic_path, check_inside_run, remove_l
 from pyro_lfads.fitting.checkpoints import load_checkpoint, load_weights
 from pyro_lfads.fitting.derived_files import Source, file_sha256, remove_derived_files
 from pyro_lfads.fitting.run_lock import LOCK_FILE
+from pyro_lfads.guides.lfads import LFADSGuide
+from pyro_lfads.models.lfads import LFADSModel
+from pyro_lfads.models.likelihoods import data_support
 
 CONFIG_FILE, INFO_FILE, CURVE_FILE = "config.yaml", "run.json", "training_curve.jsonl"
 LAST, BEST = "checkpoints/last.pt", "checkpoints/best.pt"
@@ -121,9 +124,6 @@ def dataset_sha256(dataset: LFADSDataset) -> str:
 
 def build_model_and_guide(config: LFADSConfig, info: RunInfo):
     """A fresh (model, guide) pair for data of the shapes in ``info``."""
-    from pyro_lfads.guides.lfads import LFADSGuide
-    from pyro_lfads.models.lfads import LFADSModel
-
     sessions = info.session_infos()
     if len(sessions) == 1:
         model = LFADSModel(config, info.n_neurons, info.n_ext_inputs)
@@ -290,8 +290,6 @@ class Run:
         """The data set (of session ``session``) the run was fitted on, read again from its file and checked
         unchanged (checksum) the first time, kept after."""
         if session not in self._datasets:
-            from pyro_lfads.models.likelihoods import data_support
-
             info = self.session_info(session)
             if info.data_source.startswith("<"):
                 raise InputError(f"{self.directory}: was fitted on in-memory arrays; pass the data set to the Python API")

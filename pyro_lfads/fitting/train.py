@@ -48,6 +48,7 @@ from pyro_lfads.fitting.schedule import PlateauRule, epoch_batch_size, ramp_step
 from pyro_lfads.extensions.stitching import check_sessions, initialise_sessions
 from pyro_lfads.fitting.objective import TracedPair, elbo_terms, guide_and_model_traces
 from pyro_lfads.fitting.run_lock import writes_into
+from pyro_lfads.models.likelihoods import data_support
 
 
 #: Steps in a row with a non-finite loss or gradient after which training stops.
@@ -374,8 +375,6 @@ def resume_fit(run: Run | str | Path, *, max_epochs: int | None = None, device: 
 def checked_sessions(data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig) -> list[LFADSDataset]:
     """The sessions of ``data``, refused unless ``config`` can fit them (support, bins, held-in layout,
     sessions that stitch)."""
-    from pyro_lfads.models.likelihoods import data_support
-
     sessions = as_sessions(data)
     if not sessions:
         raise InputError("data: no data set given")
