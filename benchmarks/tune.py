@@ -22,7 +22,7 @@ models start from that YAML instead of the defaults.
 
 Run: OMP_NUM_THREADS=1 python benchmarks/tune.py [--population 8] [--generations 12]
      [--epochs-per-generation 5] [--objective sv|recon|elbo] [--config YAML] [--out DIR]
-     (needs pip install "pyro-lfads[tune]")
+     (needs pip install ".[tune]")
 """
 
 from __future__ import annotations

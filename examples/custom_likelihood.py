@@ -1,18 +1,30 @@
 """Swap the likelihood: add a Student-t observation model for heavy-tailed signals.
 
 The recipe: copy the observation model closest to yours from
-``pyro_lfads/models/likelihoods.py`` (here ``GaussianLikelihood``), edit its
-distribution and parameters, register it under a name, and set
-``likelihood`` to that name. Training, posterior averaging and evaluation
-then work as for the built-in models.
+``models/likelihoods.py`` (here ``GaussianLikelihood``) and edit its
+distribution and parameters. Then, from Python, register it under a name
+and set ``likelihood`` to that name; from the command line, name the class
+where it lives, ``package.module:ClassName``:
+
+    pyro-lfads fit data.h5 --out run --likelihood examples.custom_likelihood:StudentTLikelihood
+    pyro-lfads posterior run && pyro-lfads evaluate run && pyro-lfads report run
+
+(from the repository's folder, where ``examples.custom_likelihood`` is
+importable; elsewhere put its folder on PYTHONPATH). config.yaml records the
+name, and each later command imports the module again. Training, posterior
+averaging and evaluation then work as for the built-in models.
 
     python examples/custom_likelihood.py --out studentt_example --max-epochs 150 --compare
+    python examples/custom_likelihood.py --out studentt_example --max-epochs 150 --cli   # both ways
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +67,10 @@ class StudentTLikelihood(nn.Module):
         return Observation(distribution, mean, mean)
 
 
-register_likelihood("studentt", StudentTLikelihood)
+register_likelihood("studentt", StudentTLikelihood)  # the Python way: LFADSConfig(likelihood="studentt")
+#: The command line's way: the class where it lives (importable from the repository's folder).
+SPEC = "examples.custom_likelihood:StudentTLikelihood"
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def heavy_tailed_lorenz(n_conditions: int, seed: int = 0):
@@ -70,23 +85,44 @@ def heavy_tailed_lorenz(n_conditions: int, seed: int = 0):
                                           valid_truth=clean.valid.truth, support="real")
 
 
+def fit_from_the_command_line(dataset, config, out: Path) -> dict:
+    """The same fit through ``pyro-lfads`` (fit, posterior, evaluate), each command a new process run from
+    the repository's folder; the evaluation's figures."""
+    out.mkdir(parents=True, exist_ok=True)
+    data, config_file = out / "heavy_tailed.h5", out / "config.yaml"
+    pyro_lfads.save_dataset(dataset, data)
+    config.to_yaml(config_file)
+    command = [shutil.which("pyro-lfads", path=str(Path(sys.executable).parent)) or "pyro-lfads"]
+    run_dir = out / "run"
+    for args in (["fit", data, "--out", run_dir, "--config", config_file, "--likelihood", SPEC, "--overwrite",
+                  "--quiet"], ["posterior", run_dir, "--quiet"], ["evaluate", run_dir, "--json"]):
+        done = subprocess.run(command + [str(arg) for arg in args], cwd=REPOSITORY, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"pyro-lfads {args[0]} failed: {done.stderr.strip()}")
+    return json.loads(done.stdout)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("studentt_example"))
     parser.add_argument("--max-epochs", type=int, default=150)
     parser.add_argument("--conditions", type=int, default=65)
     parser.add_argument("--compare", action="store_true", help="also fit the Gaussian model, for comparison")
+    parser.add_argument("--cli", action="store_true",
+                        help=f"also fit the Student-t model through the pyro-lfads command (--likelihood {SPEC})")
     args = parser.parse_args()
 
     dataset = heavy_tailed_lorenz(args.conditions)
     results = {}
+    base = pyro_lfads.LFADSConfig(co_dim=0, max_epochs=args.max_epochs, kl_ramp_steps=min(2000, 4 * args.max_epochs),
+                                  posterior_samples=20)
     for likelihood in ["studentt"] + (["gaussian"] if args.compare else []):
-        config = pyro_lfads.LFADSConfig(likelihood=likelihood, co_dim=0, max_epochs=args.max_epochs,
-                                        kl_ramp_steps=min(2000, 4 * args.max_epochs), posterior_samples=20)
         run_dir = args.out / likelihood
-        pyro_lfads.fit(dataset, config, run_dir, overwrite=True, progress=False)
+        pyro_lfads.fit(dataset, base.replace(likelihood=likelihood), run_dir, overwrite=True, progress=False)
         pyro_lfads.write_posterior(run_dir, dataset, progress=False)
         results[likelihood] = pyro_lfads.evaluate_run(run_dir, dataset)  # real-valued: LFADS figures only
+    if args.cli:
+        results["studentt_cli"] = fit_from_the_command_line(dataset, base, (args.out / "studentt_cli").resolve())
     print(json.dumps(results, indent=2))
 
 

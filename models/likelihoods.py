@@ -22,7 +22,10 @@ An observation model is an ``nn.Module`` with
 To add one, copy the class closest to what you need, edit it, and
 ``register_likelihood("name", MyLikelihood)``; then ``likelihood: name`` in a
 config trains, samples and evaluates it like the built-in ones (see
-``examples/custom_likelihood.py``). ``LFADSModel(config, n_neurons,
+``examples/custom_likelihood.py``). Or name it where it lives,
+``likelihood: mypackage.noise:MyLikelihood`` (``pyro-lfads fit --likelihood``):
+any process that reads such a config imports and registers it
+(``pyro_lfads.models.likelihood_spec``). ``LFADSModel(config, n_neurons,
 likelihood=MyLikelihood(...))`` builds a model with it directly.
 """
 
@@ -37,6 +40,7 @@ from torch import nn
 
 from pyro_lfads.blocks.distributions import ZeroInflatedGamma
 from pyro_lfads.config import LIKELIHOOD_NAMES
+from pyro_lfads.models.likelihood_spec import import_likelihood, interface_problem, is_spec
 
 
 class Observation(NamedTuple):
@@ -277,33 +281,32 @@ LIKELIHOODS = {
 }
 
 
-#: The values ``support`` and ``link`` may take (module docstring).
-SUPPORTS, LINKS = ("counts", "nonnegative", "positive", "real"), ("log", "identity", None)
-
-
 def register_likelihood(name: str, likelihood_class: type) -> None:
     """Make ``likelihood: name`` in a config build ``likelihood_class(fac_dim, n_neurons)``."""
-    for attribute in ("support", "link", "init_from_data", "forward"):
-        if not hasattr(likelihood_class, attribute):
-            raise TypeError(f"{likelihood_class.__name__} needs a {attribute!r} (see likelihoods.py)")
-    if likelihood_class.support not in SUPPORTS:
-        raise TypeError(f"{likelihood_class.__name__}.support: {likelihood_class.support!r} is not one of "
-                        f"{', '.join(SUPPORTS)}")
-    if likelihood_class.link not in LINKS:
-        raise TypeError(f"{likelihood_class.__name__}.link: {likelihood_class.link!r} is not one of log, identity, None")
+    problem = interface_problem(likelihood_class)
+    if problem:
+        raise TypeError(problem)
     LIKELIHOODS[name] = likelihood_class
     if name not in LIKELIHOOD_NAMES:
         LIKELIHOOD_NAMES.append(name)
 
 
+def lookup_likelihood(name: str) -> type:
+    """The observation model ``name`` names: a registered name, or a ``package.module:ClassName`` spec,
+    imported and registered under the spec on first use (InputError in one line if that fails)."""
+    if name not in LIKELIHOODS and is_spec(name):
+        register_likelihood(name, import_likelihood(name))
+    return LIKELIHOODS[name]
+
+
 def data_support(likelihood: str) -> str:
     """What data the observation model named ``likelihood`` accepts: "counts" (non-negative integers),
     "nonnegative" (>= 0), "positive" (> 0) or "real" (finite)."""
-    return LIKELIHOODS[likelihood].support
+    return lookup_likelihood(likelihood).support
 
 
 def make_likelihood(config, n_neurons: int) -> nn.Module:
     """The observation model that ``config.likelihood`` names, for config.fac_dim factors."""
     if config.likelihood == "calcium":
         return CalciumLikelihood(config.fac_dim, n_neurons, tau_init=config.calcium_tau_init)
-    return LIKELIHOODS[config.likelihood](config.fac_dim, n_neurons)
+    return lookup_likelihood(config.likelihood)(config.fac_dim, n_neurons)

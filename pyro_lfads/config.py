@@ -21,6 +21,7 @@ import numpy as np
 import yaml
 
 from pyro_lfads.errors import InputError
+from pyro_lfads.models.likelihood_spec import SPEC_FORM, import_likelihood, is_spec
 
 #: The names ``likelihood`` may take: the keys of the observation-model registry
 #: (``pyro_lfads.models.likelihoods.LIKELIHOODS``), whose ``register_likelihood`` appends here. A list of
@@ -69,7 +70,9 @@ class LFADSConfig:
             them fixed there (False).
     Model:
         likelihood: observation model of the ``obs`` site: poisson, gaussian,
-            negbinom, gamma, zig (zero-inflated Gamma) or calcium.
+            negbinom, gamma, zig (zero-inflated Gamma) or calcium, a name
+            given to ``register_likelihood``, or a class of your own as
+            ``package.module:ClassName``, imported wherever the config is read.
         calcium_tau_init: initial indicator decay time of the calcium model, bins.
         ic_prior_var: kappa, the variance of the g0 prior.
         ic_post_var_min: floor on the variance of q(g0).
@@ -221,13 +224,24 @@ class LFADSConfig:
             _check(source, name, getattr(self, name), bool, lambda v: True, "must be true or false")
         _check(source, "lr_decay", self.lr_decay, float, lambda v: 0 < v < 1, "must be in (0, 1)")
         self._check_learning_rates(source)
-        if self.likelihood not in LIKELIHOOD_NAMES:
-            raise InputError(f"{source}: likelihood: {self.likelihood!r} is not one of {', '.join(LIKELIHOOD_NAMES)}")
+        self._check_likelihood(source)
         if self.checkpoint_metric not in CHECKPOINT_METRICS:
             raise InputError(f"{source}: checkpoint_metric: {self.checkpoint_metric!r} is not one of "
                              f"{', '.join(CHECKPOINT_METRICS)}")
         if self.elbo not in ELBOS:
             raise InputError(f"{source}: elbo: {self.elbo!r} is not one of {', '.join(ELBOS)}")
+
+    def _check_likelihood(self, source: str) -> None:
+        """A registered name, or a ``package.module:ClassName`` whose module imports and holds the class."""
+        if self.likelihood in LIKELIHOOD_NAMES:
+            return
+        if not is_spec(self.likelihood):
+            raise InputError(f"{source}: likelihood: {self.likelihood!r} is not one of {', '.join(LIKELIHOOD_NAMES)}, "
+                             f"nor a class of your own as {SPEC_FORM}")
+        try:
+            import_likelihood(self.likelihood)
+        except InputError as exc:
+            raise InputError(f"{source}: {exc}") from None
 
     def _check_learning_rates(self, source: str) -> None:
         """A learning rate the fit can use: at most ``MAX_LEARNING_RATE``, and above ``lr_min``."""

@@ -169,7 +169,8 @@ def test_bad_files(tmp_path):
 
 def test_without_pynwb_the_error_says_how_to_install_it(nwb_file, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynwb", None)
-    with pytest.raises(InputError, match=r"reading NWB needs pynwb: pip install 'pyro-lfads\[nwb\]'$"):
+    hint = r"reading NWB needs pynwb: pip install 'pynwb>=2\.5' \(or pip install '\.\[nwb\]' in a source checkout\)$"
+    with pytest.raises(InputError, match=hint):
         load_nwb(nwb_file)
 
 

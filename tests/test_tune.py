@@ -1,7 +1,7 @@
 """AutoLFADS (pyro_lfads.extensions.tune): a tiny population end to end on Ray, the exploit step (weights copied,
 hyperparameters applied), the explore step (x0.8 / x1.2, clipped, or resampled) and the errors.
 
-Every test but the install hint and the exploit step needs Ray (``pip install "pyro-lfads[tune]"``) and
+Every test but the install hint and the exploit step needs Ray (``pip install ".[tune]"``) and
 is skipped without it.
 """
 
@@ -49,7 +49,8 @@ def test_without_ray_tune_says_how_to_install_it(monkeypatch, tiny_files, tmp_pa
                  "--config", str(config)])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.strip() == 'pyro-lfads: error: tune needs Ray: pip install "pyro-lfads[tune]"'
+    assert err.strip() == ('pyro-lfads: error: tune needs Ray: pip install "ray[tune]>=2.40" (or pip install ".[tune]" '
+                           'in a source checkout)')
     assert not (tmp_path / "out").exists()
 
 

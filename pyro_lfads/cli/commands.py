@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import glob
 import json
+import os
 import re
 import sys
 import time
@@ -100,15 +101,16 @@ def _config_for(args):
 
 def cmd_fit(args) -> None:
     from pyro_lfads.data import load_dataset
-    from pyro_lfads.fitting.train import check_device, fit, resume_fit
+    from pyro_lfads.fitting.train import fit, resolve_device, resume_fit
     from pyro_lfads.models.likelihoods import data_support
 
-    check_device(args.device)
+    device = resolve_device(args.device)
     if args.resume is not None:
         if args.data or args.out or args.config or args.likelihood or args.seed is not None or args.overwrite:
             raise InputError("--resume: takes the data and config the run records; give only --max-epochs, "
                              "--device and --quiet with it")
-        run = resume_fit(args.resume, max_epochs=args.max_epochs, device=args.device, progress=not args.quiet)
+        print(device_line(args.device, device), flush=True)
+        run = resume_fit(args.resume, max_epochs=args.max_epochs, device=device, progress=not args.quiet)
     else:
         if not args.data or args.out is None:
             raise InputError("fit: needs DATA and --out RUN_DIR (or --resume RUN_DIR)")
@@ -118,13 +120,24 @@ def cmd_fit(args) -> None:
         config = _config_for(args)
         sessions = [load_dataset(path, support=data_support(config.likelihood), min_time_bins=config.time_bins)
                     for path in data_paths(args.data)]
-        run = fit(sessions if len(sessions) > 1 else sessions[0], config, args.out, device=args.device,
+        print(device_line(args.device, device), flush=True)
+        run = fit(sessions if len(sessions) > 1 else sessions[0], config, args.out, device=device,
                   overwrite=args.overwrite, progress=not args.quiet)
     st = run.training
     best = (f"best sample-validation cost {st.best_valid:.4f} nats/entry" if run.config.sv_rate > 0 else
             f"best validation loss {st.best_valid:.2f} nats/trial")
     print(f"fitted {st.epoch} epochs ({st.step} steps, stopped: {STOP_WORDS.get(st.stopped, 'resumable')}); "
           f"{best} at epoch {st.best_epoch}; run in {run.directory}")
+
+
+def device_line(requested: str, device: str) -> str:
+    """The line ``fit`` and ``demo`` start with: the device they compute on, and why."""
+    import torch
+
+    name = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None
+    reason = ", ".join(filter(None, [name, "--device auto" if requested == "auto" else None,
+                                     "no CUDA device found" if requested == "auto" and device == "cpu" else None]))
+    return f"device: {device}" + (f" ({reason})" if reason else "")
 
 
 STOP_WORDS = {"plateau": "plateau, no progress of the validation objective for the config's patience",
@@ -166,10 +179,10 @@ def data_paths(patterns: list[str]) -> list[Path]:
 
 def cmd_posterior(args) -> None:
     from pyro_lfads.fitting.posterior import write_posterior
-    from pyro_lfads.fitting.train import check_device
+    from pyro_lfads.fitting.train import resolve_device
 
-    check_device(args.device)
-    paths = write_posterior(args.run_dir, samples=args.samples, device=args.device, progress=not args.quiet)
+    paths = write_posterior(args.run_dir, samples=args.samples, device=resolve_device(args.device),
+                            progress=not args.quiet)
     print("wrote " + ", ".join(str(path) for path in paths))
 
 
@@ -218,28 +231,30 @@ def cmd_decode(args) -> None:
 
 def cmd_diagnose(args) -> None:
     from pyro_lfads.diagnostics.summary import diagnose_run
-    from pyro_lfads.fitting.train import check_device
+    from pyro_lfads.fitting.train import resolve_device
 
-    check_device(args.device)
     summary = diagnose_run(args.run_dir, samples=args.samples, importance_samples=args.importance_samples,
-                           split=args.split, bin_ms=args.bin_ms, device=args.device, progress=not args.quiet)
+                           split=args.split, bin_ms=args.bin_ms, device=resolve_device(args.device),
+                           progress=not args.quiet)
     print(json.dumps(summary))
 
 
 def cmd_report(args) -> None:
     from pyro_lfads.diagnostics.report import write_report
-    from pyro_lfads.fitting.train import check_device
+    from pyro_lfads.fitting.train import resolve_device
 
-    check_device(args.device)
-    index = write_report(args.run_dir, out=args.out, bin_ms=args.bin_ms, device=args.device,
+    index = write_report(args.run_dir, out=args.out, bin_ms=args.bin_ms, device=resolve_device(args.device),
                          progress=not args.quiet)
     print(f"wrote {index}")
 
 
 def cmd_demo(args) -> None:
     from pyro_lfads.cli.demo import run_demo
+    from pyro_lfads.fitting.train import resolve_device
 
-    run_demo(args.out, device=args.device, max_epochs=args.max_epochs, progress=not args.quiet)
+    device = resolve_device(args.device)
+    print(device_line(args.device, device), flush=True)
+    run_demo(args.out, device=device, max_epochs=args.max_epochs, progress=not args.quiet)
 
 
 COMMANDS = {"synth": cmd_synth, "from-nwb": cmd_from_nwb, "fit": cmd_fit, "tune": cmd_tune,
@@ -254,7 +269,7 @@ _DEVICE = ((r"^device:", "--device:"),)
 _RERUN = ((r"rerun write_posterior on (.+)$", r"rerun 'pyro-lfads posterior \1'"),
           (r"rerun diagnose_run on (.+)$", r"rerun 'pyro-lfads diagnose \1'"))
 FLAG_WORDS = {
-    "fit": _DEVICE + ((r"pass overwrite=True", "pass --overwrite"),),
+    "fit": _DEVICE + ((r"pass overwrite=True", "pass --overwrite"), (r"^config: likelihood:", "--likelihood:")),
     "posterior": _DEVICE + ((r"^samples:", "--samples:"),),
     "evaluate": _RERUN + ((r"^session:", "--session:"),),
     "decode": _RERUN + ((r"^source:", "--from:"), (r"^session:", "--session:")),
@@ -313,8 +328,20 @@ def _warning_line(message, category, filename, lineno, file=None, line=None) -> 
     print(f"pyro-lfads: warning: {text}", file=sys.stderr if file is None else file)
 
 
+def _search_working_directory() -> None:
+    """Let ``--likelihood package.module:ClassName``, and a run's config.yaml that records one, name a module
+    in the working directory, after the installed packages (``python -m`` puts it first)."""
+    try:
+        here = os.getcwd()
+    except OSError:  # the working directory was removed
+        return
+    if "" not in sys.path and here not in sys.path:
+        sys.path.append(here)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _search_working_directory()
     start = time.perf_counter()
     shown, unraisable_hook, unraisable = warnings.showwarning, sys.unraisablehook, []
     warnings.showwarning = _warning_line

@@ -43,8 +43,9 @@ def _float_above(minimum: float, inclusive: bool):
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cpu",
-                        help="where to compute: cpu (default), cuda or cuda:N")
+    parser.add_argument("--device", default="auto",
+                        help="where to compute: auto (default: cuda when torch sees a CUDA device, else cpu), cpu, "
+                             "cuda or cuda:N")
 
 
 def _add_scoring(parser: argparse.ArgumentParser) -> None:
@@ -146,8 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"override the config's max_epochs, the ceiling (default {LFADSConfig.max_epochs}; the "
                           "fit usually stops earlier, on a plateau)")
     fit.add_argument("--seed", type=_nonnegative_int, help="override the config's seed")
-    fit.add_argument("--likelihood", help="override the config's observation model: "
-                                          "poisson, gaussian, negbinom, gamma, zig or calcium")
+    fit.add_argument("--likelihood", metavar="NAME|MODULE:CLASS",
+                     help="override the config's observation model: poisson, gaussian, negbinom, gamma, zig or "
+                          "calcium, or a class of your own as package.module:ClassName (importable: installed, on "
+                          "PYTHONPATH or in the working directory); config.yaml records it, and later commands "
+                          "on the run import it again")
     fit.add_argument("--overwrite", action="store_true",
                      help="replace a different run already in --out (default: refuse)")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")

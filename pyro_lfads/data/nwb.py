@@ -9,7 +9,8 @@ T + T_fwd, N_in + N_out) holds held-in then held-out units, observed then
 forward bins; extras ``{split}_behavior`` (trials, T, B) float32 and
 ``{split}_conditions`` (trials,) int64; ``inds`` are rows of the trials table.
 
-pynwb is optional (``pip install 'pyro-lfads[nwb]'``) and imported on use.
+pynwb is optional (``pip install "pynwb>=2.5"``, or ``pip install ".[nwb]"`` in a source checkout) and
+imported on use.
 """
 
 from __future__ import annotations
@@ -152,7 +153,8 @@ def _open(path: Path, source: str) -> Iterator[object]:
     try:
         import pynwb
     except ImportError:
-        raise InputError(f"{source}: reading NWB needs pynwb: pip install 'pyro-lfads[nwb]'") from None
+        raise InputError(f"{source}: reading NWB needs pynwb: pip install 'pynwb>=2.5' (or pip install '.[nwb]' "
+                         "in a source checkout)") from None
     if not path.exists():
         raise InputError(f"{source}: file does not exist")
     if path.is_dir():

@@ -31,7 +31,8 @@ metric (``checkpoint_metric``).
 Every member's Ray checkpoint is a whole run directory, so the best member's
 last checkpoint, copied to ``OUT/best``, is read by ``posterior``,
 ``evaluate`` and ``report`` like any run. Ray is an optional dependency
-(``pip install "pyro-lfads[tune]"``), imported only when tuning starts.
+(``pip install "ray[tune]>=2.40"``, or ``pip install ".[tune]"`` in a source checkout), imported
+only when tuning starts.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ from pyro_lfads.fitting.train import Trainer, new_trainer, validation_score
 from pyro_lfads.models.likelihoods import data_support
 from pyro_lfads.fitting.run_lock import LOCK_FILE, writes_into
 
-INSTALL_HINT = 'tune needs Ray: pip install "pyro-lfads[tune]"'
+INSTALL_HINT = 'tune needs Ray: pip install "ray[tune]>=2.40" (or pip install ".[tune]" in a source checkout)'
 #: The objective every member reports, lower is better.
 METRIC = "valid_metric"
 #: Ray's PBT defaults: the fraction of members that exploit (and of donors), the probability of

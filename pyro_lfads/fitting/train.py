@@ -351,9 +351,10 @@ def fit(data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig, run_di
 
     If ``run_dir`` already holds this very run (same config and data), training
     continues from its last checkpoint. A different run there is refused unless
-    ``overwrite``, which starts afresh (:meth:`Run.begin_fit`).
+    ``overwrite``, which starts afresh (:meth:`Run.begin_fit`). ``device`` "auto" trains on CUDA when
+    torch sees it (:func:`resolve_device`).
     """
-    check_device(device)
+    device = resolve_device(device)
     sessions = checked_sessions(data, config)
     run, resume = Run.begin_fit(run_dir, config, RunInfo.describe(sessions, config), overwrite=overwrite)
     return _train(run, sessions, resume, device, progress)
@@ -364,7 +365,7 @@ def resume_fit(run: Run | str | Path, *, max_epochs: int | None = None, device: 
                progress: bool = True) -> Run:
     """Continue a fitted run from its last complete checkpoint, on the data and config it records (data
     read again and checked unchanged); ``max_epochs`` raises the config's ceiling."""
-    check_device(device)
+    device = resolve_device(device)
     run = Run.open(run)
     config = run.config if max_epochs is None else run.config.replace(max_epochs=max_epochs)
     sessions = checked_sessions(run.sessions(), config)
@@ -410,12 +411,21 @@ def new_trainer(run: Run, sessions: list[LFADSDataset], *, init_seed: int, devic
     return Trainer(model, guide, sessions, config, run.directory, device=device, progress=progress)
 
 
+def resolve_device(device: str) -> str:
+    """``device`` checked (:func:`check_device`), with "auto" made "cuda" when torch sees a CUDA device, else "cpu"."""
+    check_device(device)
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def check_device(device: str) -> None:
-    """Refuse a device that this machine does not have, in one line."""
-    if device == "cpu":
+    """Refuse a device that this machine does not have, in one line ("auto" is always accepted)."""
+    if device in ("auto", "cpu"):
         return
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise InputError(f"device: {device!r} requested but CUDA is not available on this machine")
+            raise InputError(f"device: {device!r} requested but CUDA is not available on this machine; "
+                             "use cpu, or auto to take CUDA only where there is one")
         return
-    raise InputError(f"device: {device!r} is not one of cpu, cuda, cuda:N")
+    raise InputError(f"device: {device!r} is not one of auto, cpu, cuda, cuda:N")
