@@ -176,7 +176,7 @@ def test_library_errors_are_worded_as_the_commands_flags():
     assert in_flags("source: 'spikes' is not one of rates, factors", "decode") == \
         "--from: 'spikes' is not one of rates, factors"
     assert in_flags("samples: must be >= 1, got 0", "posterior") == "--samples: must be >= 1, got 0"
-    assert in_flags("device: 'tpu' is not one of cpu, cuda, cuda:N", "report").startswith("--device: 'tpu'")
+    assert in_flags("device: 'tpu' is not one of auto, cpu, cuda, cuda:N", "report").startswith("--device: 'tpu'")
     assert in_flags("run: already holds a different run; choose another directory or pass overwrite=True",
                     "fit").endswith("pass --overwrite")
     assert in_flags("objective 'elbo': the config turns on sample validation; set sv_rate: 0 or use objective 'sv'",
@@ -185,3 +185,40 @@ def test_library_errors_are_worded_as_the_commands_flags():
     # only where the command has the flag, and only the argument's own words
     assert in_flags("session: run has sessions 0 to 1, got 2", "posterior") == "session: run has sessions 0 to 1, got 2"
     assert in_flags("data.h5: train_session: missing", "evaluate") == "data.h5: train_session: missing"
+
+
+def test_device_auto_is_the_default_and_takes_cuda_only_where_there_is_one(monkeypatch):
+    import torch
+
+    from pyro_lfads.cli.parser import build_parser
+    from pyro_lfads.fitting.train import resolve_device
+
+    parser = build_parser()
+    for argv in (["fit", "d.h5", "--out", "r"], ["posterior", "r"], ["diagnose", "r"], ["report", "r"], ["demo"]):
+        assert parser.parse_args(argv).device == "auto", argv[0]
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")  # cpu on a CPU machine
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda:1") == "cuda:1"
+
+
+def test_the_device_line_says_why():
+    from pyro_lfads.cli.commands import device_line
+
+    assert device_line("auto", "cpu") == "device: cpu (--device auto, no CUDA device found)"
+    assert device_line("cpu", "cpu") == "device: cpu"
+
+
+@pytest.mark.parametrize("command", ["fit", "posterior", "report", "demo"])
+def test_an_explicit_cuda_without_cuda_is_one_line(command, monkeypatch, tmp_path, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = {"fit": ["fit", str(tmp_path / "d.h5"), "--out", str(tmp_path / "run")], "demo": ["demo", "--out",
+            str(tmp_path / "demo")]}.get(command, [command, str(tmp_path / "run")])
+    assert main(argv + ["--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == ("pyro-lfads: error: --device: 'cuda' requested but CUDA is not available on this "
+                           "machine; use cpu, or auto to take CUDA only where there is one")
+    assert not any(tmp_path.iterdir())

@@ -28,13 +28,16 @@ def test_fit_lorenz_example_runs(tmp_path):
 @pytest.mark.slow
 def test_custom_likelihood_example_runs(tmp_path):
     result = subprocess.run([sys.executable, str(EXAMPLES / "custom_likelihood.py"), "--out", str(tmp_path),
-                             "--max-epochs", "2", "--conditions", "4", "--compare"],
+                             "--max-epochs", "2", "--conditions", "4", "--compare", "--cli"],
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     text = result.stdout
     figures = json.loads(text[text.index("{"): text.rindex("}") + 1])
     assert figures["studentt"]["lfads"]["likelihood"] == "studentt" and "rate_r2" in figures["studentt"]["lfads"]
     assert (tmp_path / "studentt" / "posterior.h5").is_file()
+    # the same model through the command line, named where it lives
+    assert figures["studentt_cli"]["lfads"]["likelihood"] == "examples.custom_likelihood:StudentTLikelihood"
+    assert (tmp_path / "studentt_cli" / "run" / "posterior.h5").is_file()
 
 
 @pytest.mark.slow

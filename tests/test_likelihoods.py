@@ -152,6 +152,42 @@ def test_a_registered_model_must_state_support_and_link(monkeypatch):
     assert LFADSConfig(likelihood="nolink").likelihood == "nolink"  # the config accepts the new name
 
 
+NOISE_MODULE = """
+import pyro.distributions as dist
+from pyro_lfads.models.likelihoods import GaussianLikelihood, Observation
+
+
+class LaplaceNoise(GaussianLikelihood):
+    def forward(self, factors):
+        mean = self.readout(factors)
+        return Observation(dist.Laplace(mean, (0.5 * self.log_var).exp()), mean, mean)
+"""
+
+
+def test_a_class_named_where_it_lives_is_imported_and_registered_on_first_use(tmp_path, monkeypatch):
+    names = list(pyro_lfads.config.LIKELIHOOD_NAMES)
+    monkeypatch.setattr(pyro_lfads.config, "LIKELIHOOD_NAMES", names)
+    monkeypatch.setattr(likelihoods, "LIKELIHOOD_NAMES", names)
+    monkeypatch.setattr(likelihoods, "LIKELIHOODS", dict(LIKELIHOODS))
+    (tmp_path / "lab_noise_models.py").write_text(NOISE_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = "lab_noise_models:LaplaceNoise"
+    (tmp_path / "config.yaml").write_text(f"likelihood: {spec}\nfac_dim: {F}\n")
+    config = LFADSConfig.from_yaml(tmp_path / "config.yaml")  # as a new process reads a run's config
+    assert config.likelihood == spec and spec not in names  # checked, not yet registered
+    assert data_support(spec) == "real" and names[-1] == spec
+    model = make_likelihood(config, N)
+    assert type(model).__name__ == "LaplaceNoise" and type(model) is likelihoods.LIKELIHOODS[spec]
+    x = torch.randn(B, T, N)
+    obs = model(torch.randn(B, T, F))
+    laplace = torch.distributions.Laplace(obs.mean, (0.5 * model.log_var).exp())
+    torch.testing.assert_close(obs.distribution.log_prob(x), laplace.log_prob(x))
+    (tmp_path / "config.yaml").write_text("likelihood: lab_noise_models:Gone\n")
+    with pytest.raises(InputError, match=r"config\.yaml: likelihood: module 'lab_noise_models' \(.*\) has no "
+                                         r"class 'Gone'$"):
+        LFADSConfig.from_yaml(tmp_path / "config.yaml")
+
+
 @pytest.mark.parametrize("name,values,problem", [
     ("poisson", lambda x: x - 1, "negative"),
     ("negbinom", lambda x: x + 0.25, "whole numbers"),
