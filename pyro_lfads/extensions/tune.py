@@ -29,10 +29,9 @@ their training trials. Each member's best checkpoint is chosen by the same
 metric (``checkpoint_metric``).
 
 Every member's Ray checkpoint is a whole run directory, so the best member's
-last checkpoint, copied to ``OUT/best``, is read by ``posterior``,
-``evaluate`` and ``report`` like any run. Ray is an optional dependency
-(``pip install "ray[tune]>=2.40"``, or ``pip install ".[tune]"`` in a source checkout), imported
-only when tuning starts.
+last checkpoint, copied to ``OUT/best``, is read by ``posterior``, ``evaluate`` and ``report`` like any run.
+Ray is an optional dependency (``pip install "ray[tune]>=2.40"``, or ``pip install ".[tune]"`` in a source
+checkout), imported only when tuning starts.
 """
 
 from __future__ import annotations
