@@ -214,3 +214,13 @@ def test_a_runs_predictive_refuses_data_of_other_shapes(run_with_inputs):
         predictive(split_batch(dataset.valid, slice(None), session=1))
     with pytest.raises(InputError, match="which: 'best' or 'last'"):
         pyro_lfads.predictive(run_dir, which="first")
+
+
+def test_a_stitched_pairs_predictive_draws_each_sessions_trials_with_its_read_in_and_read_out(tiny_config):
+    model = LFADSModel(tiny_config, [7, 9]).eval()
+    guide = LFADSGuide(model, [7, 9]).eval()
+    counts = torch.poisson(torch.full((4, 12, 9), 0.3))
+    batch = split_batch(Split(counts.numpy(), counts.numpy()), slice(None), session=1)
+    for parallel in (False, True):
+        draws = pyro_lfads.predictive((model, guide), 3, parallel=parallel)(batch)
+        assert draws["rates"].shape == (3, 4, 12, 9) and draws["u"].shape == (3, 4, 12, tiny_config.co_dim)
