@@ -150,7 +150,8 @@ def test_posterior_chunks_average_the_predictives_draws(tiny_lorenz, tiny_config
 @pytest.mark.parametrize("bad, words", [
     (dict(num_samples=0), "num_samples: an integer >= 1"),
     (dict(num_samples=2.5), "num_samples: an integer >= 1"),
-    (dict(return_sites="rates"), "return_sites: a list of site names"),
+    (dict(return_sites="rates"), "return_sites: a list of one or more site names"),
+    (dict(return_sites=[]), "return_sites: a list of one or more site names"),
     (dict(parallel="yes"), "parallel: True or False"),
 ])
 def test_bad_options_are_one_line(tiny_config, bad, words):

@@ -134,9 +134,9 @@ def predictive(run_or_model_and_guide, num_samples: int | None = None, *, return
         num_samples = config.posterior_samples
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise InputError(f"num_samples: an integer >= 1, got {num_samples!r}")
-    if return_sites is not None and (isinstance(return_sites, str)
+    if return_sites is not None and (isinstance(return_sites, str) or not return_sites
                                      or not all(isinstance(site, str) for site in return_sites)):
-        raise InputError(f"return_sites: a list of site names, got {return_sites!r}")
+        raise InputError(f"return_sites: a list of one or more site names, got {return_sites!r}")
     if not isinstance(parallel, bool):
         raise InputError(f"parallel: True or False, got {parallel!r}")
     return PosteriorPredictive(model, guide, num_samples, return_sites, parallel, info=info, time_bins=time_bins)
