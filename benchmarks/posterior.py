@@ -1,16 +1,28 @@
-"""Seconds and peak memory of posterior averaging (``Predictive``, S samples per trial), default configuration.
+"""Seconds and peak memory of posterior averaging (S samples per trial), default configuration, and the
+seconds of the same draws through Pyro's own ``Predictive``.
 
 For each trial count, a fresh process builds the default model and guide
 (30 neurons, 100 bins, one inferred input; weights as initialised: the cost
 does not depend on them), runs :func:`pyro_lfads.fitting.posterior.posterior_chunks`
-over all trials (chunks of at most ``--max-rows`` trial-samples) and keeps the
-averages in memory as ``write_posterior`` streams them to disk. One JSON line
-per trial count:
+over all trials (chunks of at most ``--max-rows`` trial-samples; each chunk one pass
+of ``pyro_lfads.predictive``'s forward: one guide trace, one model replay) and keeps
+the averages in memory as ``write_posterior`` streams them to disk. Then, on the same
+chunks and sites (g0, u, generator states, factors, rates), the mean and standard
+deviation over samples of the draws of
 
-    {"trials", "samples", "seconds", "seconds_per_1000_trials", "peak_mb", "threads", "max_rows"}
+- ``predictive_seconds``: plain ``pyro.infer.Predictive(model, guide=guide, num_samples=S)``,
+  sequential (it runs guide and model S + 2 times per chunk);
+- ``parallel_predictive_seconds``: ``pyro_lfads.predictive(..., parallel=True)``, Pyro's
+  plate-vectorised forward (three runs of each per chunk).
 
-``peak_mb`` is the peak resident memory of that process; with chunking it
-should not grow with the number of trials beyond the outputs themselves.
+One JSON line per trial count:
+
+    {"trials", "samples", "seconds", "seconds_per_1000_trials", "peak_mb", "threads", "max_rows", "device",
+     "predictive_seconds", "parallel_predictive_seconds"}
+
+``peak_mb`` is the peak resident memory of that process during ``seconds`` (measured before the
+``Predictive`` timings); with chunking it should not grow with the number of trials beyond the outputs
+themselves.
 
 Run: python benchmarks/posterior.py [--trials 1000,2000,4000] [--samples 50] [--device cpu]
 """
@@ -27,13 +39,17 @@ import time
 import numpy as np
 import pyro
 import torch
+from pyro.infer import Predictive
 
+import pyro_lfads
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split
+from pyro_lfads.fitting.batch import trial_chunks
 from pyro_lfads.fitting.posterior import posterior_chunks
 from pyro_lfads.fitting.run import RunInfo, build_model_and_guide
 
 N_NEURONS, N_TIME = 30, 100
+SITES = ["g0", "u", "gen_states", "factors", "rates"]
 
 
 def measure(n_trials: int, samples: int, device: str, max_rows: int) -> dict:
@@ -53,9 +69,25 @@ def measure(n_trials: int, samples: int, device: str, max_rows: int) -> dict:
     assert kept == n_trials
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda")
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    return {"trials": n_trials, "samples": samples, "seconds": round(seconds, 2),
-            "seconds_per_1000_trials": round(1000 * seconds / n_trials, 2), "peak_mb": round(peak, 1),
-            "threads": torch.get_num_threads(), "max_rows": max_rows, "device": device}
+    result = {"trials": n_trials, "samples": samples, "seconds": round(seconds, 2),
+              "seconds_per_1000_trials": round(1000 * seconds / n_trials, 2), "peak_mb": round(peak, 1),
+              "threads": torch.get_num_threads(), "max_rows": max_rows, "device": device}
+    predictives = {"predictive_seconds": Predictive(model, guide=guide, num_samples=samples, return_sites=SITES),
+                   "parallel_predictive_seconds": pyro_lfads.predictive((model, guide), samples, return_sites=SITES,
+                                                                        parallel=True)}
+    for key, predictive in predictives.items():
+        result[key] = round(time_predictive(predictive, split, samples, device, max_rows), 2)
+    return result
+
+
+def time_predictive(predictive, split: Split, samples: int, device: str, max_rows: int) -> float:
+    """Seconds to draw with ``predictive`` on posterior_chunks's chunks and average the draws of every site."""
+    start = time.perf_counter()
+    for _, batch in trial_chunks(split, max_rows=max(1, max_rows // samples), device=device):
+        draws = predictive(batch, 1.0)  # {site: (S, chunk trials, ...)}
+        averages = {site: (values.mean(0).cpu(), values.std(0, correction=0).cpu()) for site, values in draws.items()}
+        assert set(averages) == set(SITES)
+    return time.perf_counter() - start
 
 
 def main() -> None:

@@ -2,7 +2,8 @@
 
     python examples/fit_lorenz.py --out lorenz_example --max-epochs 300
 
-Synthesises the data, fits, averages the posterior with Predictive, scores the
+Synthesises the data, fits, averages the posterior (``write_posterior``: the
+draws of ``pyro_lfads.predictive``, a ``pyro.infer.Predictive``), scores the
 validation trials against the true rates and the smoothing baseline, and
 draws spikes with true and inferred rates.
 """

@@ -117,27 +117,29 @@ class LFADSGuide(nn.Module):
         """Run controller and generator together and sample u_1:T (or, with ``sample=False``,
         take each u_t at the mean of q(u_t | u_<t, g0, x): the posterior-mean path).
 
-        x (B, T_enc, N_enc) from :meth:`encoder_input`, g0 (B, G). Returns per-step loc and scale
-        of q(u_t | u_<t, g0, x), each (B, T, U), and the generator's run along the path: the
-        sampled u (B, T, U), the states (B, T, G) and the factors (B, T, F) that the controller
-        read (one dropout mask, the same the model's rates will see). Bins past the encoder window
-        (forward prediction) get zero encoder input.
+        x (B, T_enc, N_enc) from :meth:`encoder_input`, g0 (..., B, G): dimensions left of the trials
+        (a plate of samples outside ``trials``, as ``Predictive(parallel=True)`` adds) run as more
+        rows, each its own path. Returns per-step loc and scale of q(u_t | u_<t, g0, x), each
+        (..., B, T, U), and the generator's run along the path: the sampled u (..., B, T, U), the
+        states (..., B, T, G) and the factors (..., B, T, F) that the controller read (one dropout
+        mask, the same the model's rates will see). Bins past the encoder window (forward
+        prediction) get zero encoder input.
         """
-        n_trials, n_time = batch.n_trials, batch.n_time
+        n_time, leading = batch.n_time, g0.shape[:-1]
         enc, _ = self.ci_encoder(x)
         enc = self.dropout(enc)
         if enc.shape[1] < n_time:
             enc = torch.nn.functional.pad(enc, (0, 0, 0, n_time - enc.shape[1]))
-        ext = batch.ext_input
+        ext = None if batch.ext_input is None else _rows(batch.ext_input, leading)  # (R, T, E)
         generator = self.generator
         # the controller's input [E_con_t, f_(t-1)]: the encoder part is known in advance, projected for all t at once
         w_enc, w_factors = self.controller.weight_ih.split([enc.shape[-1], self.config.fac_dim], dim=1)
-        enc_proj = _repeat(torch.nn.functional.linear(enc, w_enc, self.controller.bias_ih),
-                           batch.encoder_repeats)  # (B, T, 3 con_dim)
-        g = g0
+        enc_proj = _rows(_repeat(torch.nn.functional.linear(enc, w_enc, self.controller.bias_ih),
+                                 batch.encoder_repeats), leading)  # (R, T, 3 con_dim), R rows = prod(leading)
+        g = g0.reshape(-1, g0.shape[-1])
         readout_weight = generator.readout.normalized_weight()
-        factors = generator.factors(g0, readout_weight)
-        c = self.controller_h0.expand(n_trials, -1)
+        factors = generator.factors(g, readout_weight)
+        c = self.controller_h0.expand(g.shape[0], -1)
         locs, scales, path, states, factor_path = [], [], [], [], []
         for t in range(n_time):
             c = self.controller.step(enc_proj[:, t] + torch.nn.functional.linear(factors, w_factors), c)
@@ -151,10 +153,21 @@ class LFADSGuide(nn.Module):
             path.append(u_t)
             states.append(g)
             factor_path.append(factors)
-        run = GeneratorRun(g0, torch.stack(path, 1), torch.stack(states, 1), torch.stack(factor_path, 1))
-        return torch.stack(locs, 1), torch.stack(scales, 1), run
+        run = GeneratorRun(g0, _stacked(path, leading), _stacked(states, leading), _stacked(factor_path, leading))
+        return _stacked(locs, leading), _stacked(scales, leading), run
 
 
 def _repeat(x: torch.Tensor, times: int) -> torch.Tensor:
     """Each row ``times`` times in a row (itself when times is 1)."""
     return x if times == 1 else x.repeat_interleave(times, dim=0)
+
+
+def _rows(x: torch.Tensor, leading: torch.Size) -> torch.Tensor:
+    """x (B, T, D), one row per trial, as (R, T, D): broadcast to (..., B, T, D) for the leading
+    dimensions ``leading`` = (..., B) of the latents, then flattened (R = their product)."""
+    return x.expand(*leading, *x.shape[1:]).reshape(-1, *x.shape[1:])
+
+
+def _stacked(steps: list[torch.Tensor], leading: torch.Size) -> torch.Tensor:
+    """T per-bin tensors (R, D) -> (..., B, T, D), the rows unflattened to ``leading`` = (..., B)."""
+    return torch.stack(steps, 1).reshape(*leading, len(steps), steps[0].shape[-1])

@@ -89,9 +89,16 @@ class Generator(nn.Module):
 
     def run(self, g0: torch.Tensor, u: torch.Tensor | None, ext_input: torch.Tensor | None,
             n_time: int) -> torch.Tensor:
-        """g0 (B, G), inputs u (B, T, U) and a_t (B, T, E), known in advance (either may be None)
-        -> states g_1:T (B, T, G), in one fused scan (:meth:`ClippedGRUCell.scan`)."""
-        return self.cell.scan(_generator_inputs(u, ext_input, g0, n_time), g0)
+        """g0 (..., B, G), inputs u (..., B, T, U) and a_t (B, T, E), known in advance (either may be
+        None) -> states g_1:T (..., B, T, G), in one fused scan (:meth:`ClippedGRUCell.scan`).
+
+        Dimensions left of the trials (a plate of samples, as ``Predictive(parallel=True)`` adds)
+        run as more rows of the scan.
+        """
+        inputs = _generator_inputs(u, ext_input, g0, n_time)
+        rows = g0.reshape(-1, g0.shape[-1])
+        states = self.cell.scan(inputs.reshape(rows.shape[0], n_time, inputs.shape[-1]), rows)
+        return states.reshape(*g0.shape[:-1], n_time, states.shape[-1])
 
     def step(self, g: torch.Tensor, inputs_t: torch.Tensor) -> torch.Tensor:
         """One update: g (B, G), inputs_t [u_t, a_t] (B, U + E) -> g (B, G)."""
@@ -196,8 +203,10 @@ def _sample_with_hand_off(name: str, prior) -> tuple[torch.Tensor, GeneratorRun 
 
 
 def _generator_inputs(u, ext_input, g0: torch.Tensor, n_time: int) -> torch.Tensor:
-    """[u_t, a_t] for all t: (B, T, U + E); (B, T, 0) when there are neither."""
-    parts = [x for x in (u, ext_input) if x is not None]
+    """[u_t, a_t] for all t: (..., B, T, U + E), a_t broadcast over g0's (..., B, G) dimensions left of
+    the trials; (..., B, T, 0) when there are neither."""
+    leading = g0.shape[:-1]
+    parts = [x.expand(*leading, *x.shape[-2:]) for x in (u, ext_input) if x is not None]
     if not parts:
-        return g0.new_zeros(g0.shape[0], n_time, 0)
+        return g0.new_zeros(*leading, n_time, 0)
     return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]

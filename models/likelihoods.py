@@ -1,5 +1,6 @@
 """Observation models: each maps factors (B, T, F) to the distribution of the
-``obs`` site and owns its own learnable parameters.
+``obs`` site and owns its own learnable parameters. The built-in ones also take factors
+(..., B, T, F) with dimensions left of the trials (a plate of samples, ``Predictive(parallel=True)``).
 
 An observation model is an ``nn.Module`` with
 
@@ -254,14 +255,14 @@ class CalciumLikelihood(nn.Module):
         return torch.exp(-1.0 / self.log_tau.exp())
 
     def indicator(self, rates: torch.Tensor) -> torch.Tensor:
-        """rates (B, T, N) -> indicator level c (B, T, N) by the AR(1) kernel."""
-        n_time = rates.shape[1]
+        """rates (..., B, T, N) -> indicator level c (..., B, T, N) by the AR(1) kernel."""
+        n_time = rates.shape[-2]
         decay = self.decay()  # (N,)
         steps = torch.arange(n_time, device=rates.device)
         lag = steps[:, None] - steps[None, :]  # (T, T): t - s
         kernel = torch.where(lag >= 0, decay[:, None, None] ** lag.clamp_min(0), 0.0)  # (N, T, T)
-        driven = torch.einsum("nts,bsn->btn", kernel, rates)
-        history = decay[None, None, :] ** (steps[None, :, None] + 1) * rates[:, :1] / (1 - decay)
+        driven = torch.einsum("nts,...sn->...tn", kernel, rates)
+        history = decay ** (steps[:, None] + 1) * rates[..., :1, :] / (1 - decay)
         return driven + history
 
     def forward(self, factors: torch.Tensor) -> Observation:

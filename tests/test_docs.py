@@ -20,5 +20,6 @@ def test_api_site_builds_strict(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     api = (tmp_path / "api" / "index.html").read_text()
     for anchor in ("pyro_lfads.fit", "pyro_lfads.config.LFADSConfig", "models.lfads.LFADSModel",
-                   "guides.lfads.LFADSGuide", "pyro_lfads.fitting.posterior.write_posterior"):
+                   "guides.lfads.LFADSGuide", "pyro_lfads.fitting.posterior.write_posterior",
+                   "pyro_lfads.predictive", "pyro_lfads.fitting.predictive.PosteriorPredictive"):
         assert f'id="{anchor}"' in api, f"the API page has no entry {anchor}"

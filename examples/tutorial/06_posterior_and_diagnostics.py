@@ -4,13 +4,17 @@ LFADS reports, for each trial, the posterior mean of the rates (Methods 1.10):
 
     E[r | x] ~= (1/S) sum_s r(g0_s, u_s),    (g0_s, u_s) ~ q(g0, u | x)
 
-``pyro.infer.Predictive(model, guide=guide, num_samples=S)`` does exactly
-this: it draws the latents from the guide, replays the model on each draw and
-returns every requested site, here the deterministic ``rates`` (S, B, T, N).
-Their spread over draws gives a credible band. ``pyro_lfads.write_posterior``
-computes the same averages for whole data sets (one guide trace and one model
-replay per draw, trials in bounded chunks) and ``read_posterior`` reads them
-back; the two must agree up to Monte Carlo error.
+``pyro_lfads.predictive(run, num_samples=S)`` is a ``pyro.infer.Predictive``
+over the fitted model and guide: it draws the latents from the guide, runs the
+model on each draw and returns ``g0`` (S, B, G), ``factors`` and the
+deterministic ``rates`` (S, B, T, N) (and ``u`` for a model with inferred
+inputs). Their spread over draws gives a credible band. By default it draws
+the S samples in one pass (each trial S times in a row, one guide trace, the
+model replayed on it), the pass ``pyro_lfads.write_posterior`` averages for
+whole data sets; ``read_posterior`` reads those averages back. Here it runs
+with ``parallel=True``: Pyro's own vectorised ``Predictive.forward``, guide and
+model under a plate of S samples, the model conditioned on the guide's draws.
+Two code paths, one posterior: the two means must agree up to Monte Carlo error.
 
 The guide is an approximation, so check it (``pyro_lfads.diagnostics.importance``):
 
@@ -36,10 +40,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pyro  # noqa: E402
-from pyro.infer import Predictive  # noqa: E402
 
+import pyro_lfads  # noqa: E402
 from _common import BIN_MS, fit_and_score, lorenz_dataset, parse_args, report, showcase, small_config  # noqa: E402
-from pyro_lfads.fitting.batch import split_batch  # noqa: E402
 from pyro_lfads.diagnostics.importance import log_importance_weights, pareto_khat, to_inference_data  # noqa: E402
 from pyro_lfads.evaluation.metrics import rate_r2  # noqa: E402
 from pyro_lfads.diagnostics.check_figures import plot_khat  # noqa: E402
@@ -54,9 +57,9 @@ def main() -> None:
     written = fit_and_score(dataset, small_config(args.tiny, posterior_samples=samples, seed=args.seed), run_dir)
     _, _, model, guide = load_fitted(run_dir)  # best checkpoint, eval mode (dropout off)
 
-    batch = split_batch(dataset.valid, slice(None))  # every validation trial
     pyro.set_rng_seed(args.seed)
-    draws = Predictive(model, guide=guide, num_samples=samples, return_sites=["rates"])(batch, 1.0)
+    predictive = pyro_lfads.predictive(run_dir, num_samples=samples, parallel=True)  # a pyro.infer.Predictive
+    draws = predictive(dataset.valid)  # every validation trial: {"g0": (S, B, G), "factors": ..., "rates": ...}
     rates = draws["rates"].numpy()  # (S, B, T, N) counts per bin
     mean, lower, upper = rates.mean(0), np.quantile(rates, 0.05, 0), np.quantile(rates, 0.95, 0)
     truth = dataset.truth_counts("valid")

@@ -84,11 +84,15 @@ class PathNormal(TorchDistribution):
 
     The controller computes loc_t and scale_t from u_(<t) (through the
     generator's factors), samples u_t = loc_t + scale_t * eps_t, and moves on.
-    This distribution holds that one path: :meth:`rsample` returns it, and
+    This distribution holds that path: :meth:`rsample` returns it, and
     :meth:`log_prob` of it is sum_t log N(u_t; loc_t, scale_t) = log q(u_1:T),
     the exact density of the values the generator consumed. It is not a
     density for other values (their locs and scales would differ), and it
-    cannot draw new paths: run the guide again for those.
+    cannot draw new paths: a ``sample_shape`` repeats the path, as a point
+    mass (``Delta``) and :meth:`expand` do. Independent paths come from the
+    guide: run under a plate of samples (``Predictive(parallel=True)``,
+    vectorised particles) its controller draws one per row, and loc, scale
+    and path arrive with that plate's dimension in their batch shape.
 
     Args:
         loc, scale: (..., T, D) per-step means and standard deviations.
@@ -104,12 +108,11 @@ class PathNormal(TorchDistribution):
         super().__init__(loc.shape[:-2], loc.shape[-2:], validate_args=validate_args)
 
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        if len(sample_shape) != 0:
-            raise ValueError("PathNormal holds one sampled path; run the guide again for more samples")
-        return self.path
+        """The path (..., T, D), repeated over ``sample_shape``: (*sample_shape, ..., T, D)."""
+        return self.path.expand(torch.Size(sample_shape) + self.path.shape) if sample_shape else self.path
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        """value (..., T, D) -> (...)."""
+        """value (*sample_shape, ..., T, D) -> (*sample_shape, ...), nats."""
         return Normal(self.loc, self.scale).log_prob(value).sum((-2, -1))
 
     def expand(self, batch_shape, _instance=None):

@@ -8,7 +8,8 @@ this happens). From the pair of traces come
   :class:`TracedPair` so that the draw it used is kept for the report;
 - the terms that training reports, :func:`elbo_terms` (reconstruction and KL, unscaled);
 - the log importance weights log p(x, z) - log q(z | x) per row, :func:`log_importance_weights`;
-- the posterior draws, :func:`sampled_values`: what ``pyro.infer.Predictive`` returns.
+- the posterior draws, :func:`sampled_values`, one per row, which
+  :class:`~pyro_lfads.fitting.predictive.PosteriorPredictive` lays out as ``Predictive`` does, (S, B, ...).
 
 Shapes: B rows of the batch (trials, or trials x samples).
 """
@@ -113,8 +114,7 @@ def log_importance_weights(model_trace, guide_trace) -> torch.Tensor:
 
 
 def sampled_values(model_trace) -> dict[str, torch.Tensor]:
-    """Every latent and deterministic site's value of a replayed model trace, as ``pyro.infer.Predictive``
-    returns them ({"g0": (B, G), "u": (B, T, U), "rates": (B, T, N), "factors": ..., ...}); observed
-    sites left out."""
+    """Every latent and deterministic site's value of a replayed model trace, one row per draw
+    ({"g0": (B, G), "u": (B, T, U), "rates": (B, T, N), "factors": ..., ...}); observed sites left out."""
     return {name: site["value"] for name, site in model_trace.nodes.items()
             if site["type"] == "sample" and (not site["is_observed"] or site["infer"].get("_deterministic"))}

@@ -1,16 +1,15 @@
-"""Posterior averaging (Methods 1.10), what ``pyro.infer.Predictive`` does, and its output file.
+"""Posterior averaging (Methods 1.10) through :class:`~pyro_lfads.fitting.predictive.PosteriorPredictive`,
+and its output file.
 
 For each trial, S samples of (g0, u) are drawn from the guide (dropout off),
 the model is run on each, and the mean and standard deviation over samples
-of rates, factors, generator states, inferred inputs and g0 are kept. The S
-samples of a trial are drawn in one vectorised pass: the batch holds each
-trial S times (its encoders read it once). The draw is Predictive's, written
-out: one trace of the guide and the model replayed on it
-(:func:`pyro_lfads.fitting.objective.guide_and_model_traces`); ``Predictive`` itself runs each
-program three times per call (twice to learn plate nesting and site shapes),
-which made posterior averaging three times slower. Trials go in chunks of at
-most ``max_rows`` trial-samples, and each chunk is written straight into the
-HDF5 file, so memory stays bounded whatever the number of trials.
+of rates, factors, generator states, inferred inputs and g0 are kept. The
+draws are those of ``pyro_lfads.predictive(run, num_samples=S)``: its one pass
+(:meth:`~pyro_lfads.fitting.predictive.PosteriorPredictive.draw`), the batch
+holding each trial S times (its encoders read it once), one trace of the guide
+and the model replayed on it. Trials go in chunks of at most ``max_rows``
+trial-samples, and each chunk is written straight into the HDF5 file, so
+memory stays bounded whatever the number of trials.
 
 Output keys (lfads-torch's names; shapes per split, B trials, T bins):
     {split}_output_params       (B, T, N)  posterior mean rates, counts per bin
@@ -40,7 +39,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from pyro_lfads.fitting.batch import trial_chunks
@@ -49,7 +47,7 @@ from pyro_lfads.errors import InputError
 from pyro_lfads.data.atomic_files import atomic_hdf5
 from pyro_lfads.fitting.derived_files import POSTERIOR_FILE, Source
 from pyro_lfads.fitting.run import Run, dataset_sha256
-from pyro_lfads.fitting.objective import guide_and_model_traces, sampled_values
+from pyro_lfads.fitting.predictive import PosteriorPredictive
 from pyro_lfads.fitting.run_lock import writes_into
 
 SAMPLED_SITES = {"rates": "output_params", "factors": "factors", "gen_states": "gen_states", "u": "co",
@@ -61,31 +59,29 @@ def posterior_path(run: Run | str | Path, session: int = 0) -> Path:
     return Run.open(run).session_file(POSTERIOR_FILE, session)
 
 
-@torch.no_grad()
 def posterior_chunks(model, guide, split: Split, *, samples: int, time_bins: int | None = None,
                      device: str = "cpu", max_rows: int = 4096, session: int = 0):
     """Yield (trial slice, {output key: array}) for consecutive chunks of ``split``'s trials
     (of session ``session``).
 
     Keys are those of the module docstring without the ``{split}_`` prefix. Each chunk is one pass of
-    the guide (its encoders read each trial once) and of the model replayed on it; ``ic_mean`` and
-    ``ic_std`` are the mean and standard deviation of the guide's q(g0) in that pass.
+    :class:`PosteriorPredictive` (the guide's encoders read each trial once, the model is replayed on
+    the guide's trace); ``ic_mean`` and ``ic_std`` are the mean and standard deviation of the guide's
+    q(g0) in that pass.
     """
-    for trials, batch in trial_chunks(split, max_rows=max_rows, repeats=samples, device=device,
+    predictive = PosteriorPredictive(model, guide, samples, return_sites=list(SAMPLED_SITES))
+    for trials, batch in trial_chunks(split, max_rows=max(1, max_rows // samples), device=device,
                                       time_bins=time_bins, session=session):
-        model_trace, guide_trace = guide_and_model_traces(model, guide, batch, log_densities=False)
-        draws = sampled_values(model_trace)
+        draws, guide_trace = predictive.draw(batch)  # {site: (S, chunk trials, ...)}
         q_g0 = guide_trace.nodes["g0"]["fn"]
-        n_trials = trials.stop - trials.start
         out = {"ic_mean": q_g0.mean[::samples].cpu().numpy(), "ic_std": q_g0.stddev[::samples].cpu().numpy()}
         for site, key in SAMPLED_SITES.items():
             if site not in draws:
                 continue
-            values = draws[site].reshape(n_trials, samples, *draws[site].shape[1:])
             mean_key, std_key = ("co_means", "co_stds") if key == "co" else (key, f"{key}_std")
-            out[mean_key] = values.mean(1).cpu().numpy()
+            out[mean_key] = draws[site].mean(0).cpu().numpy()
             if site != "gen_states":
-                out[std_key] = values.std(1, correction=0).cpu().numpy()
+                out[std_key] = draws[site].std(0, correction=0).cpu().numpy()
         yield trials, out
 
 
