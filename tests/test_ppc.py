@@ -32,6 +32,17 @@ def test_replicates_equal_to_the_data_pass_every_check():
     assert s["ppc_zero_fraction_observed"] == pytest.approx(np.mean(observed == 0))
 
 
+def test_one_trial_per_condition_leaves_the_fano_check_out_and_its_figure_says_so(tmp_path):
+    from pyro_lfads.diagnostics.check_figures import plot_ppc
+
+    rng = np.random.default_rng(0)
+    observed = rng.poisson(1.0, size=(3, 10, 4)).astype(float)
+    ppc = posterior_predictive_checks(observed, rng.poisson(1.0, size=(5, 3, 10, 4)).astype(float),
+                                      conditions=np.arange(3))
+    assert ppc.summary["ppc_fano_observed_median"] is None and ppc.summary["ppc_fano_coverage"] is None
+    assert plot_ppc(ppc, tmp_path / "ppc.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def _poisson_world(seed=0, trials_per_condition=30, conditions=4, n_time=20, neurons=10):
     rng = np.random.default_rng(seed)
     t = np.linspace(0, 2 * np.pi, n_time)

@@ -1,4 +1,5 @@
-"""``pyro-lfads diagnose`` and ``report`` on a tiny fitted run: the JSON, the files, the page."""
+"""``pyro-lfads diagnose`` and ``report`` on a tiny fitted run: the JSON, the files, the page (its evaluation
+table and best epoch)."""
 
 from __future__ import annotations
 
@@ -11,21 +12,62 @@ import pytest
 
 from pyro_lfads.cli import main
 from pyro_lfads.data import save_dataset
+from pyro_lfads.diagnostics.report import best_epoch, write_report
+from pyro_lfads.evaluation.table import IN_SAMPLE, evaluate_run
+from pyro_lfads.fitting.checkpoints import load_checkpoint
+from pyro_lfads.fitting.run import CURVE_FILE
+from pyro_lfads.fitting.train import fit
 
 
 class _Images(HTMLParser):
-    """Collects the ``src`` of every <img> and the page's text."""
+    """Collects the ``src`` of every <img>, the page's text, its h2 headings, the key numbers (the first cell
+    after each row's heading, {heading: text}) and the evaluation tables' cells ({(method, figure): (text,
+    classes)}, one dict per table)."""
 
     def __init__(self):
         super().__init__()
-        self.sources, self.text = [], []
+        self.sources, self.text, self.headings, self.numbers, self.tables = [], [], [], {}, []
+        self._open = None  # what the text being read belongs to
 
     def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
         if tag == "img":
-            self.sources.append(dict(attrs)["src"])
+            self.sources.append(attrs["src"])
+        elif tag == "table" and attrs.get("class") == "evaluation":
+            self.tables.append({})
+        elif tag == "td" and "data-method" in attrs:
+            self._open = ("cell", attrs["data-method"], attrs["data-figure"], attrs.get("class") or "")
+            self.tables[-1][self._open[1:3]] = ("", self._open[3])
+        elif tag == "th":
+            self._open = ("th", "")
+        elif tag == "td" and self._open is not None and self._open[0] == "th":
+            self._open = ("number", self._open[1])
+            self.numbers[self._open[1]] = ""
+        elif tag == "h2":
+            self._open = ("h2",)
+            self.headings.append("")
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "h2") or (tag == "tr"):
+            self._open = None
 
     def handle_data(self, data):
         self.text.append(data)
+        kind = self._open[0] if self._open else None
+        if kind == "cell":
+            self.tables[-1][self._open[1:3]] = (data, self._open[3])
+        elif kind == "th":
+            self._open = ("th", self._open[1] + data)
+        elif kind == "number":
+            self.numbers[self._open[1]] += data
+        elif kind == "h2":
+            self.headings[-1] += data
+
+
+def _page(path) -> _Images:
+    page = _Images()
+    page.feed(path.read_text())
+    return page
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +111,7 @@ def test_report_writes_every_figure_and_a_page_that_shows_them(tiny_run, tmp_pat
     out = tmp_path / "report"
     assert main(["report", str(tiny_run), "--out", str(out), "--quiet"]) == 0
     assert str(out / "index.html") in capsys.readouterr().out
-    page = _Images()
-    page.feed((out / "index.html").read_text())
+    page = _page(out / "index.html")
     expected = {"training.png", "raster.png", "rates.png", "rate_scatter.png", "factors.png", "inputs.png",
                 "ppc.png", "khat.png"}
     assert set(page.sources) == expected
@@ -79,6 +120,54 @@ def test_report_writes_every_figure_and_a_page_that_shows_them(tiny_run, tmp_pat
     text = " ".join(page.text)
     for number in ("khat_fraction_below_0_7", "iwae_minus_elbo", "rate R2 vs truth", "ppc_psth_coverage"):
         assert number in text, number
+
+
+@pytest.mark.slow
+def test_the_report_shows_lfads_against_the_smoothing_baseline_with_in_sample_figures_marked(tiny_run):
+    """The page's evaluation table holds evaluate_run's figures (the posterior the report made first), every
+    in-sample figure marked and no other."""
+    index = write_report(tiny_run, progress=False)
+    (table,) = _page(index).tables
+    expected = evaluate_run(tiny_run, baselines=("smoothing",))
+    assert {method for method, _ in table} == {"lfads", "smoothing"}
+    shown = 0
+    for method, figures in expected.items():
+        for figure, value in figures.items():
+            if isinstance(value, str):
+                continue
+            text, classes = table[method, figure]
+            assert text.split(" ")[0] == f"{value:.4g}", (method, figure)
+            assert ("in-sample" in classes) == (figure in IN_SAMPLE) == text.endswith("\u2020"), (method, figure)
+            shown += 1
+    assert {"heldin_bps", "rate_r2", "psth_r2"} <= set(expected["smoothing"]) and shown >= 12
+    assert "in-sample" in table["smoothing", "heldin_bps"][1] and "in-sample" not in table["smoothing", "rate_r2"][1]
+    assert "GPFA" in " ".join(_page(index).text)  # left out, and the page says where to get it
+
+
+def test_best_epoch_is_chosen_by_the_metric_that_chose_best_pt(tiny_config):
+    records = [{"epoch": 1, "valid_loss": 5.0, "valid_recon": 3.0},
+               {"epoch": 2, "valid_loss": 4.0, "valid_recon": 3.5},
+               {"epoch": 3, "valid_loss": 4.5, "valid_recon": 2.5},
+               {"epoch": 4, "valid_loss": 4.2, "valid_recon": 2.5}]
+    assert best_epoch(records, tiny_config) == (2, "valid_loss")
+    assert best_epoch(records, tiny_config.replace(checkpoint_metric="recon")) == (3, "valid_recon")  # first of ties
+    with_sv = [{**record, "valid_sv_recon": 1.0 / record["epoch"]} for record in records]
+    assert best_epoch(with_sv, tiny_config.replace(checkpoint_metric="recon")) == (4, "valid_sv_recon")
+
+
+@pytest.mark.slow
+def test_under_checkpoint_metric_recon_the_report_shows_the_recon_best_epoch(tiny_lorenz, tiny_config, tmp_path):
+    run = fit(tiny_lorenz, tiny_config.replace(checkpoint_metric="recon", co_dim=0, max_epochs=4), tmp_path / "run",
+              progress=False)
+    curve = run.directory / CURVE_FILE
+    records = [json.loads(line) for line in curve.read_text().splitlines()]
+    recon_best = min(records, key=lambda record: record["valid_recon"])["epoch"]
+    assert load_checkpoint(run.checkpoint_path("best"))["epoch"] == recon_best
+    for record in records:  # the lowest -ELBO elsewhere, so a report that read valid_loss would show another epoch
+        record["valid_loss"] = -1.0 if record["epoch"] != recon_best else 1e9
+    curve.write_text("".join(json.dumps(record) + "\n" for record in records))
+    page = _page(write_report(run, tiny_lorenz, progress=False))
+    assert page.numbers["best epoch"] == str(recon_best) and page.numbers["best epoch chosen by"] == "valid_recon"
 
 
 def test_diagnose_and_report_refuse_bad_input_in_one_line(tmp_path, capsys):

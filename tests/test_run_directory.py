@@ -84,7 +84,7 @@ def test_a_resume_keeps_the_derived_files_for_their_records_to_judge(tiny_lorenz
 
 
 def test_the_report_names_every_figure_it_draws_as_a_derived_file():
-    from pyro_lfads.diagnostics.report import CAPTIONS
+    from pyro_lfads.diagnostics.report_page import CAPTIONS
 
     assert set(CAPTIONS) <= set(REPORT_FILES)
 

@@ -4,6 +4,7 @@ their principal-components initialisation, session batches, and the run/posterio
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -427,6 +428,13 @@ def test_cli_synth_and_fit_multisession(tmp_path, capsys):
     assert main(["posterior", str(run), "--samples", "1", "--quiet"]) == 0
     assert sorted(p.name for p in run.glob("posterior*.h5")) == [f"posterior_session{k}.h5" for k in range(5)]
     capsys.readouterr()
+    assert main(["diagnose", str(run), "--samples", "2", "--importance-samples", "4", "--quiet"]) == 0
+    summaries = json.loads(capsys.readouterr().out)
+    assert list(summaries) == [f"session{k}" for k in range(5)]
+    assert [s["n_trials"] for s in summaries.values()] == [len(json.loads((run / f"diagnostics_session{k}.json")
+                                                                           .read_text())["per_trial"]["khat"])
+                                                           for k in range(5)]
+    capsys.readouterr()
     assert main(["evaluate", str(run), "--session", "3", "--json", "--baselines", "none"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert set(result) == {"session3"} and np.isfinite(result["session3"]["lfads"]["rate_r2"])
@@ -453,9 +461,23 @@ def test_held_out_neurons_get_a_least_squares_read_out():
 
 
 @pytest.mark.slow
-def test_diagnose_and_report_refuse_a_stitched_run_in_one_line(stitched_run, capsys):
-    run_dir = stitched_run[0]
-    for command in ("diagnose", "report"):
-        assert main([command, str(run_dir), "--quiet"]) == 2
-        err = capsys.readouterr().err
-        assert "stitched run" in err and err.count("\n") == 1
+def test_a_stitched_runs_report_has_one_section_per_session(stitched_run):
+    from pyro_lfads.diagnostics.report import write_report
+
+    run_dir, sessions, _ = stitched_run
+    index = write_report(run_dir, sessions, progress=False)
+    page = index.read_text()
+    titles = re.findall(r"<section><h2>([^<]*)</h2>", page)
+    assert titles == [f"Session {k}: {dataset.source}" for k, dataset in enumerate(sessions)]
+    for k, (section, dataset) in enumerate(zip(page.split("<section>")[1:], sessions)):
+        assert section.count('<table class="evaluation">') == 1
+        assert f'data-figure="n_valid_trials">{dataset.valid.n_trials}<' in section
+        assert 'data-method="smoothing" data-figure="heldin_bps" class=in-sample' in section
+        figures = set(re.findall(r'<img src="([^"]+)"', section))
+        assert figures == {f"session{k}_{name}.png" for name in ("raster", "rates", "rate_scatter", "factors", "ppc",
+                                                                  "khat")}
+        assert all((index.parent / name).read_bytes()[:4] == b"\x89PNG" for name in figures)
+        for name in (f"diagnostics_session{k}.json", f"inference_data_session{k}.nc"):
+            assert (run_dir / name).is_file(), name
+    assert page.count('<meta name="pyro-lfads-source"') == len(sessions)
+    assert {'<img src="training.png"', '<img src="sessions.png"'} <= set(re.findall(r'<img src="[^"]+"', page))

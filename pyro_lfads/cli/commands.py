@@ -231,12 +231,16 @@ def cmd_decode(args) -> None:
 
 def cmd_diagnose(args) -> None:
     from pyro_lfads.diagnostics.summary import diagnose_run
+    from pyro_lfads.fitting.run import Run
     from pyro_lfads.fitting.train import resolve_device
 
-    summary = diagnose_run(args.run_dir, samples=args.samples, importance_samples=args.importance_samples,
-                           split=args.split, bin_ms=args.bin_ms, device=resolve_device(args.device),
-                           progress=not args.quiet)
-    print(json.dumps(summary))
+    device = resolve_device(args.device)
+    run = Run.open(args.run_dir)
+    summaries = {f"session{k}": diagnose_run(run, samples=args.samples, importance_samples=args.importance_samples,
+                                             split=args.split, bin_ms=args.bin_ms, device=device,
+                                             progress=not args.quiet, session=k)
+                 for k in range(run.n_sessions)}
+    print(json.dumps(summaries["session0"] if run.n_sessions == 1 else summaries))
 
 
 def cmd_report(args) -> None:
@@ -273,8 +277,8 @@ FLAG_WORDS = {
     "posterior": _DEVICE + ((r"^samples:", "--samples:"),),
     "evaluate": _RERUN + ((r"^session:", "--session:"),),
     "decode": _RERUN + ((r"^source:", "--from:"), (r"^session:", "--session:")),
-    "diagnose": _DEVICE + ((r"'evaluate' with session=K", "'evaluate --session K'"),),
-    "report": _DEVICE + _RERUN + ((r"'evaluate' with session=K", "'evaluate --session K'"),),
+    "diagnose": _DEVICE,
+    "report": _DEVICE + _RERUN,
     "demo": _DEVICE,
     "tune": ((r"^objective '(\w+)'", r"--objective \1"), (r"use objective '(\w+)'", r"use --objective \1"),
              (r"^(objective|population|generations|address):", r"--\1:"),

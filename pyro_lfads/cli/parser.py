@@ -212,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stitched runs: the session to decode (default 0)")
 
     diag = sub.add_parser("diagnose", help="PSIS k-hat, IWAE and posterior predictive checks of a run; "
-                                           "writes RUN_DIR/inference_data.nc and diagnostics.json")
+                                           "writes RUN_DIR/inference_data.nc and diagnostics.json (a stitched "
+                                           "run's per session, *_session{k})")
     diag.add_argument("run_dir", type=Path, help="run directory written by 'fit'")
     diag.add_argument("--split", choices=["valid", "train"], default="valid", help="trials to diagnose (default valid)")
     diag.add_argument("--samples", type=_int_at_least(2), default=DEFAULT_DRAWS,
@@ -224,8 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     diag.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device(diag)
 
-    rep = sub.add_parser("report", help="figures of a run as PNG files and an index.html that shows them "
-                                        "(runs 'diagnose' first when needed)")
+    rep = sub.add_parser("report", help="figures, evaluation and diagnostics of a run as PNG files and an "
+                                        "index.html that shows them, one section per session (runs 'posterior' "
+                                        "and 'diagnose' first when needed)")
     rep.add_argument("run_dir", type=Path, help="run directory written by 'fit'")
     rep.add_argument("--out", type=Path, help="directory for the PNGs and index.html (default RUN_DIR/report)")
     _add_bin_ms(rep)

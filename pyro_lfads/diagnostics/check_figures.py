@@ -20,12 +20,13 @@ def _record_series(records: list[dict], key: str) -> np.ndarray:
     return np.array([np.nan if record.get(key) is None else float(record[key]) for record in records])
 
 
-def plot_training_curves(records: list[dict], path: str | Path) -> Path:
+def plot_training_curves(records: list[dict], path: str | Path, best_epoch: int | None = None) -> Path:
     """Training curves against epoch from the per-epoch records of ``training_curve.jsonl``.
 
     Panels: loss (−ELBO), reconstruction and KL (train and valid), learning rate (log scale), KL weight
     and, when recorded, the sample-validation reconstruction ``valid_sv_recon``. Loss-like panels use a
-    log y axis when their values are positive and span more than a factor of 20.
+    log y axis when their values are positive and span more than a factor of 20. A dotted line marks
+    ``best_epoch`` (the best checkpoint's) on every panel when given.
     Raises ``ValueError`` on an empty list.
     """
     if not records:
@@ -44,6 +45,8 @@ def plot_training_curves(records: list[dict], path: str | Path) -> Path:
         wide = values.size > 0 and values.min() > 0 and values.max() > 20 * values.min()
         if keys == ["lr"] or (len(keys) == 2 and wide):
             ax.set_yscale("log")
+        if best_epoch is not None:
+            ax.axvline(best_epoch, color="0.4", ls=":", lw=1.2, label="best")
         ax.set_title(title, fontsize=11)
         ax.set_xlabel("epoch")
         if len(keys) == 2:
@@ -79,16 +82,17 @@ def plot_ppc(ppc, path: str | Path) -> Path:
     ax.legend(fontsize=8)
 
     ax = fig.add_subplot(grid[0, 3:])
-    if ppc.fano_observed is None:
-        ax.text(0.5, 0.5, "Fano factor: not defined for these data", ha="center", va="center",
-                transform=ax.transAxes, fontsize=11)
-        ax.set_axis_off()
-    else:
+    if ppc.fano_observed is not None:
         observed = np.asarray(ppc.fano_observed)
         replicated = np.asarray(ppc.fano_replicated)
         lower, _, upper = central_interval(replicated, ppc.interval)
         mean = replicated.mean(axis=0)
         finite = np.isfinite(observed) & np.isfinite(mean)
+    if ppc.fano_observed is None or not finite.any():  # e.g. one trial per condition
+        ax.text(0.5, 0.5, "Fano factor: not defined for these data", ha="center", va="center",
+                transform=ax.transAxes, fontsize=11)
+        ax.set_axis_off()
+    else:
         errors = np.clip([mean - lower, upper - mean], 0.0, None)[:, finite]
         ax.errorbar(observed[finite], mean[finite], yerr=errors, fmt="o", ms=3, color="tab:orange", alpha=0.7,
                     elinewidth=0.8, label=f"replicated mean, {ppc.interval:.0%} interval")

@@ -24,25 +24,28 @@ from pyro_lfads.models.likelihoods import data_support
 
 
 def _chunked_traces(model, guide, split: Split, samples: int, time_bins: int | None, device: str,
-                    max_rows: int):
-    """Yield (trial slice, batch, model trace, guide trace), ``samples`` draws per trial.
+                    max_rows: int, session: int = 0):
+    """Yield (trial slice, batch, model trace, guide trace), ``samples`` draws per trial of ``split`` (of
+    session ``session``).
 
     Rows of the batch and traces are trial-major: trial i's draws are rows i*samples .. i*samples+samples-1.
     """
-    for trials, batch in trial_chunks(split, max_rows=max_rows, repeats=samples, device=device, time_bins=time_bins):
+    for trials, batch in trial_chunks(split, max_rows=max_rows, repeats=samples, device=device, time_bins=time_bins,
+                                      session=session):
         yield (trials, batch, *objective.guide_and_model_traces(model, guide, batch))
 
 
 @torch.no_grad()
 def log_importance_weights(model, guide, split: Split, *, samples: int, time_bins: int | None = None,
-                           device: str = "cpu", max_rows: int = 4096) -> np.ndarray:
-    """log p(x, z_k) - log q(z_k | x) for K = ``samples`` draws per trial: (trials, K), nats.
+                           device: str = "cpu", max_rows: int = 4096, session: int = 0) -> np.ndarray:
+    """log p(x, z_k) - log q(z_k | x) for K = ``samples`` draws per trial (of session ``session``):
+    (trials, K), nats.
 
     Model and guide should be in eval mode (dropout off), as ``load_fitted`` returns them.
     """
     out = np.empty((split.n_trials, samples))
     for trials, _, model_trace, guide_trace in _chunked_traces(model, guide, split, samples, time_bins, device,
-                                                               max_rows):
+                                                               max_rows, session):
         out[trials] = objective.log_importance_weights(model_trace, guide_trace).reshape(-1, samples).cpu().numpy()
     return out
 
@@ -72,8 +75,9 @@ DIMS = {"g0": ["trial", "gen"], "u": ["trial", "time", "input"], "factors": ["tr
 @torch.no_grad()
 def to_inference_data(model, guide, split: Split, *, samples: int, time_bins: int | None = None,
                       device: str = "cpu", bin_ms: float | None = None, conditions: np.ndarray | None = None,
-                      max_rows: int = 4096) -> az.InferenceData:
-    """Posterior draws of one split as an ``arviz.InferenceData`` (one chain of ``samples`` draws).
+                      max_rows: int = 4096, session: int = 0) -> az.InferenceData:
+    """Posterior draws of one split (of session ``session``) as an ``arviz.InferenceData`` (one chain of
+    ``samples`` draws).
 
     Groups, each variable with dims (chain, draw, ...) and a ``units`` attribute:
         posterior: g0 (trial, gen), u (trial, time, input) when the model has
@@ -103,7 +107,7 @@ def to_inference_data(model, guide, split: Split, *, samples: int, time_bins: in
         parts[group].setdefault(name, []).append(value)
 
     for _, batch, model_trace, guide_trace in _chunked_traces(model, guide, split, samples, time_bins, device,
-                                                              max_rows):
+                                                              max_rows, session):
         obs = model_trace.nodes["obs"]["fn"]
         elementwise = obs.base_dist if hasattr(obs, "base_dist") else obs
         for name in ("g0", "u"):

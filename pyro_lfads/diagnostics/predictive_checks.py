@@ -116,7 +116,7 @@ def posterior_predictive_checks(observed: np.ndarray, replicated: np.ndarray, *,
         "ppc_psth_coverage": _coverage(psth_observed, psth_replicated, interval),
         "ppc_psth_r2": float(r2_score(psth_observed.ravel(), psth_replicated.mean(0).ravel())),
     }
-    if fano_observed is not None:
+    if fano_observed is not None and np.isfinite(fano_observed).any():  # undefined with one trial per condition
         summary.update(ppc_fano_observed_median=float(np.nanmedian(fano_observed)),
                        ppc_fano_replicated_median=float(np.nanmedian(fano_replicated.mean(0))),
                        ppc_fano_coverage=_coverage(fano_observed, fano_replicated, interval))

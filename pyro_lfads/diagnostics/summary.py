@@ -4,6 +4,7 @@ Writes into RUN_DIR:
     inference_data.nc   the split's posterior draws as arviz InferenceData (NetCDF;
                         ``az.from_netcdf`` reads it), see :func:`diagnostics.to_inference_data`
     diagnostics.json    {"summary": {...}, "per_trial": {"trial", "khat", "elbo", "iwae"}, "source": {...}}
+(for session k of a stitched run ``inference_data_session{k}.nc`` and ``diagnostics_session{k}.json``).
 
 Both record what they were made from (:class:`~pyro_lfads.fitting.derived_files.Source`: in
 diagnostics.json under ``source``, in inference_data.nc as the posterior group's ``source_*``
@@ -44,9 +45,9 @@ KHAT_GOOD, KHAT_OK = 0.5, 0.7
 @writes_into("run")
 def diagnose_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *, split: str = "valid",
                  samples: int = DEFAULT_DRAWS, importance_samples: int = DEFAULT_IMPORTANCE_SAMPLES,
-                 bin_ms: float | None = None, device: str = "cpu", progress: bool = True) -> dict:
+                 bin_ms: float | None = None, device: str = "cpu", progress: bool = True, session: int = 0) -> dict:
     """Diagnose the best checkpoint of ``run`` (a Run or its directory) on ``split`` of ``dataset`` (default:
-    the run's own); write the two files; return the summary.
+    the run's own; session ``session``'s of a stitched run); write the two files; return the summary.
 
     ``samples``: posterior draws per trial kept in the InferenceData and used by the
     predictive checks. ``importance_samples``: draws per trial for k-hat and IWAE
@@ -59,14 +60,13 @@ def diagnose_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *, 
         if value < 2:
             raise InputError(f"{name}: must be >= 2, got {value}")
     run = Run.open(run)
-    run.require_single_session("diagnose")
-    config, run_dir = run.config, run.directory
+    config = run.config
     model, guide = run.fitted("best", device)
-    source = run.source(None if dataset is None else dataset_sha256(dataset))
-    dataset = run.scored_data(dataset)
+    source = run.source(None if dataset is None else dataset_sha256(dataset), session)
+    dataset = run.scored_data(dataset, session)
     data_split = getattr(dataset, split)
     conditions = dataset.extras.get(f"{split}_conditions")
-    options = dict(time_bins=config.time_bins, device=device)
+    options = dict(time_bins=config.time_bins, device=device, session=session)
     steps = tqdm(total=3, desc="diagnose", unit="step", disable=not progress, dynamic_ncols=True)
 
     torch.manual_seed(config.seed)
@@ -89,8 +89,8 @@ def diagnose_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *, 
     per_trial = {"trial": inference_data.posterior["trial"].values.tolist(), "khat": khat.tolist(),
                  "elbo": elbo.tolist(), "iwae": iwae.tolist()}
     inference_data.posterior.attrs.update(source.as_attrs())
-    write_atomically(run_dir / INFERENCE_DATA_FILE, netcdf_bytes(inference_data))
-    with atomic_path(run_dir / DIAGNOSTICS_FILE) as tmp:
+    write_atomically(run.session_file(INFERENCE_DATA_FILE, session), netcdf_bytes(inference_data))
+    with atomic_path(run.session_file(DIAGNOSTICS_FILE, session)) as tmp:
         tmp.write_text(json.dumps({"summary": summary, "per_trial": per_trial, "source": source.as_attrs()},
                                   indent=1))
     steps.update()
@@ -118,13 +118,14 @@ def predictive_checks(inference_data: az.InferenceData) -> PPCResult:
     return posterior_predictive_checks(observed, replicated, conditions=conditions)
 
 
-def read_diagnostics(run: Run | str | Path, data_sha256: str | None = None) -> tuple[az.InferenceData, dict]:
-    """(InferenceData, {"summary", "per_trial", "source"}) written by :func:`diagnose_run`; refused when they
-    were made from another checkpoint than the run's best, or from other data than that of checksum
-    ``data_sha256`` (default: the run's own)."""
+def read_diagnostics(run: Run | str | Path, data_sha256: str | None = None,
+                     session: int = 0) -> tuple[az.InferenceData, dict]:
+    """(InferenceData, {"summary", "per_trial", "source"}) written by :func:`diagnose_run` (of session
+    ``session``); refused when they were made from another checkpoint than the run's best, or from other data
+    than that of checksum ``data_sha256`` (default: the session's own)."""
     run = Run.open(run)
     run_dir = run.directory
-    paths = run_dir / INFERENCE_DATA_FILE, run_dir / DIAGNOSTICS_FILE
+    paths = run.session_file(INFERENCE_DATA_FILE, session), run.session_file(DIAGNOSTICS_FILE, session)
     missing = [path.name for path in paths if not path.is_file()]
     if missing:
         raise InputError(f"{run_dir}: no {' or '.join(missing)}; run 'pyro-lfads diagnose {run_dir}' first")
@@ -133,8 +134,9 @@ def read_diagnostics(run: Run | str | Path, data_sha256: str | None = None) -> t
     except (OSError, ValueError) as exc:
         raise InputError(f"{run_dir}: unreadable diagnostics ({type(exc).__name__}: {exc}); "
                          f"run 'pyro-lfads diagnose {run_dir}' again") from None
-    run.check_source(paths[1], diagnostics_source(diagnostics), "diagnose_run", data_sha256)
-    run.check_source(paths[0], Source.from_attrs(inference_data.posterior.attrs), "diagnose_run", data_sha256)
+    run.check_source(paths[1], diagnostics_source(diagnostics), "diagnose_run", data_sha256, session)
+    run.check_source(paths[0], Source.from_attrs(inference_data.posterior.attrs), "diagnose_run", data_sha256,
+                     session)
     return inference_data, diagnostics
 
 
@@ -144,13 +146,14 @@ def diagnostics_source(diagnostics: dict) -> Source | None:
     return Source.from_attrs(record) if isinstance(record, dict) else None
 
 
-def diagnostics_current(run: Run, data_sha256: str | None = None) -> bool:
-    """Whether ``run`` holds both diagnostics files and diagnostics.json records the run's best checkpoint
-    as it is now and the data of checksum ``data_sha256`` (default: the run's own)."""
-    if not (run.directory / INFERENCE_DATA_FILE).is_file():
+def diagnostics_current(run: Run, data_sha256: str | None = None, session: int = 0) -> bool:
+    """Whether ``run`` holds both diagnostics files (of session ``session``) and its diagnostics.json records
+    the run's best checkpoint as it is now and the data of checksum ``data_sha256`` (default: the session's
+    own)."""
+    if not run.session_file(INFERENCE_DATA_FILE, session).is_file():
         return False
     try:
-        diagnostics = json.loads((run.directory / DIAGNOSTICS_FILE).read_text())
+        diagnostics = json.loads(run.session_file(DIAGNOSTICS_FILE, session).read_text())
     except (OSError, ValueError):
         return False
-    return run.is_current(diagnostics_source(diagnostics), data_sha256)
+    return run.is_current(diagnostics_source(diagnostics), data_sha256, session)

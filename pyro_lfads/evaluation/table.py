@@ -17,6 +17,12 @@ from pyro_lfads.fitting.run import Run, dataset_sha256
 from pyro_lfads.evaluation.nlb_figures import BASELINES, DEFAULT_PSTH_SIGMA_BINS, baseline_rates, score_rates
 from pyro_lfads.fitting.train import evaluate_elbo
 
+#: The figures of :func:`evaluate_run` that are in-sample: computed from the very spikes they score. Every
+#: method's validation rates are made from those trials' held-in spikes (LFADS's encoders read them, the
+#: baselines smooth them or fit latents to them), so a figure that scores the rates against those spikes
+#: rewards copying them; the methods compare fairly on co_bps, fp_bps, vel_r2, psth_r2 and rate_r2.
+IN_SAMPLE = ("heldin_bps", "bits_per_spike", "poisson_nll_per_trial", "elbo_per_trial", "obs_mean_r2")
+
 
 def heldout_elbo(run: Run | str | Path, dataset: LFADSDataset, passes: int = 10, device: str = "cpu",
                  session: int = 0) -> float:

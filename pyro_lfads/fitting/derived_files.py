@@ -17,12 +17,17 @@ from pyro_lfads.data.atomic_files import check_inside_run
 
 POSTERIOR_FILE, DECODING_FILE = "posterior.h5", "decoding.h5"
 INFERENCE_DATA_FILE, DIAGNOSTICS_FILE, REPORT_DIR = "inference_data.nc", "diagnostics.json", "report"
-#: What ``report`` writes into its folder: the page and its figures (:data:`pyro_lfads.diagnostics.report.CAPTIONS`).
-REPORT_FILES = ("index.html", "training.png", "raster.png", "rates.png", "rate_scatter.png", "factors.png",
-                "inputs.png", "ppc.png", "khat.png")
+#: The report's figures of the whole run, and those it draws once per session (for session k of a stitched run
+#: ``session{k}_{name}``); :data:`pyro_lfads.diagnostics.report_page.CAPTIONS` says what each shows.
+RUN_FIGURES = ("training.png", "sessions.png")
+SESSION_FIGURES = ("raster.png", "rates.png", "rate_scatter.png", "factors.png", "inputs.png", "ppc.png", "khat.png")
+#: What ``report`` writes into its folder: the page and its figures.
+REPORT_FILES = ("index.html", *RUN_FIGURES, *SESSION_FIGURES)
 #: The derived files of a run directory, as patterns (a stitched run's are ``{stem}_session{k}{suffix}``).
 DERIVED_PATTERNS = ("posterior.h5", "posterior_session*.h5", "decoding.h5", "decoding_session*.h5",
-                    DIAGNOSTICS_FILE, INFERENCE_DATA_FILE, *(f"{REPORT_DIR}/{name}" for name in REPORT_FILES))
+                    DIAGNOSTICS_FILE, "diagnostics_session*.json", INFERENCE_DATA_FILE, "inference_data_session*.nc",
+                    *(f"{REPORT_DIR}/{name}" for name in REPORT_FILES),
+                    *(f"{REPORT_DIR}/session*_{name}" for name in SESSION_FIGURES))
 SOURCE_PREFIX = "source_"
 
 

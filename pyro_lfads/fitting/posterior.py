@@ -151,3 +151,13 @@ def posterior_source(run: Run | str | Path, session: int = 0) -> Source | None:
     without one. The file must exist and be current (:func:`read_posterior` checks both)."""
     with h5py.File(posterior_path(run, session), "r") as h5:
         return Source.from_attrs(h5.attrs)
+
+
+def posterior_current(run: Run, data_sha256: str | None = None, session: int = 0) -> bool:
+    """Whether ``run`` holds a readable posterior file (of session ``session``) made from the run's best
+    checkpoint as it is now and from the data of checksum ``data_sha256`` (default: the session's own)."""
+    path = posterior_path(run, session)
+    try:
+        return path.is_file() and run.is_current(posterior_source(run, session), data_sha256, session)
+    except OSError:
+        return False

@@ -7,6 +7,7 @@ Layout of RUN_DIR:
     checkpoints/last.pt    the latest complete epoch (resume from here)
     checkpoints/best.pt    the epoch with the lowest validation loss
     training_curve.jsonl   one JSON object per epoch
+    events.out.tfevents.*  its numbers for TensorBoard, when installed (:mod:`pyro_lfads.fitting.tensorboard_log`)
     posterior.h5           posterior averages (written by ``posterior``); decoding.h5, diagnostics.json,
                            inference_data.nc, report/ likewise: the derived files, each recording
                            the checkpoint and data it was made from (:mod:`pyro_lfads.fitting.derived_files`)
@@ -38,6 +39,7 @@ from pyro_lfads.data.atomic_files import atomic_path, check_inside_run, remove_l
 from pyro_lfads.fitting.checkpoints import load_checkpoint, load_weights
 from pyro_lfads.fitting.derived_files import Source, file_sha256, remove_derived_files
 from pyro_lfads.fitting.run_lock import LOCK_FILE
+from pyro_lfads.fitting.tensorboard_log import EVENT_FILES
 from pyro_lfads.guides.lfads import LFADSGuide
 from pyro_lfads.models.lfads import LFADSModel
 from pyro_lfads.models.likelihoods import data_support
@@ -223,8 +225,8 @@ class Run:
         A directory that holds this very run (same config but for ``max_epochs``, whose raising extends a
         run; same data checksum) resumes from its last checkpoint when it has one. A different run there
         is refused unless ``overwrite``, which starts afresh; so is a folder that is not empty and holds no
-        run. Starting afresh deletes the old checkpoints, curve and derived files, never other files;
-        either way the config and record are (re)written. The caller holds the directory's lock.
+        run. Starting afresh deletes the old checkpoints, curve, TensorBoard event files and derived files, never
+        other files; either way the config and record are (re)written. The caller holds the directory's lock.
         """
         previous = target if isinstance(target, Run) else None
         directory = Path(target.directory if previous is not None else target)
@@ -239,9 +241,9 @@ class Run:
                              "choose another directory or pass overwrite=True")
         resume = same and (directory / LAST).exists() and not overwrite
         if not resume:
-            for name in (LAST, BEST, CURVE_FILE):
-                check_inside_run(directory / name)  # never delete through a link out of the run
-                (directory / name).unlink(missing_ok=True)
+            for path in (directory / LAST, directory / BEST, directory / CURVE_FILE, *directory.glob(EVENT_FILES)):
+                check_inside_run(path)  # never delete through a link out of the run
+                path.unlink(missing_ok=True)
             remove_derived_files(directory)
             try:
                 (directory / LAST).parent.rmdir()
@@ -277,13 +279,6 @@ class Run:
         if not 0 <= session < len(sessions):
             raise InputError(f"session: {self.directory} has sessions 0 to {len(sessions) - 1}, got {session}")
         return sessions[session]
-
-    def require_single_session(self, what: str) -> None:
-        """Refuse a stitched run in a command (``what``) that covers single-session runs only."""
-        if self.info.sessions is not None:
-            raise InputError(f"{self.directory}: is a stitched run of {len(self.info.sessions)} sessions; "
-                             f"'{what}' covers single-session runs (use 'posterior' and 'evaluate' with "
-                             "session=K for each session)")
 
     # --- data -----------------------------------------------------------------------------
     def dataset(self, session: int = 0) -> LFADSDataset:

@@ -48,6 +48,7 @@ from pyro_lfads.fitting.schedule import PlateauRule, epoch_batch_size, ramp_step
 from pyro_lfads.extensions.stitching import check_sessions, initialise_sessions
 from pyro_lfads.fitting.objective import TracedPair, elbo_terms, guide_and_model_traces
 from pyro_lfads.fitting.run_lock import writes_into
+from pyro_lfads.fitting.tensorboard_log import tensorboard_log
 from pyro_lfads.models.likelihoods import data_support
 
 
@@ -93,13 +94,17 @@ def evaluate_elbo(model, guide, split: Split, config: LFADSConfig, device, sessi
     return {"loss": (recon + kl) / n, "recon": recon / n, "kl": kl / n}
 
 
-def validation_score(valid: dict, config: LFADSConfig) -> float:
-    """The quantity that chooses the best checkpoint (lower is better) from :meth:`Trainer.validate`'s
-    terms: ``sv_recon`` with sample validation, else ``recon`` or ``loss`` (the -ELBO) as
-    ``config.checkpoint_metric`` says."""
+def validation_metric(valid: dict, config: LFADSConfig) -> str:
+    """Which of :meth:`Trainer.validate`'s terms ``valid`` chooses the best checkpoint: ``sv_recon`` with
+    sample validation, else ``recon`` or ``loss`` (the -ELBO) as ``config.checkpoint_metric`` says."""
     if "sv_recon" in valid:
-        return valid["sv_recon"]
-    return valid["recon" if config.checkpoint_metric == "recon" else "loss"]
+        return "sv_recon"
+    return "recon" if config.checkpoint_metric == "recon" else "loss"
+
+
+def validation_score(valid: dict, config: LFADSConfig) -> float:
+    """The quantity that chooses the best checkpoint (lower is better): the term :func:`validation_metric` names."""
+    return valid[validation_metric(valid, config)]
 
 
 class Trainer:
@@ -224,44 +229,47 @@ class Trainer:
 
     def fit(self) -> TrainerState:
         """Train until the validation objective stops improving (see :mod:`pyro_lfads.fitting.schedule`), the
-        learning rate reaches lr_min, or max_epochs; returns the final state."""
+        learning rate reaches lr_min, or max_epochs; returns the final state. Each epoch's record goes to
+        ``training_curve.jsonl`` and to TensorBoard (:mod:`pyro_lfads.fitting.tensorboard_log`)."""
         cfg, st = self.config, self.state
         bar = tqdm(total=cfg.max_epochs, initial=st.epoch, desc="fit", unit="epoch",
                    disable=not self.progress, dynamic_ncols=True)
-        while st.epoch < cfg.max_epochs and st.lr > cfg.lr_min and st.stopped != "plateau":
-            start = time.perf_counter()
-            train = self.train_epoch()
-            if st.faults_in_a_row >= MAX_FAULTS_IN_A_ROW:
-                bar.close()
-                st.stopped = "non-finite"
-                raise TrainingDiverged(self._divergence_message(
-                    f"at step {st.step}: the loss or its gradient was not finite in {MAX_FAULTS_IN_A_ROW} steps in "
-                    f"a row (each undone, the learning rate decayed to {st.lr:.2e})"))
-            try:
-                valid = self.validate()
-            except ValueError as exc:
-                if not is_invalid_parameter(exc):
-                    raise
-                bar.close()
-                st.stopped = "non-finite"
-                raise TrainingDiverged(self._divergence_message(
-                    f"in epoch {st.epoch + 1}: on the validation trials the model's distributions met parameters "
-                    "that are not finite")) from None
-            st.epoch += 1
-            best_before = st.best_valid
-            self._after_epoch(validation_score(valid, cfg))
-            record = {"epoch": st.epoch, "step": st.step, "lr": st.lr, "batch_size": self.batch_size,
-                      "kl_weight": ramp_weight(st.step - 1, self.ramp_steps),
-                      **{f"train_{k}": v for k, v in train.items()},
-                      **{f"valid_{k}": v for k, v in valid.items()},
-                      "seconds": time.perf_counter() - start, "stop_reason": st.stopped}
-            self._append_curve(record)
-            self.save(self.run_dir / LAST)
-            if st.best_valid < best_before:
-                self.save(self.run_dir / BEST)
-            bar.update(1)
-            bar.set_postfix(loss=f"{train['loss']:.1f}", recon=f"{train['recon']:.1f}", kl=f"{train['kl']:.1f}",
-                            valid=f"{valid['loss']:.1f}", lr=f"{st.lr:.2e}")
+        with tensorboard_log(self.run_dir, st.epoch) as log_epoch:
+            while st.epoch < cfg.max_epochs and st.lr > cfg.lr_min and st.stopped != "plateau":
+                start = time.perf_counter()
+                train = self.train_epoch()
+                if st.faults_in_a_row >= MAX_FAULTS_IN_A_ROW:
+                    bar.close()
+                    st.stopped = "non-finite"
+                    raise TrainingDiverged(self._divergence_message(
+                        f"at step {st.step}: the loss or its gradient was not finite in {MAX_FAULTS_IN_A_ROW} steps in "
+                        f"a row (each undone, the learning rate decayed to {st.lr:.2e})"))
+                try:
+                    valid = self.validate()
+                except ValueError as exc:
+                    if not is_invalid_parameter(exc):
+                        raise
+                    bar.close()
+                    st.stopped = "non-finite"
+                    raise TrainingDiverged(self._divergence_message(
+                        f"in epoch {st.epoch + 1}: on the validation trials the model's distributions met parameters "
+                        "that are not finite")) from None
+                st.epoch += 1
+                best_before = st.best_valid
+                self._after_epoch(validation_score(valid, cfg))
+                record = {"epoch": st.epoch, "step": st.step, "lr": st.lr, "batch_size": self.batch_size,
+                          "kl_weight": ramp_weight(st.step - 1, self.ramp_steps),
+                          **{f"train_{k}": v for k, v in train.items()},
+                          **{f"valid_{k}": v for k, v in valid.items()},
+                          "seconds": time.perf_counter() - start, "stop_reason": st.stopped}
+                self._append_curve(record)
+                log_epoch(record)
+                self.save(self.run_dir / LAST)
+                if st.best_valid < best_before:
+                    self.save(self.run_dir / BEST)
+                bar.update(1)
+                bar.set_postfix(loss=f"{train['loss']:.1f}", recon=f"{train['recon']:.1f}", kl=f"{train['kl']:.1f}",
+                                valid=f"{valid['loss']:.1f}", lr=f"{st.lr:.2e}")
         bar.close()
         return st
 
