@@ -10,9 +10,11 @@ import h5py
 import numpy as np
 import pytest
 
-from pyro_lfads.data import dataset_from_arrays, save_dataset
+from pyro_lfads.data import dataset_from_arrays, load_dataset, save_dataset
 from pyro_lfads.errors import InputError
-from pyro_lfads.data.nlb import is_nlb_file, load_nlb_tensors, save_nlb_tensors
+from pyro_lfads.fitting.run import dataset_sha256
+from pyro_lfads.data.nlb import is_nlb_file, load_nlb_tensors, read_nlb_inputs
+from pyro_lfads.data.nlb_writing import save_nlb_tensors
 
 N_TRAIN, N_EVAL, T, T_FWD, N_IN, N_OUT, B = 6, 4, 10, 3, 5, 2, 2
 
@@ -78,6 +80,59 @@ def test_load_without_forward_or_extras(tmp_path):
     ds = load_nlb_tensors(write(tmp_path / "f.h5", nlb_arrays(forward=False, extras=False)))
     assert ds.train.recon_data.shape == (N_TRAIN, T, N_IN + N_OUT)
     assert ds.extras == {} and ds.conversion_factor is None and ds.train.truth is None
+
+
+def test_phase_arrays(forward=True) -> dict:
+    """An NLB file of the test phase: eval trials with held-in spikes only."""
+    a = nlb_arrays(forward=forward)
+    for key in ("eval_spikes_heldout", "eval_spikes_heldin_forward", "eval_spikes_heldout_forward", "eval_behavior",
+                "eval_condition", "eval_truth"):
+        a.pop(key, None)
+    return a
+
+
+@pytest.mark.parametrize("forward", [True, False])
+def test_test_trials_are_read_and_a_fifth_of_the_train_trials_validates(forward, tmp_path):
+    a = test_phase_arrays(forward)
+    path = write(tmp_path / "test_phase.h5", a)
+    with pytest.warns(UserWarning, match=r"eval_spikes_heldout: absent, so the 4 eval trials are test trials .* "
+                                         r"validates on 1 of the 6 train trials \(valid_inds\)"):
+        ds = load_nlb_tensors(path)
+    with pytest.warns(UserWarning, match="test trials"):
+        assert dataset_sha256(load_dataset(path)) == dataset_sha256(ds)
+    inds = {split: getattr(ds, split).inds for split in ("train", "valid")}
+    assert inds["valid"].size == 1 and inds["train"].size == N_TRAIN - 1
+    np.testing.assert_array_equal(np.sort(np.concatenate(list(inds.values()))), np.arange(N_TRAIN))
+    heldout = np.concatenate([a["train_spikes_heldin"], a["train_spikes_heldout"]], axis=2)
+    if forward:
+        ahead = np.concatenate([a["train_spikes_heldin_forward"], a["train_spikes_heldout_forward"]], axis=2)
+        heldout = np.concatenate([heldout, ahead], axis=1)
+    for split, index in inds.items():
+        part = getattr(ds, split)
+        np.testing.assert_array_equal(part.encod_data, a["train_spikes_heldin"][index])
+        np.testing.assert_array_equal(part.recon_data, heldout[index])
+        np.testing.assert_allclose(part.truth, a["train_truth"][index], rtol=1e-6)
+        np.testing.assert_allclose(ds.extras[f"{split}_behavior"], a["train_behavior"][index], rtol=1e-6)
+        np.testing.assert_array_equal(ds.extras[f"{split}_conditions"], a["train_condition"][index])
+    inputs = read_nlb_inputs(path)
+    assert inputs.test and inputs.n_heldout == N_OUT and inputs.n_forward == T_FWD * forward
+    np.testing.assert_array_equal(inputs.train_heldin, a["train_spikes_heldin"])
+    np.testing.assert_array_equal(inputs.eval_heldin, a["eval_spikes_heldin"])
+    assert inputs.eval_heldin.dtype == np.float32
+
+
+def test_inputs_of_a_file_with_held_out_eval_spikes(nlb_file):
+    inputs = read_nlb_inputs(nlb_file)
+    assert not inputs.test and (inputs.n_heldout, inputs.n_forward) == (N_OUT, T_FWD)
+    np.testing.assert_array_equal(inputs.eval_heldin, nlb_arrays()["eval_spikes_heldin"])
+
+
+def test_test_trials_need_two_train_trials(tmp_path):
+    a = test_phase_arrays()
+    for key in [k for k in a if k.startswith("train_")]:
+        a[key] = a[key][:1]
+    with pytest.raises(InputError, match=r"train_spikes_heldin: has 1 trial; with test trials, a fifth"):
+        load_nlb_tensors(write(tmp_path / "one.h5", a))
 
 
 def test_round_trip_is_exact(nlb_file, tmp_path):
@@ -158,10 +213,19 @@ def _replace(key, value):
 BAD_FILES = [
     (_edit(lambda a: a.pop("train_spikes_heldin")),
      r"train_spikes_heldin: missing; an NLB tensor file needs train_spikes_heldin, train_spikes_heldout, "
-     r"eval_spikes_heldin, eval_spikes_heldout .*make_train_input_tensors.*; the file has keys: conversion_factor"),
+     r"eval_spikes_heldin \(nlb_tools make_train_input_tensors.*\), and eval_spikes_heldout "
+     r"\(make_eval_target_tensors\) to validate on the eval trials; the file has keys: conversion_factor"),
+    (_edit(lambda a: a.pop("eval_spikes_heldin")), r"eval_spikes_heldin: missing; "),
     (_edit(lambda a: a.pop("eval_spikes_heldout")),
-     r"eval_spikes_heldout: missing; .*eval_spikes_heldout is in NLB's evaluation target file "
-     r"\(make_eval_target_tensors.*must be merged in"),
+     r"eval_spikes_heldin_forward: present, but eval_spikes_heldout is missing; test trials have held-in spikes only"),
+    (_edit(lambda a: [a.pop(k) for k in ("eval_spikes_heldout", "eval_spikes_heldin_forward",
+                                         "eval_spikes_heldout_forward", "train_spikes_heldout_forward")]),
+     r"train_spikes_heldout_forward: missing, but train_spikes_heldin_forward present; forward-prediction spikes "
+     r"need both train keys or none"),
+    (_edit(lambda a: [a.pop(k) for k in ("eval_spikes_heldout", "eval_spikes_heldin_forward",
+                                         "eval_spikes_heldout_forward")] and a.__setitem__(
+                                             "eval_spikes_heldin", a["eval_spikes_heldin"][:, 1:])),
+     r"eval_spikes_heldin: has 9 time bins but train_spikes_heldin has 10"),
     (_replace("train_spikes_heldout", lambda x: x[:-1]),
      r"train_spikes_heldout: has 5 trials but train_spikes_heldin has 6"),
     (_replace("eval_spikes_heldout", lambda x: x[:, :-1]),

@@ -23,7 +23,7 @@ from pyro_lfads.errors import InputError
 
 def cmd_synth(args) -> None:
     from pyro_lfads.data import save_dataset
-    from pyro_lfads.data.nlb import save_nlb_tensors
+    from pyro_lfads.data.nlb_writing import save_nlb_tensors
     from pyro_lfads.synthetic.calcium import make_calcium_dataset
     from pyro_lfads.synthetic.chaotic_rnn import make_chaotic_rnn_dataset, make_pulse_dataset
     from pyro_lfads.synthetic.integrate_to_bound import make_integrate_to_bound_dataset

@@ -8,8 +8,9 @@ for spikes and rates and ``(trials, time, inputs)`` for external inputs.
 - :mod:`~pyro_lfads.data.from_arrays`: ``dataset_from_arrays``.
 - :mod:`~pyro_lfads.data.lfads_files`: the LFADS HDF5 / ``.npz`` formats, ``save_dataset``.
 - :mod:`~pyro_lfads.data.loading`: ``load_dataset``, one way in for every file format.
-- :mod:`~pyro_lfads.data.nlb`, :mod:`~pyro_lfads.data.nwb`, :mod:`~pyro_lfads.data.binning`:
-  Neural Latents Benchmark tensors, NWB files, and the binning of spike times.
+- :mod:`~pyro_lfads.data.nlb`, :mod:`~pyro_lfads.data.nlb_writing`, :mod:`~pyro_lfads.data.nwb`,
+  :mod:`~pyro_lfads.data.binning`: Neural Latents Benchmark tensors (read, written), NWB files, and the
+  binning of spike times.
 """
 
 from pyro_lfads.data.containers import LFADSDataset, Split, as_sessions

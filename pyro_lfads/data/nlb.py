@@ -1,14 +1,18 @@
-"""Neural Latents Benchmark (NLB) tensor files <-> LFADS data sets.
+"""Neural Latents Benchmark (NLB) tensor files -> LFADS data sets.
 
 An NLB tensor file is HDF5 with the top-level keys that nlb_tools'
-``make_train_input_tensors`` and ``make_eval_input_tensors`` write, with
-``eval_spikes_heldout`` merged in from the evaluation target file
-(``make_eval_target_tensors``). Spikes are counts per bin:
+``make_train_input_tensors`` and ``make_eval_input_tensors`` write. Spikes are
+counts per bin:
 
-- ``{train,eval}_spikes_heldin``: (trials, T, N_in); required.
-- ``{train,eval}_spikes_heldout``: (trials, T, N_out); required.
+- ``train_spikes_{heldin,heldout}``: (trials, T, N_in or N_out); required.
+- ``eval_spikes_heldin``: (trials, T, N_in); required.
+- ``eval_spikes_heldout``: (trials, T, N_out), merged in from the evaluation
+  target file (``make_eval_target_tensors``) to validate on the eval trials.
+  Without it the eval trials are *test trials*: held-in spikes only, as
+  ``make_eval_input_tensors(..., trial_split="test")`` writes them.
 - ``{train,eval}_spikes_{heldin,heldout}_forward``: (trials, T_fwd, N_in or
-  N_out), the bins after the observed window; all four or none.
+  N_out), the bins after the observed window; both of a split or neither, and
+  the eval trials' only with their held-out spikes, as the train trials'.
 - ``{train,eval}_behavior``: (trials, T, B), e.g. hand velocity; NaN where
   NLB marks the behaviour unknown.
 - ``{train,eval}_condition`` (or ``*_cond_idx`` when it holds one integer per
@@ -17,7 +21,11 @@ An NLB tensor file is HDF5 with the top-level keys that nlb_tools'
   ``conversion_factor`` (truth / conversion_factor = expected counts per bin).
 
 The LFADS data set: ``train`` <- NLB train trials, ``valid`` <- NLB eval
-trials; ``encod_data`` = held-in spikes (trials, T, N_in); ``recon_data`` =
+trials; with test trials, ``train`` and ``valid`` <- the NLB train trials, a
+fifth of them (drawn with ``numpy.random.default_rng(0)``) validating, their
+positions among the NLB train trials in ``{train,valid}_inds``, and the test
+trials left to :func:`read_nlb_inputs` (what a submission is made of).
+``encod_data`` = held-in spikes (trials, T, N_in); ``recon_data`` =
 (trials, T + T_fwd, N_in + N_out), held-in then held-out neurons, observed
 then forward bins; extras ``{train,valid}_behavior`` (float32) and
 ``{train,valid}_conditions`` (int64).
@@ -27,26 +35,45 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from pyro_lfads.data.atomic_files import atomic_hdf5
 from pyro_lfads.data.containers import LFADSDataset
 from pyro_lfads.data.from_arrays import coerce_dataset
 from pyro_lfads.data.lfads_files import open_hdf5
-from pyro_lfads.data.validation import ensure_valid, fractional_problem, listed_keys, one_line, validate_dataset
+from pyro_lfads.data.validation import fractional_problem, listed_keys, one_line, validate_dataset
 from pyro_lfads.errors import InputError
 
-#: LFADS split -> NLB split.
+#: LFADS split -> NLB split, when the eval trials have held-out spikes.
 NLB_SPLITS = {"train": "train", "valid": "eval"}
-REQUIRED_KEYS = tuple(
-    f"{nlb}_spikes_{part}" for nlb in NLB_SPLITS.values() for part in ("heldin", "heldout")
-)
-FORWARD_KEYS = tuple(f"{key}_forward" for key in REQUIRED_KEYS)
+REQUIRED_KEYS = ("train_spikes_heldin", "train_spikes_heldout", "eval_spikes_heldin")
+FORWARD_KEYS = tuple(f"{nlb}_spikes_{part}_forward" for nlb in NLB_SPLITS.values() for part in ("heldin", "heldout"))
 #: The key whose presence at the top level of an HDF5 file marks an NLB tensor file.
 MARKER_KEY = "train_spikes_heldin"
+#: With test trials, the fraction of the NLB train trials that validates the fit.
+VALID_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class NLBInputs:
+    """What a model reads of an NLB file, in the file's trial order, and the shape of what it predicts.
+
+    Attributes:
+        train_heldin: (train trials, T, N_in) held-in spikes of the NLB train trials, float32 counts.
+        eval_heldin: (eval trials, T, N_in) held-in spikes of the NLB eval trials.
+        n_heldout: N_out, the held-out neurons a submission predicts.
+        n_forward: T_fwd, the forward bins a submission predicts (0: none).
+        test: whether the eval trials are test trials (no held-out spikes in the file).
+    """
+
+    train_heldin: np.ndarray
+    eval_heldin: np.ndarray
+    n_heldout: int
+    n_forward: int
+    test: bool
 
 
 def is_nlb_file(path: str | os.PathLike[str]) -> bool:
@@ -87,38 +114,101 @@ def load_nlb_tensors(path: str | os.PathLike[str]) -> LFADSDataset:
     return dataset
 
 
+def read_nlb_inputs(path: str | os.PathLike[str]) -> NLBInputs:
+    """The held-in spikes of an NLB file's train and eval (or test) trials, checked as
+    :func:`load_nlb_tensors` checks the whole file.
+
+    Raises:
+        InputError: as :func:`load_nlb_tensors`.
+    """
+    source = str(path)
+    parts, test = _nlb_parts(_read(Path(path), source), source)
+    train, evaluation = parts["train"], parts["eval"]
+    n_time, n_heldin = train["encod"].shape[1:]
+    return NLBInputs(train["encod"], evaluation["encod"], train["recon"].shape[2] - n_heldin,
+                     train["recon"].shape[1] - n_time, test)
+
+
 def nlb_dataset(arrays: dict[str, np.ndarray], source: str) -> LFADSDataset:
     """The LFADS data set of an NLB file's arrays (by key), with its own checks but not yet validated.
 
     ``load_dataset`` validates it once, for the likelihood's support; ``load_nlb_tensors`` for counts.
+    With test trials it warns that a fifth of the train trials validates the fit.
 
     Raises:
         InputError: one line ``<source>: <NLB key>: <problem>`` for missing keys, mismatched
             shapes, or spikes that are not non-negative whole numbers.
     """
-    missing = [key for key in REQUIRED_KEYS if key not in arrays]
-    if missing:
-        raise InputError(f"{source}: {', '.join(missing)}: missing; {_layout_hint(missing, sorted(arrays))}")
-    forward = [key for key in FORWARD_KEYS if key in arrays]
-    if forward and len(forward) < len(FORWARD_KEYS):
-        absent = [key for key in FORWARD_KEYS if key not in arrays]
-        raise InputError(
-            f"{source}: {', '.join(absent)}: missing, but {', '.join(forward)} present; "
-            "forward-prediction spikes need all four keys or none"
-        )
-
+    parts, test = _nlb_parts(arrays, source)
+    if test:
+        train, valid = _carve_valid(parts["train"], source)
+        warnings.warn(
+            f"{source}: eval_spikes_heldout: absent, so the {parts['eval']['encod'].shape[0]} eval trials are test "
+            f"trials (held-in spikes only, for the submission); the fit validates on {valid['inds'].size} of the "
+            f"{parts['train']['encod'].shape[0]} train trials (valid_inds); merge eval_spikes_heldout from NLB's "
+            "evaluation target file to validate on the eval trials", stacklevel=3)
+        splits = {"train": train, "valid": valid}
+    else:
+        splits = {split: parts[nlb] for split, nlb in NLB_SPLITS.items()}
     values: dict[str, object] = {}
     extras: dict[str, np.ndarray] = {}
+    for split, part in splits.items():
+        values[f"{split}_encod_data"], values[f"{split}_recon_data"] = part["encod"], part["recon"]
+        values[f"{split}_truth"], values[f"{split}_inds"] = part.get("truth"), part.get("inds")
+        for name in ("behavior", "conditions"):
+            if part.get(name) is not None:
+                extras[f"{split}_{name}"] = part[name]
+    has_truth = values["train_truth"] is not None or values["valid_truth"] is not None
+    if "conversion_factor" in arrays:
+        if has_truth:
+            values["conversion_factor"] = _factor(arrays["conversion_factor"], source)
+        else:
+            warnings.warn(f"{source}: conversion_factor: ignored: the file has no train_truth or eval_truth",
+                          stacklevel=3)
+    return coerce_dataset(values, source, {}, extras)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _nlb_parts(arrays: dict[str, np.ndarray], source: str) -> tuple[dict[str, dict], bool]:
+    """({"train": part, "eval": part}, whether the eval trials are test trials), every array checked.
+
+    A part holds ``encod`` (trials, T, N_in), ``recon`` (trials, T + T_fwd, N_in + N_out; None for
+    test trials) and, where the file has them, ``behavior``, ``conditions`` and ``truth``.
+    """
+    missing = [key for key in REQUIRED_KEYS if key not in arrays]
+    if missing:
+        raise InputError(f"{source}: {', '.join(missing)}: missing; {_layout_hint(sorted(arrays))}")
+    test = "eval_spikes_heldout" not in arrays
+    forward = [key for key in FORWARD_KEYS if key in arrays]
+    if test and any(key.startswith("eval_") for key in forward):
+        raise InputError(f"{source}: {next(k for k in forward if k.startswith('eval_'))}: present, but "
+                         "eval_spikes_heldout is missing; test trials have held-in spikes only")
+    expected = FORWARD_KEYS[:2] if test else FORWARD_KEYS
+    if forward and len(forward) < len(expected):
+        absent = [key for key in expected if key not in arrays]
+        raise InputError(
+            f"{source}: {', '.join(absent)}: missing, but {', '.join(forward)} present; "
+            f"forward-prediction spikes need {'both train keys' if test else 'all four keys'} or none"
+        )
+    parts: dict[str, dict] = {}
     reference: dict[str, np.ndarray] = {}  # train arrays that eval arrays must match
-    has_truth = False
-    for split, nlb in NLB_SPLITS.items():
-        heldin, heldout = (_counts(arrays, source, f"{nlb}_spikes_{part}") for part in ("heldin", "heldout"))
+    for nlb in NLB_SPLITS.values():
+        heldin = _counts(arrays, source, f"{nlb}_spikes_heldin")
+        if nlb == "eval":
+            _match(source, "eval_spikes_heldin", heldin, "train_spikes_heldin", reference["heldin"],
+                   (None, "time bins", "neurons"))
+        reference["heldin"] = heldin
+        if nlb == "eval" and test:
+            parts[nlb] = {"encod": heldin, "recon": None}
+            continue
+        heldout = _counts(arrays, source, f"{nlb}_spikes_heldout")
         _match(source, f"{nlb}_spikes_heldout", heldout, f"{nlb}_spikes_heldin", heldin, ("trials", "time bins"))
-        for part, array in (("heldin", heldin), ("heldout", heldout)):
-            if split == "valid":
-                _match(source, f"eval_spikes_{part}", array, f"train_spikes_{part}", reference[part],
-                       (None, None, "neurons"))
-            reference[part] = array
+        if nlb == "eval":
+            _match(source, "eval_spikes_heldout", heldout, "train_spikes_heldout", reference["heldout"],
+                   (None, None, "neurons"))
+        reference["heldout"] = heldout
         recon = np.concatenate([heldin, heldout], axis=2)
         if forward:
             ahead_in, ahead_out = (
@@ -130,9 +220,7 @@ def nlb_dataset(arrays: dict[str, np.ndarray], source: str) -> LFADSDataset:
             _match(source, f"{nlb}_spikes_heldout_forward", ahead_out, f"{nlb}_spikes_heldin_forward", ahead_in,
                    (None, "time bins"))
             recon = np.concatenate([recon, np.concatenate([ahead_in, ahead_out], axis=2)], axis=1)
-        values[f"{split}_encod_data"] = heldin
-        values[f"{split}_recon_data"] = recon
-
+        part = {"encod": heldin, "recon": recon}
         behavior_key = f"{nlb}_behavior"
         if behavior_key in arrays:
             behavior = _behavior(arrays, source, behavior_key)
@@ -140,99 +228,26 @@ def nlb_dataset(arrays: dict[str, np.ndarray], source: str) -> LFADSDataset:
             if "behavior" in reference:
                 _match(source, behavior_key, behavior, "train_behavior", reference["behavior"],
                        (None, None, "behaviour dims"))
-            reference["behavior"] = behavior
-            extras[f"{split}_behavior"] = behavior
-        conditions = _conditions(arrays, source, nlb, heldin.shape[0])
-        if conditions is not None:
-            extras[f"{split}_conditions"] = conditions
-
-        truth_key = f"{nlb}_truth"
-        if truth_key in arrays:
-            truth = _truth(arrays, source, truth_key, recon.shape)
-            values[f"{split}_truth"] = truth
-            has_truth = True
-    if "conversion_factor" in arrays:
-        if has_truth:
-            values["conversion_factor"] = _factor(arrays["conversion_factor"], source)
-        else:
-            warnings.warn(f"{source}: conversion_factor: ignored: the file has no train_truth or eval_truth",
-                          stacklevel=3)
-    return coerce_dataset(values, source, {}, extras)
+            reference["behavior"] = part["behavior"] = behavior
+        part["conditions"] = _conditions(arrays, source, nlb, heldin.shape[0])
+        if f"{nlb}_truth" in arrays:
+            part["truth"] = _truth(arrays, source, f"{nlb}_truth", recon.shape)
+        parts[nlb] = part
+    return parts, test
 
 
-def save_nlb_tensors(dataset: LFADSDataset, path: str | os.PathLike[str], n_heldin: int) -> None:
-    """Write ``dataset`` to ``path`` in the NLB tensor layout, atomically.
-
-    The inverse of ``load_nlb_tensors``: ``n_heldin`` is the number of
-    encoder neurons and T the number of encoder bins; recon neurons after
-    the first ``n_heldin`` are held out, recon bins after the first T are
-    forward bins. Writes spikes, truth and ``conversion_factor``, and the
-    extras ``*_behavior`` and ``*_conditions``; ext_input, inds and other
-    extras are not part of the NLB layout and are left out with a warning.
-
-    Raises:
-        InputError: a data set not in the NLB layout (encoder neurons other
-            than ``n_heldin``, encoder data that is not the first T bins and
-            ``n_heldin`` neurons of recon data, forward bins in one split
-            only), data that are not counts, a missing directory or a failed
-            write.
-    """
-    path = Path(path)
-    target = str(path)
-    source = str(dataset.source)
-    ensure_valid(dataset, support="counts")
-    if isinstance(n_heldin, bool) or not isinstance(n_heldin, (int, np.integer)) or n_heldin < 1:
-        raise InputError(f"{target}: n_heldin: must be a positive integer, got {n_heldin!r}")
-    arrays: dict[str, np.ndarray] = {}
-    forward = []
-    for split, nlb in NLB_SPLITS.items():
-        part = getattr(dataset, split)
-        encod, recon = part.encod_data, part.recon_data
-        n_time = encod.shape[1]
-        if encod.shape[2] != n_heldin or recon.shape[2] < n_heldin:
-            raise InputError(
-                f"{source}: {split}_encod_data: has {encod.shape[2]} neurons and {split}_recon_data "
-                f"{recon.shape[2]}, but n_heldin={n_heldin}; the encoder reads the held-in neurons"
-            )
-        if not np.array_equal(recon[:, :n_time, :n_heldin], encod):
-            raise InputError(
-                f"{source}: {split}_recon_data: its first {n_time} bins and {n_heldin} neurons differ from "
-                f"{split}_encod_data; in the NLB layout they are the same held-in spikes"
-            )
-        forward.append(recon.shape[1] > n_time)
-        arrays[f"{nlb}_spikes_heldin"] = encod
-        arrays[f"{nlb}_spikes_heldout"] = recon[:, :n_time, n_heldin:]
-        if forward[-1]:
-            arrays[f"{nlb}_spikes_heldin_forward"] = recon[:, n_time:, :n_heldin]
-            arrays[f"{nlb}_spikes_heldout_forward"] = recon[:, n_time:, n_heldin:]
-        if part.truth is not None:
-            arrays[f"{nlb}_truth"] = part.truth
-        for name, nlb_name in (("behavior", "behavior"), ("conditions", "condition")):
-            if f"{split}_{name}" in dataset.extras:
-                arrays[f"{nlb}_{nlb_name}"] = dataset.extras[f"{split}_{name}"]
-    if forward[0] != forward[1]:
-        raise InputError(
-            f"{source}: {'valid' if forward[0] else 'train'}_recon_data: has no forward bins but the other "
-            "split has; NLB forward-prediction spikes need both splits or neither"
-        )
-    if dataset.conversion_factor is not None and any(key.endswith("_truth") for key in arrays):
-        arrays["conversion_factor"] = np.asarray(float(dataset.conversion_factor), dtype=np.float64)
-    left_out = [f"{split}_{name}" for split in NLB_SPLITS for name in ("ext_input", "inds")
-                if getattr(getattr(dataset, split), name) is not None]
-    left_out += [key for key in dataset.extras if not key.endswith(("_behavior", "_conditions"))]
-    if left_out:
-        warnings.warn(f"{target}: not written (not part of the NLB layout): {', '.join(left_out)}", stacklevel=2)
-    if not path.parent.is_dir():
-        raise InputError(f"{target}: directory {str(path.parent)!r} does not exist")
-    try:
-        with atomic_hdf5(path) as handle:
-            for key, array in arrays.items():
-                handle.create_dataset(key, data=array)
-    except OSError as exc:
-        raise InputError(f"{target}: cannot write: {one_line(exc)}") from None
-
-
-# ---------------------------------------------------------------- reading
+def _carve_valid(part: dict, source: str) -> tuple[dict, dict]:
+    """(train, valid) parts of the NLB train trials: a fifth (at least one) validates, drawn with
+    ``default_rng(0)``; each part's ``inds`` are its trials' positions among the NLB train trials."""
+    n_trials = part["encod"].shape[0]
+    if n_trials < 2:
+        raise InputError(f"{source}: train_spikes_heldin: has {n_trials} trial; with test trials, a fifth of "
+                         "the train trials validates the fit, which needs at least 2")
+    order = np.random.default_rng(0).permutation(n_trials)
+    n_valid = max(1, round(VALID_FRACTION * n_trials))
+    picks = np.sort(order[n_valid:]), np.sort(order[:n_valid])
+    return tuple({**{key: value[inds] for key, value in part.items() if value is not None}, "inds": inds}
+                 for inds in picks)
 
 
 def _read(path: Path, source: str) -> dict[str, np.ndarray]:
@@ -259,17 +274,10 @@ def read_nlb_arrays(handle: h5py.File, source: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _layout_hint(missing: list[str], keys: list[str]) -> str:
-    hint = (
-        f"an NLB tensor file needs {', '.join(REQUIRED_KEYS)} (nlb_tools make_train_input_tensors and "
-        "make_eval_input_tensors)"
-    )
-    if "eval_spikes_heldout" in missing:
-        hint += (
-            "; eval_spikes_heldout is in NLB's evaluation target file (make_eval_target_tensors, under the "
-            "data set's group) and must be merged in as a top-level key"
-        )
-    return f"{hint}; the file has keys: {listed_keys(keys)}"
+def _layout_hint(keys: list[str]) -> str:
+    return (f"an NLB tensor file needs {', '.join(REQUIRED_KEYS)} (nlb_tools make_train_input_tensors and "
+            "make_eval_input_tensors), and eval_spikes_heldout (make_eval_target_tensors) to validate on the eval "
+            f"trials; the file has keys: {listed_keys(keys)}")
 
 
 def _numbers(arrays: dict[str, np.ndarray], source: str, key: str, axes: str) -> np.ndarray:
