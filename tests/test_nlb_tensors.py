@@ -82,7 +82,7 @@ def test_load_without_forward_or_extras(tmp_path):
     assert ds.extras == {} and ds.conversion_factor is None and ds.train.truth is None
 
 
-def test_phase_arrays(forward=True) -> dict:
+def arrays_of_test_phase(forward=True) -> dict:
     """An NLB file of the test phase: eval trials with held-in spikes only."""
     a = nlb_arrays(forward=forward)
     for key in ("eval_spikes_heldout", "eval_spikes_heldin_forward", "eval_spikes_heldout_forward", "eval_behavior",
@@ -93,7 +93,7 @@ def test_phase_arrays(forward=True) -> dict:
 
 @pytest.mark.parametrize("forward", [True, False])
 def test_test_trials_are_read_and_a_fifth_of_the_train_trials_validates(forward, tmp_path):
-    a = test_phase_arrays(forward)
+    a = arrays_of_test_phase(forward)
     path = write(tmp_path / "test_phase.h5", a)
     with pytest.warns(UserWarning, match=r"eval_spikes_heldout: absent, so the 4 eval trials are test trials .* "
                                          r"validates on 1 of the 6 train trials \(valid_inds\)"):
@@ -128,7 +128,7 @@ def test_inputs_of_a_file_with_held_out_eval_spikes(nlb_file):
 
 
 def test_test_trials_need_two_train_trials(tmp_path):
-    a = test_phase_arrays()
+    a = arrays_of_test_phase()
     for key in [k for k in a if k.startswith("train_")]:
         a[key] = a[key][:1]
     with pytest.raises(InputError, match=r"train_spikes_heldin: has 1 trial; with test trials, a fifth"):
