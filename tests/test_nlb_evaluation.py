@@ -9,12 +9,12 @@ import h5py
 import numpy as np
 import pytest
 
-from pyro_lfads.cli.commands import format_table, main
+from pyro_lfads.cli.commands import main
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import load_dataset, save_dataset
 from pyro_lfads.evaluation.decoding import decode_run
 from pyro_lfads.errors import InputError
-from pyro_lfads.evaluation.table import evaluate_run
+from pyro_lfads.evaluation.table import IN_SAMPLE_NOTE, evaluate_run, format_table, in_sample_figures, with_in_sample
 from pyro_lfads.fitting.posterior import write_posterior
 from pyro_lfads.evaluation.nlb_figures import Layout, baseline_rates, score_rates
 from pyro_lfads.synthetic.lorenz_nlb import make_nlb_lorenz_dataset
@@ -98,6 +98,30 @@ def test_behaviour_of_all_bins_is_decoded_on_the_observed_bins(small_nlb):
     assert longer == observed
 
 
+#: An evaluate_run result of the shape the table prints (figures made up).
+RESULT = {"lfads": {"likelihood": "poisson", "elbo_per_trial": -310.5, "bits_per_spike": 0.2, "co_bps": 0.31,
+                    "heldin_bps": 0.23},
+          "smoothing": {"co_bps": 0.2, "heldin_bps": 0.83},
+          "gpfa": {"skipped": "GPFA's 8 latents need at least 8 held-in neurons, the data have 4"}}
+
+
+def test_the_table_and_its_json_mark_the_same_in_sample_figures():
+    assert in_sample_figures(RESULT) == ["elbo_per_trial", "bits_per_spike", "heldin_bps"]
+    assert with_in_sample(RESULT) == {**RESULT, "in_sample": ["elbo_per_trial", "bits_per_spike", "heldin_bps"]}
+    assert "in_sample" not in RESULT
+    lines = format_table(RESULT).splitlines()
+    assert lines[0].split() == ["lfads", "smoothing", "gpfa"]
+    rows = {line.split()[0]: line for line in lines[1:-1]}
+    assert list(rows) == ["likelihood", "elbo_per_trial", "bits_per_spike", "co_bps", "heldin_bps", "skipped"]
+    marked = {row for row, line in rows.items() if line.rstrip().endswith("*") or " * " in line}
+    assert marked == set(in_sample_figures(RESULT))
+    assert rows["heldin_bps"].split()[1:] == ["0.2300", "*", "0.8300", "*"]
+    assert rows["co_bps"].split()[1:] == ["0.3100", "0.2000"]
+    assert lines[-1] == f"* {IN_SAMPLE_NOTE}" and "held-in spikes" in IN_SAMPLE_NOTE
+    plain = format_table({"lfads": {"co_bps": 0.3}})
+    assert plain.splitlines()[-1].split() == ["co_bps", "0.3000"] and "*" not in plain
+
+
 @pytest.mark.slow
 def test_baselines_give_rates_of_the_target_shape(small_nlb):
     for method in ("smoothing", "gpfa"):
@@ -161,8 +185,16 @@ def test_cli_evaluate_table_json_and_decode(fitted_small_nlb, small_nlb, tmp_pat
     assert main(["evaluate", str(run), "--baselines", "smoothing", "--lag-bins", "5"]) == 0
     table = capsys.readouterr().out
     assert table.splitlines()[0].split() == ["lfads", "smoothing"] and "vel_r2" in table
+    lines = table.splitlines()
+    heldin = next(line for line in lines if line.startswith("heldin_bps")).split()
+    co = next(line for line in lines if line.startswith("co_bps")).split()
+    assert heldin[2] == heldin[4] == "*" and "*" not in co and lines[-1] == f"* {IN_SAMPLE_NOTE}"
+    assert main(["evaluate", str(run), "--json", "--baselines", "smoothing"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert list(printed) == ["lfads", "smoothing", "in_sample"]
+    assert printed["in_sample"] == ["elbo_per_trial", "bits_per_spike", "poisson_nll_per_trial", "heldin_bps"]
     assert main(["evaluate", str(run), "--json", "--baselines", "none"]) == 0
-    assert list(json.loads(capsys.readouterr().out)) == ["lfads"]
+    assert list(json.loads(capsys.readouterr().out)) == ["lfads", "in_sample"]
     assert main(["decode", str(run), "--from", "factors", "--lag-bins", "5"]) == 0
     assert json.loads(capsys.readouterr().out)["from"] == "factors"
     with pytest.raises(SystemExit):

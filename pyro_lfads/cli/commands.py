@@ -1,4 +1,5 @@
-"""The ``pyro-lfads`` command: synth, from-nwb, fit, tune, posterior, evaluate, decode, diagnose, report, demo.
+"""The ``pyro-lfads`` command: synth, from-nwb, fit, tune, posterior, evaluate, nlb-submission, decode, diagnose,
+report, demo.
 
 Bad input gives one line on stderr (``pyro-lfads: error: ...``) and exit status 2. The library's
 messages name its arguments; :func:`in_flags` words them as this command's flags.
@@ -187,7 +188,7 @@ def cmd_posterior(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from pyro_lfads.evaluation.table import evaluate_run
+    from pyro_lfads.evaluation.table import evaluate_run, format_table, with_in_sample
     from pyro_lfads.fitting.run import Run
 
     run = Run.open(args.run_dir)
@@ -197,30 +198,20 @@ def cmd_evaluate(args) -> None:
                for session in sessions}
     if run.n_sessions == 1:
         result = results[0]
-        print(json.dumps(result) if args.json else format_table(result))
+        print(json.dumps(with_in_sample(result)) if args.json else format_table(result))
     elif args.json:
-        print(json.dumps({f"session{k}": result for k, result in results.items()}))
+        print(json.dumps({f"session{k}": with_in_sample(result) for k, result in results.items()}))
     else:
         print("\n\n".join(f"session {k}\n{format_table(result)}" for k, result in results.items()))
 
 
-def format_table(result: dict) -> str:
-    """Methods as columns, figures as rows; a blank where a method lacks a figure."""
-    methods = list(result)
-    rows = list(dict.fromkeys(key for figures in result.values() for key in figures))
-    cells = [[_cell(result[m].get(row)) for m in methods] for row in rows]
-    width = max(len(row) for row in rows)
-    widths = [max(len(m), *(len(c[i]) for c in cells)) for i, m in enumerate(methods)]
-    lines = [" " * width + "".join(f"  {m:>{w}}" for m, w in zip(methods, widths))]
-    for row, cell in zip(rows, cells):
-        lines.append(f"{row:<{width}}" + "".join(f"  {c:>{w}}" for c, w in zip(cell, widths)))
-    return "\n".join(lines)
+def cmd_nlb_submission(args) -> None:
+    from pyro_lfads.evaluation.nlb_submission import write_nlb_submission
+    from pyro_lfads.fitting.train import resolve_device
 
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    out = write_nlb_submission(args.run_dir, args.out, args.name, args.data, samples=args.samples,
+                               device=resolve_device(args.device), session=args.session, progress=not args.quiet)
+    print(f"wrote {out}: group {args.name} (train_rates_*, eval_rates_*), for nlb_tools.evaluation.evaluate")
 
 
 def cmd_decode(args) -> None:
@@ -262,7 +253,8 @@ def cmd_demo(args) -> None:
 
 
 COMMANDS = {"synth": cmd_synth, "from-nwb": cmd_from_nwb, "fit": cmd_fit, "tune": cmd_tune,
-            "posterior": cmd_posterior, "evaluate": cmd_evaluate, "decode": cmd_decode, "diagnose": cmd_diagnose,
+            "posterior": cmd_posterior, "evaluate": cmd_evaluate, "nlb-submission": cmd_nlb_submission,
+            "decode": cmd_decode, "diagnose": cmd_diagnose,
             "report": cmd_report, "demo": cmd_demo}
 
 
@@ -276,6 +268,7 @@ FLAG_WORDS = {
     "fit": _DEVICE + ((r"pass overwrite=True", "pass --overwrite"), (r"^config: likelihood:", "--likelihood:")),
     "posterior": _DEVICE + ((r"^samples:", "--samples:"),),
     "evaluate": _RERUN + ((r"^session:", "--session:"),),
+    "nlb-submission": _DEVICE + ((r"^(samples|name|session):", r"--\1:"), (r"\(data\)$", "(--data)")),
     "decode": _RERUN + ((r"^source:", "--from:"), (r"^session:", "--session:")),
     "diagnose": _DEVICE,
     "report": _DEVICE + _RERUN,
@@ -370,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         warnings.showwarning, sys.unraisablehook = shown, unraisable_hook
-    if args.command in ("fit", "tune", "posterior", "diagnose", "report", "demo"):
+    if args.command in ("fit", "tune", "posterior", "nlb-submission", "diagnose", "report", "demo"):
         print(f"done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return 0
 

@@ -202,6 +202,21 @@ def build_parser() -> argparse.ArgumentParser:
                     help="comma-separated baselines to fit and score: smoothing, gpfa, or none "
                          "(default smoothing,gpfa)")
 
+    nlb = sub.add_parser("nlb-submission", help="a run's rates for an NLB file's train and eval (or test) trials, "
+                                                "as a Neural Latents Benchmark submission file")
+    nlb.add_argument("run_dir", type=Path, help="run directory written by 'fit' on NLB data")
+    nlb.add_argument("--name", required=True,
+                     help="NLB data set name, the file's group: mc_maze, mc_rtt, area2_bump, dmfc_rsg, mc_maze_large, "
+                          "mc_maze_medium, mc_maze_small (add _20 for 20 ms bins)")
+    nlb.add_argument("--out", required=True, type=Path,
+                     help="submission file (.h5); the other data sets' groups of an existing one are kept")
+    nlb.add_argument("--data", type=Path,
+                     help="NLB tensor file whose trials to predict (default: the file the run was fitted on)")
+    nlb.add_argument("--samples", type=_positive_int, help="posterior samples per trial (default: config, 50)")
+    nlb.add_argument("--session", type=_nonnegative_int, default=0, help="stitched runs: the session (default 0)")
+    nlb.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device(nlb)
+
     dec = sub.add_parser("decode", help="fit a ridge decoder of behaviour from a run's rates or factors")
     dec.add_argument("run_dir", type=Path, help="run directory with a posterior, on data with *_behavior")
     dec.add_argument("--from", dest="source", choices=["rates", "factors"], default="rates",

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyro_lfads.evaluation.table import IN_SAMPLE
+from pyro_lfads.evaluation.table import IN_SAMPLE, IN_SAMPLE_NOTE
 from pyro_lfads.fitting.derived_files import Source
 
 #: What each figure shows (by its name without a session prefix), in the order of the page.
@@ -162,9 +162,7 @@ def _evaluation(result: dict, left_out: str) -> str:
         lines.append(f"<tr><th>{html.escape(row)}</th>{''.join(cells)}"
                      f"<td class=note>{html.escape(FIGURE_NOTES.get(row, ''))}</td></tr>")
     body = "\n".join(lines)
-    notes = (f"{IN_SAMPLE_MARK} in-sample: computed from the same spikes it is scored on (every method's rates of "
-             "these trials are made from their held-in spikes), so it rewards copying them; compare the methods on "
-             "the other figures. " + left_out)
+    notes = f"{IN_SAMPLE_MARK} {IN_SAMPLE_NOTE} {left_out}"
     return (f'<table class="evaluation"><tr><th></th>{head}<th></th></tr>\n{body}\n</table>\n'
             f'<p class="note">{html.escape(notes.strip())}</p>')
 

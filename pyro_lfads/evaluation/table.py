@@ -22,6 +22,12 @@ from pyro_lfads.fitting.train import evaluate_elbo
 #: baselines smooth them or fit latents to them), so a figure that scores the rates against those spikes
 #: rewards copying them; the methods compare fairly on co_bps, fp_bps, vel_r2, psth_r2 and rate_r2.
 IN_SAMPLE = ("heldin_bps", "bits_per_spike", "poisson_nll_per_trial", "elbo_per_trial", "obs_mean_r2")
+#: What an in-sample mark means, in the ``evaluate`` table and the report.
+IN_SAMPLE_NOTE = ("in-sample: computed from the same spikes it is scored on (every method's rates of these trials "
+                  "are made from their held-in spikes), so it rewards copying them; compare the methods on the other "
+                  "figures.")
+#: The mark of an in-sample cell in the printed table (ASCII, for any terminal).
+TABLE_MARK = "*"
 
 
 def heldout_elbo(run: Run | str | Path, dataset: LFADSDataset, passes: int = 10, device: str = "cpu",
@@ -106,3 +112,41 @@ def baseline_obstacle(method: str, dataset: LFADSDataset) -> str | None:
     if method == "gpfa" and heldin.shape[2] < n_latents:
         return f"GPFA's {n_latents} latents need at least {n_latents} held-in neurons, the data have {heldin.shape[2]}"
     return None
+
+
+def in_sample_figures(result: dict) -> list[str]:
+    """The figures of an :func:`evaluate_run` result that are in-sample (:data:`IN_SAMPLE`), in table order."""
+    return [row for row in _rows(result) if row in IN_SAMPLE]
+
+
+def with_in_sample(result: dict) -> dict:
+    """An :func:`evaluate_run` result as ``evaluate --json`` prints it: the methods' figures, and
+    ``in_sample``, the list of :func:`in_sample_figures`."""
+    return {**result, "in_sample": in_sample_figures(result)}
+
+
+def format_table(result: dict) -> str:
+    """An :func:`evaluate_run` result as text: methods as columns, figures as rows, a blank where a method
+    lacks a figure; in-sample cells marked :data:`TABLE_MARK`, with a last line saying what that means."""
+    methods = list(result)
+    rows = _rows(result)
+    cells = [[_cell(result[m].get(row), row in IN_SAMPLE) for m in methods] for row in rows]
+    width = max(len(row) for row in rows)
+    widths = [max(len(m), *(len(c[i]) for c in cells)) for i, m in enumerate(methods)]
+    lines = [" " * width + "".join(f"  {m:>{w}}" for m, w in zip(methods, widths))]
+    for row, cell in zip(rows, cells):
+        lines.append(f"{row:<{width}}" + "".join(f"  {c:>{w}}" for c, w in zip(cell, widths)))
+    if in_sample_figures(result):
+        lines.append(f"{TABLE_MARK} {IN_SAMPLE_NOTE}")
+    return "\n".join(lines)
+
+
+def _rows(result: dict) -> list[str]:
+    return list(dict.fromkeys(key for figures in result.values() for key in figures))
+
+
+def _cell(value, in_sample: bool) -> str:
+    if value is None:
+        return ""
+    text = f"{value:.4f}" if isinstance(value, float) else str(value)
+    return f"{text} {TABLE_MARK}" if in_sample and not isinstance(value, str) else text
