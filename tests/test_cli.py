@@ -41,7 +41,8 @@ def test_fit_posterior_evaluate_on_tiny_data(tiny_lorenz, tiny_yaml, tmp_path, c
     capsys.readouterr()
     assert main(["evaluate", str(run), "--json", "--baselines", "smoothing"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"lfads", "smoothing"}
+    assert set(result) == {"lfads", "smoothing", "in_sample"}
+    assert result["in_sample"] == ["elbo_per_trial", "bits_per_spike", "poisson_nll_per_trial", "heldin_bps"]
     for key in ("rate_r2", "rate_r2_per_neuron", "bits_per_spike", "psth_r2"):
         assert np.isfinite(result["lfads"][key]), key
     assert np.isfinite(result["smoothing"]["rate_r2"])
@@ -163,7 +164,7 @@ def test_a_different_run_in_out_is_refused_without_overwrite(tmp_path, lorenz_fi
 def test_help_documents_every_command():
     code, stdout, _ = run_cli("--help")
     assert code == 0
-    for command in ("synth", "from-nwb", "fit", "posterior", "evaluate", "decode", "demo"):
+    for command in ("synth", "from-nwb", "fit", "posterior", "evaluate", "nlb-submission", "decode", "demo"):
         assert command in stdout
     code, stdout, _ = run_cli("fit", "--help")
     for flag in ("--out", "--config", "--max-epochs", "--device", "--seed", "--overwrite"):

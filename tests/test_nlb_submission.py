@@ -100,6 +100,9 @@ def test_names_and_files_that_are_not_submissions(tmp_path):
         read_submission(junk)
     with pytest.raises(InputError, match=r"absent\.h5: file does not exist"):
         read_submission(tmp_path / "absent.h5")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(InputError, match=r"folder: is a directory, not a file"):
+        save_submission(tmp_path / "folder", "mc_maze", rates())
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +151,12 @@ def test_a_run_predicts_every_neuron_and_bin_of_the_nlb_trials(nlb_files):
     assert co_bps(arrays["eval_rates_heldout"], spikes) > 0
     one = heldin_rates(run, inputs.eval_heldin[:1], samples=3)
     assert one.shape == (1, T + T_FWD, N_IN + N_OUT) and np.all(one > 0)
+    with pytest.raises(InputError, match=r"^heldin: must be \(trials, T, N_in\) .* T <= the run's 36 bins"):
+        heldin_rates(run, np.zeros((1, 40, N_IN)))
+    with pytest.raises(InputError, match=r"^data: 11 encoder input neurons, the run was fitted on 12"):
+        heldin_rates(run, inputs.eval_heldin[:1, :, 1:])
+    with pytest.raises(InputError, match=r"^samples: must be an integer >= 1"):
+        heldin_rates(run, inputs.eval_heldin[:1], samples=0)
 
 
 @pytest.mark.slow

@@ -58,6 +58,9 @@ def heldin_rates(run: Run | str | Path, heldin: np.ndarray, *, samples: int | No
     samples = run.config.posterior_samples if samples is None else samples
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise InputError(f"samples: must be an integer >= 1, got {samples!r}")
+    if np.ndim(heldin) != 3 or not 0 < np.shape(heldin)[1] <= info.n_time:
+        raise InputError(f"heldin: must be (trials, T, N_in) held-in spikes with T <= the run's {info.n_time} bins, "
+                         f"got shape {np.shape(heldin)}")
     draw = predictive(run, num_samples=samples, return_sites=["rates"], device=device)
     torch.manual_seed(run.config.seed)
     chunk = max(1, max_rows // samples)
@@ -152,7 +155,7 @@ def read_submission(path: str | os.PathLike[str]) -> dict[str, dict[str, np.ndar
     path = Path(path)
     source = str(path)
     if not path.is_file():
-        raise InputError(f"{source}: file does not exist")
+        raise InputError(f"{source}: {'is a directory, not a file' if path.is_dir() else 'file does not exist'}")
     with open_hdf5(path, source, "is not an HDF5 file; an NLB submission is HDF5 (nlb_tools save_to_h5)") as handle:
         try:
             result = {}
