@@ -112,11 +112,6 @@ def as_sessions(data: LFADSDataset | Sequence[LFADSDataset]) -> list[LFADSDatase
     return [data] if isinstance(data, LFADSDataset) else list(data)
 
 
-def as_sessions(data: LFADSDataset | Sequence[LFADSDataset]) -> list[LFADSDataset]:
-    """A list of sessions from one data set or a sequence of them (stitching)."""
-    return [data] if isinstance(data, LFADSDataset) else list(data)
-
-
 def contents(dataset: LFADSDataset) -> tuple:
     """The objects a validation of ``dataset`` looked at: splits, their arrays, factor and extras."""
     parts = (dataset.train, dataset.valid)
