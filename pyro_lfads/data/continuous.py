@@ -38,7 +38,8 @@ def _integer(value: object, name: str, minimum: int) -> int:
 
 def window_starts(n_bins: int, window_bins: int, overlap_bins: int) -> np.ndarray:
     """First bins (windows,) int64 of the windows that cover ``n_bins`` bins: every ``window_bins -
-    overlap_bins`` bins, and a last window aligned to the end when the stride does not land there."""
+    overlap_bins`` bins, and a last window aligned to the end when the stride does not land there (a window
+    that it and its predecessor cover entirely is then left out)."""
     n_bins = _integer(n_bins, "n_bins", 1)
     window_bins = _integer(window_bins, "window_bins", 1)
     overlap_bins = _integer(overlap_bins, "overlap_bins", 0)
@@ -86,7 +87,7 @@ def merge_windows(windows: np.ndarray, starts: np.ndarray, n_bins: int | None = 
     """
     windows = np.asarray(windows, dtype=np.float64)
     starts = np.asarray(starts, dtype=np.int64)
-    if windows.ndim < 2 or starts.shape != (windows.shape[0],):
+    if windows.ndim < 2 or windows.shape[0] == 0 or starts.shape != (windows.shape[0],):
         raise InputError(f"windows: expected (windows, window_bins, ...) with one start per window, got shape "
                          f"{windows.shape} and {starts.size} starts")
     window_bins = windows.shape[1]
