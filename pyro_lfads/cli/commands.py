@@ -1,4 +1,5 @@
-"""The ``pyro-lfads`` command: synth, from-nwb, fit, tune, posterior, evaluate, nlb-submission, decode, diagnose,
+"""The ``pyro-lfads`` command: synth, from-nwb, from-continuous, fit, tune, posterior, evaluate, nlb-submission,
+decode, diagnose,
 report, demo.
 
 Bad input gives one line on stderr (``pyro-lfads: error: ...``) and exit status 2. The library's
@@ -89,6 +90,21 @@ def cmd_from_nwb(args) -> None:
     print(f"wrote {args.out}: {split.n_trials} train and {dataset.valid.n_trials} valid trials, "
           f"{split.encod_data.shape[1]} observed + {split.n_time - split.encod_data.shape[1]} forward bins, "
           f"{split.encod_data.shape[2]} held-in + {split.n_neurons - split.encod_data.shape[2]} held-out neurons")
+
+
+def cmd_from_continuous(args) -> None:
+    from pyro_lfads.data import save_dataset
+    from pyro_lfads.data.continuous import continuous_dataset
+    from pyro_lfads.data.continuous_files import read_continuous
+
+    spikes, behavior = read_continuous(args.file, args.spikes, args.behavior, behavior_dims=args.behavior_dims,
+                                       transpose=args.transpose)
+    dataset = continuous_dataset(spikes, args.window_bins, args.overlap_bins, behavior=behavior,
+                                 valid_every=args.valid_every, block_windows=args.block_windows, source=str(args.file))
+    save_dataset(dataset, args.out)
+    print(f"wrote {args.out}: {spikes.shape[0]} bins of {spikes.shape[1]} neurons cut into {dataset.train.n_trials} "
+          f"train and {dataset.valid.n_trials} valid windows of {args.window_bins} bins"
+          + ("" if behavior is None else f", with {behavior.shape[1]} behaviour dims"))
 
 
 def _config_for(args):
@@ -252,9 +268,9 @@ def cmd_demo(args) -> None:
     run_demo(args.out, device=device, max_epochs=args.max_epochs, progress=not args.quiet)
 
 
-COMMANDS = {"synth": cmd_synth, "from-nwb": cmd_from_nwb, "fit": cmd_fit, "tune": cmd_tune,
-            "posterior": cmd_posterior, "evaluate": cmd_evaluate, "nlb-submission": cmd_nlb_submission,
-            "decode": cmd_decode, "diagnose": cmd_diagnose,
+COMMANDS = {"synth": cmd_synth, "from-nwb": cmd_from_nwb, "from-continuous": cmd_from_continuous, "fit": cmd_fit,
+            "tune": cmd_tune, "posterior": cmd_posterior, "evaluate": cmd_evaluate,
+            "nlb-submission": cmd_nlb_submission, "decode": cmd_decode, "diagnose": cmd_diagnose,
             "report": cmd_report, "demo": cmd_demo}
 
 
@@ -266,6 +282,10 @@ _RERUN = ((r"rerun write_posterior on (.+)$", r"rerun 'pyro-lfads posterior \1'"
           (r"rerun diagnose_run on (.+)$", r"rerun 'pyro-lfads diagnose \1'"))
 FLAG_WORDS = {
     "fit": _DEVICE + ((r"pass overwrite=True", "pass --overwrite"), (r"^config: likelihood:", "--likelihood:")),
+    "from-continuous": ((r"(^|: )(window_bins|overlap_bins|behavior_dims):",
+                         lambda m: f"{m[1]}--{m[2].replace('_', '-')}:"),
+                        (r"\b(valid_every|block_windows)=", lambda m: f"--{m[1].replace('_', '-')} "),
+                        (r"pass transpose=True", "pass --transpose")),
     "posterior": _DEVICE + ((r"^samples:", "--samples:"),),
     "evaluate": _RERUN + ((r"^session:", "--session:"),),
     "nlb-submission": _DEVICE + ((r"^(samples|name|session):", r"--\1:"), (r"\(data\)$", "(--data)")),

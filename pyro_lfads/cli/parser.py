@@ -133,6 +133,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fraction of trials for validation when the trials table has no 'split' column")
     nwb.add_argument("--seed", type=_nonnegative_int, default=0, help="seed of that random split")
 
+    cont = sub.add_parser("from-continuous", help="cut a continuous recording (spikes and behaviour of consecutive "
+                                                  "bins in a .mat, .npz or .h5 file) into overlapping windows: an "
+                                                  "LFADS data file whose posterior and decoding merge them back")
+    cont.add_argument("file", type=Path, help="MATLAB .mat (v5 or v7.3), .npz or HDF5 file of binned arrays")
+    cont.add_argument("--out", required=True, type=Path, help="LFADS data file to write (.h5 or .npz)")
+    cont.add_argument("--window-bins", required=True, type=_positive_int, help="bins per window")
+    cont.add_argument("--overlap-bins", required=True, type=_nonnegative_int,
+                      help="bins consecutive windows share (< --window-bins; the last window is aligned to the end)")
+    cont.add_argument("--spikes", default="spikes", metavar="KEY", help="key of the spike counts (default spikes)")
+    cont.add_argument("--behavior", metavar="KEY", help="key of the behaviour of the same bins (e.g. handVel)")
+    cont.add_argument("--behavior-dims", type=_nonnegative_int, nargs="+", metavar="I",
+                      help="the behaviour's columns to keep (e.g. 0 1 for x and y; default all)")
+    cont.add_argument("--transpose", action="store_true",
+                      help="the arrays are stored (neurons, bins) and (dims, bins) (default (bins, neurons))")
+    cont.add_argument("--valid-every", type=_int_at_least(2), default=5, metavar="K",
+                      help="every K-th block of windows is for validation (default 5)")
+    cont.add_argument("--block-windows", type=_positive_int, default=1, metavar="B",
+                      help="consecutive windows per block (default 1; more holds out whole stretches)")
+
     fit = sub.add_parser("fit", help="fit LFADS to a data file (or stitch several sessions' files), "
                                      "writing a run directory",
                          description=_fit_length_text())

@@ -2,7 +2,9 @@
 
 The decoder (:func:`pyro_lfads.evaluation.metrics.fit_velocity_decoder`, penalty chosen by
 cross-validation over training trials) is fitted on the training trials'
-posterior means over the observed bins, and scored on the validation trials.
+posterior means over the observed bins, and scored on the validation trials. A run on the
+windows of a continuous recording is decoded on its merged series instead
+(:mod:`pyro_lfads.evaluation.continuous_decoding`).
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import numpy as np
 
 from pyro_lfads.errors import InputError
 from pyro_lfads.data.atomic_files import atomic_hdf5
+from pyro_lfads.data.continuous import is_continuous
+from pyro_lfads.evaluation.continuous_decoding import SOURCES, decode_merged
 from pyro_lfads.evaluation.metrics import decoder_r2, fit_velocity_decoder
 from pyro_lfads.fitting.derived_files import DECODING_FILE
 from pyro_lfads.fitting.posterior import posterior_source, read_posterior
 from pyro_lfads.fitting.run import Run, dataset_sha256
 from pyro_lfads.fitting.run_lock import writes_into
 from pyro_lfads.evaluation.nlb_figures import Layout
-
-SOURCES = {"rates": "output_params", "factors": "factors"}
 
 
 @writes_into("run")
@@ -36,7 +38,8 @@ def decode_run(run: Run | str | Path, dataset=None, *, source: str = "rates", la
             (RUN_DIR/decoding_session{k}.h5).
 
     Returns:
-        ``{"from", "lag_bins", "vel_r2", "alpha", "n_train_trials", "n_valid_trials"}``.
+        ``{"from", "lag_bins", "vel_r2", "alpha", "n_train_trials", "n_valid_trials"}``; for a continuous
+        recording's windows, those of :func:`~pyro_lfads.evaluation.continuous_decoding.decode_merged`.
         ``decoding.h5`` holds ``valid_behavior_pred`` (trials, T - lag_bins, B),
         the decoded behaviour of bins lag_bins .. T - 1, with ``alpha``,
         ``lag_bins``, ``source``, ``vel_r2`` and the posterior file's record of what it was made from
@@ -51,6 +54,9 @@ def decode_run(run: Run | str | Path, dataset=None, *, source: str = "rates", la
     if any(b is None for b in behavior):
         raise InputError(f"{dataset.source}: train_behavior / valid_behavior: missing; decoding needs the "
                          "behaviour (trials, time, dims) of both splits")
+    if is_continuous(dataset):
+        return decode_merged(run, dataset, source=source, lag_bins=lag_bins, session=session,
+                             data_sha256=data_sha256)
     n_time = Layout.of(dataset).n_time
     behavior = [b[:, :n_time] for b in behavior]  # behaviour of all bins (lfads-torch's layout): the observed ones
     features = [read_posterior(run, split, session, data_sha256=data_sha256)[SOURCES[source]][:, :n_time]

@@ -23,6 +23,12 @@ Output keys (lfads-torch's names; shapes per split, B trials, T bins):
     {split}_ic_std              (B, G)     standard deviation of q(g0)
     {split}_obs_mean            (B, T, N)  predicted mean observation, where it is not the
                                            rates (calcium: the fluorescence), and its _std
+A data set cut from a continuous recording (:mod:`pyro_lfads.data.continuous`) also gets the windows of both
+splits merged back into one series, L bins of the recording:
+    continuous_output_params    (L, N)     posterior mean rates, counts per bin
+    continuous_factors          (L, F)
+    continuous_gen_states       (L, G)
+    continuous_co_means         (L, U)     where the model has inferred inputs
 plus the attributes ``samples``, ``time_bins`` and the record of what the file was made from
 (``source_checkpoint_sha256``, ``source_data_sha256``, ``source_epoch``:
 :class:`~pyro_lfads.fitting.derived_files.Source`); :func:`read_posterior` refuses a file whose record
@@ -43,6 +49,7 @@ from tqdm.auto import tqdm
 
 from pyro_lfads.fitting.batch import trial_chunks
 from pyro_lfads.data import LFADSDataset, Split, as_sessions
+from pyro_lfads.data.continuous import is_continuous, merge_splits
 from pyro_lfads.errors import InputError
 from pyro_lfads.data.atomic_files import atomic_hdf5
 from pyro_lfads.fitting.derived_files import POSTERIOR_FILE, Source
@@ -52,6 +59,9 @@ from pyro_lfads.fitting.run_lock import writes_into
 
 SAMPLED_SITES = {"rates": "output_params", "factors": "factors", "gen_states": "gen_states", "u": "co",
                  "obs_mean": "obs_mean"}
+
+#: The posterior means merged into ``continuous_{key}`` for a data set of a continuous recording's windows.
+CONTINUOUS_KEYS = ("output_params", "factors", "gen_states", "co_means")
 
 
 def posterior_path(run: Run | str | Path, session: int = 0) -> Path:
@@ -123,6 +133,10 @@ def write_posterior(run: Run | str | Path, data: LFADSDataset | Sequence[LFADSDa
                             h5.create_dataset(full, shape=(split.n_trials, *values.shape[1:]), dtype="f4")
                         h5[full][trials] = values
                     bar.update(trials.stop - trials.start)
+            for key in CONTINUOUS_KEYS if is_continuous(dataset) else ():
+                if f"train_{key}" in h5:
+                    merged = merge_splits(dataset, h5[f"train_{key}"][()], h5[f"valid_{key}"][()])
+                    h5.create_dataset(f"continuous_{key}", data=merged.astype(np.float32))
         paths.append(path)
     bar.close()
     return paths
@@ -131,8 +145,9 @@ def write_posterior(run: Run | str | Path, data: LFADSDataset | Sequence[LFADSDa
 def read_posterior(run: Run | str | Path, split: str = "valid", session: int = 0, *,
                    data_sha256: str | None = None) -> dict[str, np.ndarray]:
     """The arrays of ``split`` (of session ``session``) from the run's posterior file, keyed without
-    the split prefix; refused when the file was made from another checkpoint than the run's best, or from
-    other data than that of checksum ``data_sha256`` (default: the session's own)."""
+    the split prefix (``split="continuous"``: the merged series of a continuous recording); refused when
+    the file was made from another checkpoint than the run's best, or from other data than that of checksum
+    ``data_sha256`` (default: the session's own)."""
     run = Run.open(run)
     path = posterior_path(run, session)
     if not path.is_file():
