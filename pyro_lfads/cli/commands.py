@@ -1,6 +1,5 @@
 """The ``pyro-lfads`` command: synth, from-nwb, from-continuous, fit, tune, posterior, evaluate, nlb-submission,
-decode, diagnose,
-report, demo.
+decode, diagnose, report, demo.
 
 Bad input gives one line on stderr (``pyro-lfads: error: ...``) and exit status 2. The library's
 messages name its arguments; :func:`in_flags` words them as this command's flags.
