@@ -2,7 +2,7 @@
 
     E_ic        = BiGRU_ic(x_1:T)  (final states of both directions)
     q(g0)       = Normal(mu, sqrt(sigma^2 + floor)),  [mu, log sigma^2] = W_ic E_ic
-    E_con_t     = BiGRU_ci(x_1:T)_t
+    E_con_t     = [fwd BiGRU_ci(x)_(t-lag), bwd BiGRU_ci(x)_(t+lag)]    (lag: config.ci_lag, 1)
     c_t         = GRU_con(c_(t-1), [E_con_t, f_(t-1)])           controller
     q(u_t | .)  = Normal(mu_t, sigma_t),  [mu_t, log sigma_t^2] = W_co c_t
     g_t         = GRU_gen(g_(t-1), [u_t, a_t]),  f_t = W_fac g_t  (the model's generator)
@@ -126,8 +126,7 @@ class LFADSGuide(nn.Module):
         prediction) get zero encoder input.
         """
         n_time, leading = batch.n_time, g0.shape[:-1]
-        enc, _ = self.ci_encoder(x)
-        enc = self.dropout(enc)
+        enc = self.dropout(self.ci_encoder.lagged_sequence(x, self.config.ci_lag))
         if enc.shape[1] < n_time:
             enc = torch.nn.functional.pad(enc, (0, 0, 0, n_time - enc.shape[1]))
         ext = None if batch.ext_input is None else _rows(batch.ext_input, leading)  # (R, T, E)

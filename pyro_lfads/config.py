@@ -53,6 +53,13 @@ class LFADSConfig:
         con_dim: controller GRU units.
         co_dim: inferred inputs u_t; 0 means no controller, and the guide has
             only the initial-condition encoder.
+        ci_lag: bins by which the controller's view of the data lags: at bin t
+            it reads the forward encoder's state after bin t - ci_lag and the
+            backward encoder's after bin t + ci_lag (the encoders' initial
+            states beyond the ends), so the input u_t never reads x_t, the
+            bin whose rates it sets. 1, as in the original LFADS
+            (``controller_input_lag``) and lfads-torch (``ci_lag``); 0 lets
+            the controller read x_t.
         ic_enc_seq_len: bins the initial-condition encoder reads from the start
             of each trial; None reads them all. A short window (original LFADS's
             ``num_steps_for_gen_ic``) keeps g0 from encoding what happens later in
@@ -146,6 +153,7 @@ class LFADSConfig:
     ci_enc_dim: int = 32
     con_dim: int = 32
     co_dim: int = 1
+    ci_lag: int = 1
     ic_enc_seq_len: int | None = None
     time_bins: int | None = None
     causal: bool = False
@@ -158,7 +166,7 @@ class LFADSConfig:
     ar_tau_init: float = 10.0
     ar_var_init: float = 0.1
     cell_clip: float = 5.0
-    dropout: float = 0.05
+    dropout: float = 0.0
     cd_rate: float | None = None
     sv_rate: float = 0.0
     checkpoint_metric: str = "elbo"
@@ -194,7 +202,7 @@ class LFADSConfig:
                          "lr_patience", "max_epochs", "kl_ramp_epochs", "posterior_samples")
         for name in positive_ints:
             _check(source, name, getattr(self, name), int, lambda v: v >= 1, "must be an integer >= 1")
-        for name in ("co_dim", "patience"):
+        for name in ("co_dim", "ci_lag", "patience"):
             _check(source, name, getattr(self, name), int, lambda v: v >= 0, "must be an integer >= 0")
         _check(source, "seed", self.seed, int, lambda v: 0 <= v <= MAX_SEED,
                f"must be an integer from 0 to {MAX_SEED} (2**32 - 2: numpy's generators take seeds below 2**32)")

@@ -68,9 +68,9 @@ def _counts(n_trials, n_time, n_neurons, seed=0, rate=0.6):
     return torch.poisson(torch.full((n_trials, n_time, n_neurons), rate), generator=gen)
 
 
-@pytest.mark.parametrize("co_dim", [1, 2, 0])
-def test_streaming_equals_batch_causal_model(tiny_config, co_dim):
-    config = tiny_config.replace(causal=True, co_dim=co_dim)
+@pytest.mark.parametrize("co_dim, ci_lag", [(1, 1), (2, 1), (0, 1), (2, 0), (2, 3)])
+def test_streaming_equals_batch_causal_model(tiny_config, co_dim, ci_lag):
+    config = tiny_config.replace(causal=True, co_dim=co_dim, ci_lag=ci_lag)
     model, guide = _pair(config, 9)
     _check_equal_to_batch(model, guide, _counts(4, 25, 9))
 

@@ -205,6 +205,16 @@ class BidirectionalEncoder(nn.Module):
         final = torch.cat([h_n[0], h_n[1]], dim=-1)
         return sequence, final
 
+    def lagged_sequence(self, x: torch.Tensor, lag: int) -> torch.Tensor:
+        """x (B, T, I) -> (B, T, 2H): at bin t the forward state after bin t - lag and the backward
+        state after bin t + lag (each direction's initial state where that bin is outside the trial)."""
+        sequence, _ = self(x)
+        if lag == 0:
+            return sequence
+        forward, backward = sequence.split(self.hidden_size, dim=-1)
+        return torch.cat([_delayed(forward, self.h0[0], lag), _delayed(backward.flip(1), self.h0[1], lag).flip(1)],
+                         dim=-1)
+
 
 class ForwardEncoder(nn.Module):
     """A forward-only GRU over a trial: the causal model's encoder. State t has read bins 1..t.
@@ -224,6 +234,20 @@ class ForwardEncoder(nn.Module):
         """x (B, T, I) -> (sequence (B, T, H), final (B, H), the state after the last bin)."""
         sequence, h_n = self.gru(x, self.h0.expand(1, x.shape[0], self.hidden_size).contiguous())
         return sequence, h_n[0]
+
+    def lagged_sequence(self, x: torch.Tensor, lag: int) -> torch.Tensor:
+        """x (B, T, I) -> (B, T, H): at bin t the state after bin t - lag (the initial state before bin 1)."""
+        sequence, _ = self(x)
+        return _delayed(sequence, self.h0[0], lag)
+
+
+def _delayed(sequence: torch.Tensor, first: torch.Tensor, lag: int) -> torch.Tensor:
+    """sequence (B, T, H) moved ``lag`` bins later, the first ``lag`` bins filled with ``first`` (1, H)."""
+    if lag == 0:
+        return sequence
+    n_bins = sequence.shape[1]
+    fill = first.expand(sequence.shape[0], min(lag, n_bins), sequence.shape[-1])
+    return torch.cat([fill, sequence[:, : max(n_bins - lag, 0)]], dim=1)
 
 
 def _init_gru(gru: nn.GRU, input_size: int, hidden_size: int) -> None:

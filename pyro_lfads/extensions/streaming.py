@@ -126,6 +126,8 @@ class StreamingLFADS:
             self._ci_gru = InPlaceGRUStep(guide.ci_encoder.gru, streams)
             self._ci_h0 = guide.ci_encoder.h0[0, 0]
             self._ci_h = new(streams, cfg.ci_enc_dim)
+            self._ci_past = new(cfg.ci_lag, streams, cfg.ci_enc_dim)  # states after the last ci_lag bins, a ring
+            self._ci_slot = 0  # the ring's oldest entry: the state after bin t - ci_lag
             w_enc, w_fac = guide.controller.weight_ih.split([cfg.ci_enc_dim, cfg.fac_dim], dim=1)
             self._con_enc_t, self._con_fac_t = w_enc.t().contiguous(), w_fac.t().contiguous()
             self._con_gru = InPlaceGRUStep(guide.controller, streams)
@@ -156,6 +158,7 @@ class StreamingLFADS:
         self._ic_h[index] = self._ic_h0
         if self.config.co_dim:
             self._ci_h[index] = self._ci_h0
+            self._ci_past[:, index] = self._ci_h0
 
     @torch.no_grad()
     def step(self, counts, ext_input=None) -> StepOutput:
@@ -166,9 +169,7 @@ class StreamingLFADS:
             torch.mm(self.counts, self._read_in_t, out=self._x)
         window = np.flatnonzero(self._bin < self.window) if self._streams_in_window else None
         if self.config.co_dim:
-            self._ci_gru.project(self._x)
-            self._ci_gru.update(self._ci_h)
-            torch.addmm(self._con_gru.bias_ih, self._ci_h, self._con_enc_t, out=self._enc_gates)
+            self._encode_for_controller()
         if window is not None:
             self._window_step(window)
         self._advance(self._live, self._enc_gates if self.config.co_dim else None)
@@ -194,6 +195,19 @@ class StreamingLFADS:
                 raise InputError(f"ext_input: expected shape ({self.streams}, {self.n_ext}), got "
                                  f"{tuple(ext_input.shape)}")
             self._live.ext.copy_(ext_input)
+
+    def _encode_for_controller(self) -> None:
+        """Advance the controller-input encoder by this bin and set ``_enc_gates`` from its state after
+        bin t - ci_lag (the initial state while t < ci_lag), as the guide's lagged encoder does."""
+        self._ci_gru.project(self._x)
+        self._ci_gru.update(self._ci_h)
+        if not self.config.ci_lag:
+            torch.addmm(self._con_gru.bias_ih, self._ci_h, self._con_enc_t, out=self._enc_gates)
+            return
+        oldest = self._ci_past[self._ci_slot]
+        torch.addmm(self._con_gru.bias_ih, oldest, self._con_enc_t, out=self._enc_gates)
+        oldest.copy_(self._ci_h)
+        self._ci_slot = (self._ci_slot + 1) % self.config.ci_lag
 
     def _advance(self, path: "_PathState", enc_gates: torch.Tensor | None) -> None:
         """Controller, inferred input, generator and factors of every stream of ``path``, one bin on;
