@@ -86,7 +86,8 @@ def cmd_from_nwb(args) -> None:
     save_dataset(dataset, args.out)
     split = dataset.train
     print(f"wrote {args.out}: {split.n_trials} train and {dataset.valid.n_trials} valid trials, "
-          f"{split.encod_data.shape[1]} observed + {split.n_time - split.encod_data.shape[1]} forward bins, "
+          f"{split.encod_data.shape[1]} observed + {split.n_time - split.encod_data.shape[1]} forward bins "
+          f"of {args.bin_ms:g} ms, "
           f"{split.encod_data.shape[2]} held-in + {split.n_neurons - split.encod_data.shape[2]} held-out neurons")
 
 
@@ -269,6 +270,7 @@ COMMANDS = {"synth": cmd_synth, "from-nwb": cmd_from_nwb, "fit": cmd_fit, "tune"
 #: Where a command's flag is named otherwise than the library's argument: (pattern of the library's words
 #: in its error messages, the flag's words), per command.
 _DEVICE = ((r"^device:", "--device:"),)
+_BIN_MS = ((r"^bin_ms:", "--bin-ms:"), (r"leave bin_ms out", "leave --bin-ms out"))
 #: A stale derived file names the command that makes it again.
 _RERUN = ((r"rerun write_posterior on (.+)$", r"rerun 'pyro-lfads posterior \1'"),
           (r"rerun diagnose_run on (.+)$", r"rerun 'pyro-lfads diagnose \1'"))
@@ -277,8 +279,8 @@ FLAG_WORDS = {
     "posterior": _DEVICE + ((r"^samples:", "--samples:"),),
     "evaluate": _RERUN + ((r"^session:", "--session:"),),
     "decode": _RERUN + ((r"^source:", "--from:"), (r"^session:", "--session:")),
-    "diagnose": _DEVICE,
-    "report": _DEVICE + _RERUN,
+    "diagnose": _DEVICE + _BIN_MS,
+    "report": _DEVICE + _RERUN + _BIN_MS,
     "demo": _DEVICE,
     "tune": ((r"^objective '(\w+)'", r"--objective \1"), (r"use objective '(\w+)'", r"use --objective \1"),
              (r"^(objective|population|generations|address):", r"--\1:"),

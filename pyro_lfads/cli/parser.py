@@ -56,9 +56,10 @@ def _add_scoring(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_bin_ms(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bin-ms", type=float, default=10.0,
-                        help="the data's bin width in ms, for time axes and spikes/s (default 10, as 'synth' "
-                             "writes; for 'from-nwb' files, its --bin-ms)")
+    parser.add_argument("--bin-ms", type=_float_above(0, inclusive=False), default=None,
+                        help="the data's bin width in ms, for time axes and spikes/s (default: the width run.json "
+                             "records from the data file, as 'synth' and 'from-nwb' write it; one that contradicts "
+                             "it is refused; 10 with a warning for data that records none)")
 
 
 def _baseline_list(text: str) -> tuple[str, ...]:
@@ -120,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     nwb = sub.add_parser("from-nwb", help="bin an NWB file's spikes into trials: an LFADS data file")
     nwb.add_argument("nwb_file", type=Path, help="NWB file with a units table and a trials table")
     nwb.add_argument("--out", required=True, type=Path, help="LFADS data file to write (.h5 or .npz)")
-    nwb.add_argument("--bin-ms", type=float, default=5.0, help="bin width in ms (default 5)")
+    nwb.add_argument("--bin-ms", type=float, default=5.0,
+                     help="bin width in ms (default 5); the file records it (bin_width_s), and later commands read it")
     nwb.add_argument("--align-to", default="start_time", help="trials-table column of alignment times "
                                                                "(default start_time; e.g. move_onset_time)")
     nwb.add_argument("--window-ms", type=float, nargs=2, default=(0.0, 700.0), metavar=("START", "END"),

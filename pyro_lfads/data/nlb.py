@@ -15,6 +15,7 @@ An NLB tensor file is HDF5 with the top-level keys that nlb_tools'
   trial): (trials,) condition ids >= 0.
 - ``{train,eval}_truth``: (trials, T + T_fwd, N_in + N_out) true rates, and
   ``conversion_factor`` (truth / conversion_factor = expected counts per bin).
+- ``bin_width_s`` (optional scalar): the bin width, seconds (this project writes it).
 
 The LFADS data set: ``train`` <- NLB train trials, ``valid`` <- NLB eval
 trials; ``encod_data`` = held-in spikes (trials, T, N_in); ``recon_data`` =
@@ -157,6 +158,7 @@ def nlb_dataset(arrays: dict[str, np.ndarray], source: str) -> LFADSDataset:
         else:
             warnings.warn(f"{source}: conversion_factor: ignored: the file has no train_truth or eval_truth",
                           stacklevel=3)
+    values["bin_width_s"] = arrays.get("bin_width_s")
     return coerce_dataset(values, source, {}, extras)
 
 
@@ -166,7 +168,7 @@ def save_nlb_tensors(dataset: LFADSDataset, path: str | os.PathLike[str], n_held
     The inverse of ``load_nlb_tensors``: ``n_heldin`` is the number of
     encoder neurons and T the number of encoder bins; recon neurons after
     the first ``n_heldin`` are held out, recon bins after the first T are
-    forward bins. Writes spikes, truth and ``conversion_factor``, and the
+    forward bins. Writes spikes, truth, ``conversion_factor`` and ``bin_width_s``, and the
     extras ``*_behavior`` and ``*_conditions``; ext_input, inds and other
     extras are not part of the NLB layout and are left out with a warning.
 
@@ -217,6 +219,8 @@ def save_nlb_tensors(dataset: LFADSDataset, path: str | os.PathLike[str], n_held
         )
     if dataset.conversion_factor is not None and any(key.endswith("_truth") for key in arrays):
         arrays["conversion_factor"] = np.asarray(float(dataset.conversion_factor), dtype=np.float64)
+    if dataset.bin_width_s is not None:
+        arrays["bin_width_s"] = np.asarray(float(dataset.bin_width_s), dtype=np.float64)
     left_out = [f"{split}_{name}" for split in NLB_SPLITS for name in ("ext_input", "inds")
                 if getattr(getattr(dataset, split), name) is not None]
     left_out += [key for key in dataset.extras if not key.endswith(("_behavior", "_conditions"))]
