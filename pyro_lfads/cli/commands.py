@@ -179,11 +179,21 @@ def data_paths(patterns: list[str]) -> list[Path]:
 
 
 def cmd_posterior(args) -> None:
+    from pyro_lfads.fitting.new_data import write_posterior_of
     from pyro_lfads.fitting.posterior import write_posterior
     from pyro_lfads.fitting.train import resolve_device
 
-    paths = write_posterior(args.run_dir, samples=args.samples, device=resolve_device(args.device),
-                            progress=not args.quiet)
+    if (args.data is None) != (args.out is None):
+        raise InputError("--data and --out go together: the new trials' posterior goes to a file of its own "
+                         "(RUN_DIR/posterior.h5 holds the run's own data)")
+    if args.data is None and args.session:
+        raise InputError("--session: applies with --data only (without it every session is written)")
+    device = resolve_device(args.device)
+    if args.data is None:
+        paths = write_posterior(args.run_dir, samples=args.samples, device=device, progress=not args.quiet)
+    else:
+        paths = [write_posterior_of(args.run_dir, args.data, args.out, session=args.session, samples=args.samples,
+                                    device=device, progress=not args.quiet)]
     print("wrote " + ", ".join(str(path) for path in paths))
 
 
@@ -276,7 +286,7 @@ _RERUN = ((r"rerun write_posterior on (.+)$", r"rerun 'pyro-lfads posterior \1'"
           (r"rerun diagnose_run on (.+)$", r"rerun 'pyro-lfads diagnose \1'"))
 FLAG_WORDS = {
     "fit": _DEVICE + ((r"pass overwrite=True", "pass --overwrite"), (r"^config: likelihood:", "--likelihood:")),
-    "posterior": _DEVICE + ((r"^samples:", "--samples:"),),
+    "posterior": _DEVICE + ((r"^samples:", "--samples:"), (r"^out:", "--out:"), (r"^session:", "--session:")),
     "evaluate": _RERUN + ((r"^session:", "--session:"),),
     "decode": _RERUN + ((r"^source:", "--from:"), (r"^session:", "--session:")),
     "diagnose": _DEVICE + _BIN_MS,

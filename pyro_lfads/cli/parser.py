@@ -188,8 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
     tun.add_argument("--quiet", action="store_true", help="no line per generation")
 
     post = sub.add_parser("posterior", help="posterior averages of a fitted run into RUN_DIR/posterior.h5 "
-                                            "(posterior_session{k}.h5 per session of a stitched run)")
+                                            "(posterior_session{k}.h5 per session of a stitched run), or of new "
+                                            "trials (--data) into a file of their own (--out)")
     post.add_argument("run_dir", type=Path, help="run directory written by 'fit'")
+    post.add_argument("--data", type=Path, metavar="NEW",
+                      help="an LFADS data file of new trials (both splits, or train_* or valid_* only) with the "
+                           "run's neurons, bins and bin width; needs --out")
+    post.add_argument("--out", type=Path, metavar="FILE",
+                      help="with --data: the HDF5 file to write (never the run's own posterior.h5)")
+    post.add_argument("--session", type=_nonnegative_int, default=0,
+                      help="with --data, a stitched run: the session the new trials were recorded in (default 0)")
     post.add_argument("--samples", type=_positive_int, help="samples of (g0, u) per trial (default: config, 50)")
     post.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device(post)

@@ -102,7 +102,7 @@ def save_dataset(dataset: LFADSDataset, path: str | os.PathLike[str]) -> None:
     if suffix not in HDF5_SUFFIXES + NPZ_SUFFIXES:
         raise InputError(f"{target}: {_suffix_problem(suffix)}")
     ensure_valid(dataset, support="real")
-    arrays = _file_arrays(dataset)
+    arrays = file_arrays(dataset)
     directory = path.parent
     if not directory.is_dir():
         raise InputError(f"{target}: directory {str(directory)!r} does not exist")
@@ -113,7 +113,7 @@ def save_dataset(dataset: LFADSDataset, path: str | os.PathLike[str]) -> None:
             write_atomically(path, archive.getbuffer())
         else:
             with atomic_hdf5(path) as handle:
-                _fill_hdf5(handle, arrays)
+                fill_hdf5(handle, arrays)
     except OSError as exc:
         raise InputError(f"{target}: cannot write: {one_line(exc)}") from None
 
@@ -322,8 +322,8 @@ def _unreadable(exc: Exception) -> str:
     return f"could not be read (truncated or corrupt file?): {one_line(exc)}"
 
 
-def _file_arrays(dataset: LFADSDataset) -> dict[str, np.ndarray]:
-    """The arrays of ``dataset`` under their file keys, in file order."""
+def file_arrays(dataset: LFADSDataset) -> dict[str, np.ndarray]:
+    """The arrays of ``dataset`` under their file keys, in file order (what :func:`save_dataset` writes)."""
     arrays: dict[str, np.ndarray] = {}
     for split in SPLITS:
         part = getattr(dataset, split)
@@ -338,7 +338,8 @@ def _file_arrays(dataset: LFADSDataset) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _fill_hdf5(handle: h5py.File, arrays: dict[str, np.ndarray]) -> None:
+def fill_hdf5(handle: h5py.File, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` into the open file as datasets, gzip-compressed, text as UTF-8 strings."""
     for key, array in arrays.items():
         if array.dtype.kind == "U":
             handle.create_dataset(key, data=array.astype(object), dtype=h5py.string_dtype())

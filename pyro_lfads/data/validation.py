@@ -30,7 +30,8 @@ _IMPLIED_SUPPORTS = {"counts": {"counts", "nonnegative", "real"}, "positive": {"
 
 ARRAY_FIELDS = ("encod_data", "recon_data", "ext_input", "truth")
 #: Keys a file gives to the fields of the splits and to the conversion factor.
-RESERVED_KEYS = frozenset(f"{split}_{name}" for split in SPLITS for name in FIELDS) | {"conversion_factor", "bin_width_s"}
+RESERVED_KEYS = (frozenset(f"{split}_{name}" for split in SPLITS for name in FIELDS)
+                 | {"conversion_factor", "bin_width_s"})
 # dtype kinds: numbers that become float32 data, and what extras may hold.
 NUMBER_KINDS = "biuf"
 EXTRA_KINDS = "biufcSU"

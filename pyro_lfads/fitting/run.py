@@ -56,7 +56,8 @@ class RunInfo:
     ``data_source`` is the data file's resolved absolute path (or the description of data made in
     memory), ``data_relative`` the same file's path relative to the run directory: tried second, it
     finds the data of a project folder moved as a whole. ``bin_width_s`` is the data's bin width in
-    seconds, None when the data did not record one.
+    seconds, None when the data did not record one; ``n_encod_time`` the bins its encoders read (None in
+    a run.json written before it was recorded).
 
     A stitched run (several sessions) lists every session's own RunInfo in
     ``sessions``; its top-level fields are session 0's but ``data_sha256``,
@@ -73,6 +74,7 @@ class RunInfo:
     sessions: list | None = None
     data_relative: str | None = None
     bin_width_s: float | None = None
+    n_encod_time: int | None = None
 
     @classmethod
     def describe(cls, data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig) -> "RunInfo":
@@ -91,7 +93,7 @@ class RunInfo:
         source = str(Path(dataset.source).resolve()) if Path(dataset.source).is_file() else dataset.source
         width = None if dataset.bin_width_s is None else float(dataset.bin_width_s)
         return cls(source, dataset_sha256(dataset), train.n_neurons, int(train.encod_data.shape[2]),
-                   ext, n_time, versions, bin_width_s=width)
+                   ext, n_time, versions, bin_width_s=width, n_encod_time=int(train.encod_data.shape[1]))
 
     def session_infos(self) -> list["RunInfo"]:
         """One RunInfo per session: ``[self]`` for a single-session run."""
