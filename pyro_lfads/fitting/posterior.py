@@ -15,7 +15,8 @@ number of trials.
 
 Output keys: lfads-torch's, with its meanings (shapes per split, B trials, T bins, N neurons, F factors,
 G generator units, U inferred inputs, E external inputs, C controller units):
-    {split}_output_params       (B, T, N)  posterior mean rates (the observation model's mean), counts per bin
+    {split}_output_params       (B, T, N)  posterior mean rates, counts per bin (the observation model's mean;
+                                           calcium: the spike rates, its fluorescence is obs_mean)
     {split}_factors             (B, T, F)  posterior mean factors
     {split}_gen_states          (B, T, G)  posterior mean generator states g_t
     {split}_gen_init            (B, G)     posterior mean initial generator state g0
