@@ -80,6 +80,8 @@ def test_run_json_records_the_width_and_an_override_must_agree(run_20ms, tiny_lo
     with pytest.raises(InputError, match=r"^bin_ms: 10 ms contradicts the bin width of 20 ms recorded for .*; "
                                          r"leave bin_ms out to use the recorded width$"):
         run.bin_ms(10.0)
+    with pytest.raises(InputError, match="^bin_ms: must be a positive number of milliseconds, got -1"):
+        run.bin_ms(-1)
     unknown = fit(dataclasses.replace(tiny_lorenz, bin_width_s=None), TINY, tmp_path / "unknown", progress=False)
     assert unknown.info.bin_width_s is None and unknown.bin_ms() is None and unknown.bin_ms(7.0) == 7.0
 
@@ -87,7 +89,7 @@ def test_run_json_records_the_width_and_an_override_must_agree(run_20ms, tiny_lo
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Estimated shape parameter:UserWarning")
 def test_diagnose_and_report_use_the_recorded_width(run_20ms, monkeypatch, capsys):
-    diagnose_run(run_20ms, samples=2, importance_samples=2, progress=False)
+    diagnose_run(run_20ms, samples=2, importance_samples=30, progress=False)
     data = az.from_netcdf(str(run_20ms / "inference_data.nc"))
     np.testing.assert_allclose(data.posterior["time"].values[:3], [0.0, 20.0, 40.0])  # ms, 20 ms bins
     drawn = []

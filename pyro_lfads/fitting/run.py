@@ -305,6 +305,8 @@ class Run:
         """The bin width in ms for time axes and spikes/s: ``given`` where it is given, else the width
         run.json records for session ``session`` (from its data file); None when neither says. A
         ``given`` width that contradicts the recorded one is refused."""
+        if given is not None and not (isinstance(given, (int, float)) and math.isfinite(given) and given > 0):
+            raise InputError(f"bin_ms: must be a positive number of milliseconds, got {given!r}")
         recorded = self.session_info(session).bin_width_s
         recorded_ms = None if recorded is None else recorded * 1000.0
         if given is None or recorded_ms is None:
