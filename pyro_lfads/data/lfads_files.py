@@ -84,8 +84,9 @@ def save_dataset(dataset: LFADSDataset, path: str | os.PathLike[str]) -> None:
     or ``.npz`` (compressed numpy archive). Keys: ``train_encod_data``,
     ``train_recon_data``, ``valid_encod_data``, ``valid_recon_data``; then
     ``*_ext_input``, ``*_truth``, ``*_inds``, ``conversion_factor`` and
-    ``bin_width_s`` (seconds, a scalar) when present; then ``extras`` under their own keys. Arrays are written with
-    their own dtypes (``str`` extras as UTF-8 strings in HDF5).
+    ``bin_width_s`` (seconds, a scalar) when present; then ``extras`` under
+    their own keys. Arrays are written with their own dtypes (``str`` extras
+    as UTF-8 strings in HDF5).
 
     The file is written to a temporary file in the same directory and moved
     into place with ``os.replace``: an interrupted save leaves any earlier

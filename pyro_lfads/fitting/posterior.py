@@ -191,8 +191,9 @@ def _copy_data(h5: h5py.File, dataset: LFADSDataset, splits: Sequence[str], bin_
 def read_posterior(run: Run | str | Path, split: str = "valid", session: int = 0, *,
                    data_sha256: str | None = None) -> dict[str, np.ndarray]:
     """The arrays of ``split`` (of session ``session``) from the run's posterior file, keyed without
-    the split prefix (the averages, and the data copied in: ``encod_data``, ``inds``, ...); refused when the file was made from another checkpoint than the run's best, or from
-    other data than that of checksum ``data_sha256`` (default: the session's own)."""
+    the split prefix (the averages, and the data copied in: ``encod_data``, ``inds``, ...); refused when
+    the file was made from another checkpoint than the run's best, or from other data than that of
+    checksum ``data_sha256`` (default: the session's own)."""
     run = Run.open(run)
     path = posterior_path(run, session)
     if not path.is_file():
