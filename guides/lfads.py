@@ -37,7 +37,7 @@ import torch
 from pyro import poutine
 from torch import nn
 
-from pyro_lfads.blocks.distributions import PathNormal
+from pyro_lfads.blocks.distributions import NoiseDrivenNormal, PathNormal
 from pyro_lfads.blocks.networks import ClippedGRUCell, ReadIn, make_encoder
 from pyro_lfads.models.lfads import GENERATOR_RUN, Generator, GeneratorRun, LFADSModel
 
@@ -87,9 +87,11 @@ class LFADSGuide(nn.Module):
         pyro.module("lfads_guide", self)
         x = self.encoder_input(batch)
         ic_loc, ic_scale = (_repeat(v, batch.encoder_repeats) for v in self.initial_condition(x))
+        q_g0 = (dist.Normal(ic_loc, ic_scale) if batch.noise is None
+                else NoiseDrivenNormal(ic_loc, ic_scale, batch.noise.g0))
         with pyro.plate("trials", batch.n_trials):
             with poutine.scale(scale=kl_scale * self.config.kl_ic_scale):
-                g0 = pyro.sample("g0", dist.Normal(ic_loc, ic_scale).to_event(1))
+                g0 = pyro.sample("g0", q_g0.to_event(1))
             if self.config.co_dim:
                 loc, scale, run = self.controller_and_generator(x, g0, batch)
                 with poutine.scale(scale=kl_scale * self.config.kl_co_scale):
@@ -122,8 +124,9 @@ class LFADSGuide(nn.Module):
         rows, each its own path. Returns per-step loc and scale of q(u_t | u_<t, g0, x), each
         (..., B, T, U), and the generator's run along the path: the sampled u (..., B, T, U), the
         states (..., B, T, G) and the factors (..., B, T, F) that the controller read (one dropout
-        mask, the same the model's rates will see). Bins past the encoder window (forward
-        prediction) get zero encoder input.
+        mask, the same the model's rates will see), and the controller's states (..., B, T, C). Bins
+        past the encoder window (forward prediction) get zero encoder input. The draws of u are
+        made of ``batch.noise`` when the batch carries it (its rows those of g0), else of fresh noise.
         """
         n_time, leading = batch.n_time, g0.shape[:-1]
         enc = self.dropout(self.ci_encoder.lagged_sequence(x, self.config.ci_lag))
@@ -139,12 +142,13 @@ class LFADSGuide(nn.Module):
         readout_weight = generator.readout.normalized_weight()
         factors = generator.factors(g, readout_weight)
         c = self.controller_h0.expand(g.shape[0], -1)
-        locs, scales, path, states, factor_path = [], [], [], [], []
+        noise = None if batch.noise is None else batch.noise.u.reshape(g.shape[0], n_time, -1)
+        locs, scales, path, states, factor_path, controller_path = [], [], [], [], [], []
         for t in range(n_time):
             c = self.controller.step(enc_proj[:, t] + torch.nn.functional.linear(factors, w_factors), c)
             loc, log_var = self.co_posterior(c).chunk(2, dim=-1)
             scale = (0.5 * log_var).exp()
-            u_t = loc + scale * torch.randn_like(loc) if sample else loc
+            u_t = loc + scale * (torch.randn_like(loc) if noise is None else noise[:, t]) if sample else loc
             g = generator.step(g, u_t if ext is None else torch.cat([u_t, ext[:, t]], dim=-1))
             factors = generator.factors(g, readout_weight)
             locs.append(loc)
@@ -152,7 +156,9 @@ class LFADSGuide(nn.Module):
             path.append(u_t)
             states.append(g)
             factor_path.append(factors)
-        run = GeneratorRun(g0, _stacked(path, leading), _stacked(states, leading), _stacked(factor_path, leading))
+            controller_path.append(c)
+        run = GeneratorRun(g0, _stacked(path, leading), _stacked(states, leading), _stacked(factor_path, leading),
+                           _stacked(controller_path, leading))
         return _stacked(locs, leading), _stacked(scales, leading), run
 
 

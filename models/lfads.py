@@ -60,13 +60,17 @@ class GeneratorRun:
     those the controller read, dropout mask included, so the rates are made from the very factors
     that chose the inputs.
 
-    Shapes: B trials, T bins, G generator units, U inferred inputs, F factors.
+    The controller's states ride along for the posterior's output (lfads-torch's ``con_states``);
+    the model does not read them.
+
+    Shapes: B trials, T bins, G generator units, U inferred inputs, F factors, C controller units.
     """
 
     g0: torch.Tensor  # (B, G) the initial condition
     inputs: torch.Tensor  # (B, T, U) the inferred inputs u_1:T the generator consumed
     states: torch.Tensor  # (B, T, G) g_1:T
     factors: torch.Tensor  # (B, T, F) f_1:T, after the generator's dropout
+    controller_states: torch.Tensor | None = None  # (B, T, C) c_1:T, the controller's states that chose u
 
 
 #: The key of a sample site's ``infer`` dict under which the guide hands over its GeneratorRun.

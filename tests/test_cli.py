@@ -184,7 +184,10 @@ def test_library_errors_are_worded_as_the_commands_flags():
                     "tune") == "--objective elbo: the config turns on sample validation; set sv_rate: 0 or use --objective sv"
     assert in_flags("epochs_per_generation: must be >= 1, got 0", "tune") == "--epochs-per-generation: must be >= 1, got 0"
     # only where the command has the flag, and only the argument's own words
-    assert in_flags("session: run has sessions 0 to 1, got 2", "posterior") == "session: run has sessions 0 to 1, got 2"
+    assert in_flags("session: run has sessions 0 to 1, got 2", "diagnose") == "session: run has sessions 0 to 1, got 2"
+    assert in_flags("bin_ms: 5 ms contradicts the bin width of 10 ms recorded for run; leave bin_ms out to use the "
+                    "recorded width", "report") == ("--bin-ms: 5 ms contradicts the bin width of 10 ms recorded for "
+                                                    "run; leave --bin-ms out to use the recorded width")
     assert in_flags("data.h5: train_session: missing", "evaluate") == "data.h5: train_session: missing"
 
 

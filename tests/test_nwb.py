@@ -183,8 +183,10 @@ def test_cli_from_nwb_writes_a_data_file_that_loads_alike(nwb_file, tmp_path, ca
                  "--align-to", "move_onset_time", "--window-ms", *map(str, WINDOW_MS),
                  "--forward-ms", str(FORWARD_MS), "--behavior", "hand_vel", "--condition", "condition",
                  "--heldout", "heldout"]) == 0
-    assert "10 observed + 2 forward bins, 2 held-in + 1 held-out neurons" in capsys.readouterr().out
+    assert (f"10 observed + 2 forward bins of {BIN_MS:g} ms, 2 held-in + 1 held-out neurons"
+            in capsys.readouterr().out)
     expected, written = load(nwb_file), load_dataset(out)
+    assert written.bin_width_s == expected.bin_width_s == BIN_MS / 1000  # from-nwb records its bin width
     np.testing.assert_array_equal(written.valid.recon_data, expected.valid.recon_data)
     np.testing.assert_array_equal(written.train.encod_data, expected.train.encod_data)
     np.testing.assert_array_equal(written.extras["train_behavior"], expected.extras["train_behavior"])

@@ -41,9 +41,10 @@ def test_one_sample_has_zero_spread_and_the_file_has_every_key(tiny_lorenz, tiny
     with h5py.File(tmp_path / "posterior.h5") as h5:
         assert h5.attrs["samples"] == 1
         for split in ("train", "valid"):
-            for key in ("output_params", "output_params_std", "factors", "factors_std", "gen_states",
-                        "co_means", "co_stds", "ic_mean", "ic_std"):
+            for key in ("output_params", "output_params_std", "factors", "factors_std", "gen_states", "gen_init",
+                        "gen_inputs", "con_states", "co_means", "co_stds", "ic_mean", "ic_std"):
                 assert f"{split}_{key}" in h5, (split, key)
     valid = read_posterior(tmp_path, "valid")
-    assert np.all(valid["output_params_std"] == 0) and np.all(valid["co_stds"] == 0)
+    assert np.all(valid["output_params_std"] == 0) and np.all(valid["factors_std"] == 0)
+    assert np.all(valid["co_stds"] > 0)  # q(u_t)'s own spread, which one draw does not remove
     assert np.all(np.isfinite(valid["output_params"])) and np.all(valid["output_params"] > 0)

@@ -29,12 +29,17 @@ def pair(config, n_neurons=7, n_ext=0):
 
 def assert_same_mean(draws: torch.Tensor, mean: np.ndarray, samples: int, spread: torch.Tensor | None = None):
     """The mean over ``draws`` (S, ...) and ``mean``, an average of ``samples`` other draws (or exact: samples=0),
-    differ by Monte Carlo error: z-scores with the spread of ``draws`` (or ``spread``), none past 6, mean square < 2."""
+    differ by Monte Carlo error: z-scores with the spread of ``draws`` (or ``spread``), none past 10, mean square < 2.
+
+    Rates are log-normal in g0, so one draw in a few thousand lies far out: with ``mean`` an average of 20
+    draws, the largest of some 20,000 z-scores ranged 4.3 to 8.7 over 13 seeds of the draws, while their mean
+    square stayed within 1.00 to 1.11.
+    """
     sd = draws.std(0) if spread is None else spread
     error = sd * np.sqrt(1 / draws.shape[0] + (1 / samples if samples else 0))
     scored = error > 1e-6
     z = (draws.mean(0) - torch.as_tensor(mean))[scored] / error[scored]
-    assert scored.any() and z.abs().max() < 6 and (z**2).mean() < 2, (z.abs().max(), (z**2).mean())
+    assert scored.any() and z.abs().max() < 10 and (z**2).mean() < 2, (z.abs().max(), (z**2).mean())
 
 
 def test_path_normal_with_a_sample_shape_repeats_its_path_and_scores_each_copy():
@@ -196,7 +201,7 @@ def test_a_runs_predictive_is_a_pyro_predictive_whose_means_match_posterior_h5(f
     assert_same_mean(plain["rates"], written["output_params"], samples)
     for parallel in (False, True):
         draws = pyro_lfads.predictive(run_dir, num_samples=200, parallel=parallel)(dataset.valid)
-        assert sorted(draws) == sorted(["g0", "factors", "rates"] + (["u"] if "co_means" in written else []))
+        assert sorted(draws) == sorted(["g0", "factors", "rates"] + (["u"] if written["co_means"].shape[2] else []))
         assert_same_mean(draws["rates"], written["output_params"], samples)
         assert_same_mean(draws["factors"], written["factors"], samples)
         assert_same_mean(draws["g0"], written["ic_mean"], 0, spread=torch.as_tensor(written["ic_std"]))

@@ -1,6 +1,6 @@
 """Custom distributions: the AR(1) input prior and the controller's path posterior (event
-shape (T, D): T time bins, D inferred inputs), the zero-inflated Gamma, and per-entry
-weights on an observation model.
+shape (T, D): T time bins, D inferred inputs), a Normal driven by noise given in advance,
+the zero-inflated Gamma, and per-entry weights on an observation model.
 """
 
 from __future__ import annotations
@@ -122,6 +122,37 @@ class PathNormal(TorchDistribution):
         new.loc, new.scale, new.path = self.loc.expand(full), self.scale.expand(full), self.path.expand(full)
         super(PathNormal, new).__init__(batch_shape, self.event_shape, validate_args=False)
         return new
+
+
+class NoiseDrivenNormal(Normal):
+    """Normal(loc, scale) whose draw is loc + scale * noise for standard normal ``noise`` given in advance.
+
+    The density is the Normal's; only where the randomness comes from differs. Posterior sampling gives
+    each trial noise of its own (:func:`~pyro_lfads.fitting.batch.trial_noise`), so that a trial's draws
+    of g0 do not depend on the trials that share its batch. A ``sample_shape`` repeats the draw.
+
+    Args:
+        loc, scale: (...) means and standard deviations.
+        noise: (...) standard normal draws, loc's shape.
+    """
+
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, noise: torch.Tensor, validate_args=None):
+        super().__init__(loc, scale, validate_args=validate_args)
+        self.noise = noise.expand(self.batch_shape)
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        """loc + scale * noise, (*sample_shape, ...)."""
+        value = self.loc + self.scale * self.noise
+        return value.expand(torch.Size(sample_shape) + value.shape) if sample_shape else value
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(NoiseDrivenNormal, _instance)
+        new.noise = self.noise.expand(torch.Size(batch_shape))
+        return super().expand(batch_shape, _instance=new)
 
 
 class ZeroInflatedGamma(TorchDistribution):

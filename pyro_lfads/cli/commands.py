@@ -87,7 +87,8 @@ def cmd_from_nwb(args) -> None:
     save_dataset(dataset, args.out)
     split = dataset.train
     print(f"wrote {args.out}: {split.n_trials} train and {dataset.valid.n_trials} valid trials, "
-          f"{split.encod_data.shape[1]} observed + {split.n_time - split.encod_data.shape[1]} forward bins, "
+          f"{split.encod_data.shape[1]} observed + {split.n_time - split.encod_data.shape[1]} forward bins "
+          f"of {args.bin_ms:g} ms, "
           f"{split.encod_data.shape[2]} held-in + {split.n_neurons - split.encod_data.shape[2]} held-out neurons")
 
 
@@ -194,11 +195,21 @@ def data_paths(patterns: list[str]) -> list[Path]:
 
 
 def cmd_posterior(args) -> None:
+    from pyro_lfads.fitting.new_data import write_posterior_of
     from pyro_lfads.fitting.posterior import write_posterior
     from pyro_lfads.fitting.train import resolve_device
 
-    paths = write_posterior(args.run_dir, samples=args.samples, device=resolve_device(args.device),
-                            progress=not args.quiet)
+    if (args.data is None) != (args.out is None):
+        raise InputError("--data and --out go together: the new trials' posterior goes to a file of its own "
+                         "(RUN_DIR/posterior.h5 holds the run's own data)")
+    if args.data is None and args.session:
+        raise InputError("--session: applies with --data only (without it every session is written)")
+    device = resolve_device(args.device)
+    if args.data is None:
+        paths = write_posterior(args.run_dir, samples=args.samples, device=device, progress=not args.quiet)
+    else:
+        paths = [write_posterior_of(args.run_dir, args.data, args.out, session=args.session, samples=args.samples,
+                                    device=device, progress=not args.quiet)]
     print("wrote " + ", ".join(str(path) for path in paths))
 
 
@@ -276,6 +287,7 @@ COMMANDS = {"synth": cmd_synth, "from-nwb": cmd_from_nwb, "from-continuous": cmd
 #: Where a command's flag is named otherwise than the library's argument: (pattern of the library's words
 #: in its error messages, the flag's words), per command.
 _DEVICE = ((r"^device:", "--device:"),)
+_BIN_MS = ((r"^bin_ms:", "--bin-ms:"), (r"leave bin_ms out", "leave --bin-ms out"))
 #: A stale derived file names the command that makes it again.
 _RERUN = ((r"rerun write_posterior on (.+)$", r"rerun 'pyro-lfads posterior \1'"),
           (r"rerun diagnose_run on (.+)$", r"rerun 'pyro-lfads diagnose \1'"))
@@ -285,12 +297,12 @@ FLAG_WORDS = {
                          lambda m: f"{m[1]}--{m[2].replace('_', '-')}:"),
                         (r"\b(valid_every|block_windows)=", lambda m: f"--{m[1].replace('_', '-')} "),
                         (r"pass transpose=True", "pass --transpose")),
-    "posterior": _DEVICE + ((r"^samples:", "--samples:"),),
+    "posterior": _DEVICE + ((r"^samples:", "--samples:"), (r"^out:", "--out:"), (r"^session:", "--session:")),
     "evaluate": _RERUN + ((r"^session:", "--session:"),),
     "nlb-submission": _DEVICE + ((r"^(samples|name|session):", r"--\1:"), (r"\(data\)$", "(--data)")),
     "decode": _RERUN + ((r"^source:", "--from:"), (r"^session:", "--session:")),
-    "diagnose": _DEVICE,
-    "report": _DEVICE + _RERUN,
+    "diagnose": _DEVICE + _BIN_MS,
+    "report": _DEVICE + _RERUN + _BIN_MS,
     "demo": _DEVICE,
     "tune": ((r"^objective '(\w+)'", r"--objective \1"), (r"use objective '(\w+)'", r"use --objective \1"),
              (r"^(objective|population|generations|address):", r"--\1:"),

@@ -56,9 +56,10 @@ def _add_scoring(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_bin_ms(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bin-ms", type=float, default=10.0,
-                        help="the data's bin width in ms, for time axes and spikes/s (default 10, as 'synth' "
-                             "writes; for 'from-nwb' files, its --bin-ms)")
+    parser.add_argument("--bin-ms", type=_float_above(0, inclusive=False), default=None,
+                        help="the data's bin width in ms, for time axes and spikes/s (default: the width run.json "
+                             "records from the data file, as 'synth' and 'from-nwb' write it; one that contradicts "
+                             "it is refused; 10 with a warning for data that records none)")
 
 
 def _baseline_list(text: str) -> tuple[str, ...]:
@@ -120,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     nwb = sub.add_parser("from-nwb", help="bin an NWB file's spikes into trials: an LFADS data file")
     nwb.add_argument("nwb_file", type=Path, help="NWB file with a units table and a trials table")
     nwb.add_argument("--out", required=True, type=Path, help="LFADS data file to write (.h5 or .npz)")
-    nwb.add_argument("--bin-ms", type=float, default=5.0, help="bin width in ms (default 5)")
+    nwb.add_argument("--bin-ms", type=float, default=5.0,
+                     help="bin width in ms (default 5); the file records it (bin_width_s), and later commands read it")
     nwb.add_argument("--align-to", default="start_time", help="trials-table column of alignment times "
                                                                "(default start_time; e.g. move_onset_time)")
     nwb.add_argument("--window-ms", type=float, nargs=2, default=(0.0, 700.0), metavar=("START", "END"),
@@ -205,8 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     tun.add_argument("--quiet", action="store_true", help="no line per generation")
 
     post = sub.add_parser("posterior", help="posterior averages of a fitted run into RUN_DIR/posterior.h5 "
-                                            "(posterior_session{k}.h5 per session of a stitched run)")
+                                            "(posterior_session{k}.h5 per session of a stitched run), or of new "
+                                            "trials (--data) into a file of their own (--out)")
     post.add_argument("run_dir", type=Path, help="run directory written by 'fit'")
+    post.add_argument("--data", type=Path, metavar="NEW",
+                      help="an LFADS data file of new trials (both splits, or train_* or valid_* only) with the "
+                           "run's neurons, bins and bin width; needs --out")
+    post.add_argument("--out", type=Path, metavar="FILE",
+                      help="with --data: the HDF5 file to write (never the run's own posterior.h5)")
+    post.add_argument("--session", type=_nonnegative_int, default=0,
+                      help="with --data, a stitched run: the session the new trials were recorded in (default 0)")
     post.add_argument("--samples", type=_positive_int, help="samples of (g0, u) per trial (default: config, 50)")
     post.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device(post)

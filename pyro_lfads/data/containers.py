@@ -85,6 +85,8 @@ class LFADSDataset:
         extras: other arrays stored in the file under their own key names
             (e.g. ``train_conditions``, ``valid_latents``), written and read
             back unchanged.
+        bin_width_s: the width of one time bin, seconds (file key ``bin_width_s``); None when
+            unknown. It turns counts per bin into spikes/s and bins into time on axes.
         validated: the settings it passed validation under, and what it held
             then; None until validated.
     """
@@ -94,6 +96,7 @@ class LFADSDataset:
     conversion_factor: float | None = None
     source: str = "<arrays>"
     extras: dict[str, np.ndarray] = field(default_factory=dict)
+    bin_width_s: float | None = None
     #: What the data set was last validated for (:mod:`pyro_lfads.data.validation` sets it); never
     #: copied by ``dataclasses.replace``, and stale once a split, array or extra is replaced.
     validated: Validation | None = field(default=None, init=False, repr=False, compare=False)
@@ -116,4 +119,5 @@ def contents(dataset: LFADSDataset) -> tuple:
     """The objects a validation of ``dataset`` looked at: splits, their arrays, factor and extras."""
     parts = (dataset.train, dataset.valid)
     arrays = tuple(getattr(part, name, None) for part in parts for name in FIELDS)
-    return (*parts, *arrays, dataset.conversion_factor, dataset.extras, *dataset.extras, *dataset.extras.values())
+    return (*parts, *arrays, dataset.conversion_factor, dataset.bin_width_s, dataset.extras, *dataset.extras,
+            *dataset.extras.values())

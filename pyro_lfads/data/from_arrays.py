@@ -29,6 +29,7 @@ def dataset_from_arrays(
     train_inds: np.ndarray | None = None,
     valid_inds: np.ndarray | None = None,
     conversion_factor: float | None = None,
+    bin_width_s: float | None = None,
     extras: Mapping[str, np.ndarray] | None = None,
     support: str = "counts",
     min_time_bins: int | None = None,
@@ -49,6 +50,8 @@ def dataset_from_arrays(
             where truth / conversion_factor = expected counts per bin.
         train_inds, valid_inds: (trials,) trial indices in the recording.
         conversion_factor: positive scalar for ``truth``; None means 1.
+        bin_width_s: the width of one time bin, seconds (``save_dataset`` writes it; ``report`` and
+            ``diagnose`` read it from the run); None when unknown.
         extras: other arrays, keys starting with ``train_`` or ``valid_``;
             ``save_dataset`` writes them under those keys.
         support, min_time_bins: as in ``load_dataset``.
@@ -76,6 +79,7 @@ def dataset_from_arrays(
         "valid_truth": valid_truth,
         "valid_inds": valid_inds,
         "conversion_factor": conversion_factor,
+        "bin_width_s": bin_width_s,
     }
     extra_arrays = {key: as_array(value, source, str(key)) for key, value in (extras or {}).items()}
     dataset = coerce_dataset(values, source, {}, extra_arrays)
@@ -106,13 +110,14 @@ def coerce_dataset(
             else:
                 fields[name] = _as_float32(value, source, label)
         splits[split] = Split(**fields)
-    factor = values.get("conversion_factor")
+    factor, width = values.get("conversion_factor"), values.get("bin_width_s")
     return LFADSDataset(
         train=splits["train"],
         valid=splits["valid"],
-        conversion_factor=None if factor is None else _as_factor(factor, source),
+        conversion_factor=None if factor is None else _as_scalar(factor, source, "conversion_factor"),
         source=source,
         extras=extras,
+        bin_width_s=None if width is None else _as_scalar(width, source, "bin_width_s"),
     )
 
 
@@ -164,9 +169,10 @@ def _as_int64(value: object, source: str, label: str) -> np.ndarray:
     return array.astype(np.int64)
 
 
-def _as_factor(value: object, source: str) -> float:
-    array = as_array(value, source, "conversion_factor")
+def _as_scalar(value: object, source: str, key: str) -> float:
+    """``value`` (``conversion_factor``, ``bin_width_s``) as a float; its sign and finiteness are validation's."""
+    array = as_array(value, source, key)
     if array.size != 1 or array.dtype.kind not in "iuf":
         what = f"shape {array.shape}" if array.size != 1 else f"dtype {array.dtype}"
-        raise InputError(f"{source}: conversion_factor: must be a positive finite scalar, got {what}")
+        raise InputError(f"{source}: {key}: must be a positive finite scalar, got {what}")
     return float(array.reshape(()))

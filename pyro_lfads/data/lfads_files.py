@@ -28,23 +28,53 @@ _LEGACY_KEYS = tuple(f"{split}_data" for split in SPLITS)
 _MODERN_KEYS = tuple(f"{split}_{name}" for split in SPLITS for name in ("encod_data", "recon_data"))
 
 
-def read_lfads_file(path: Path, source: str, handle: h5py.File | None = None) -> tuple[LFADSDataset, dict[str, str]]:
+def read_lfads_file(path: Path, source: str, handle: h5py.File | None = None, *,
+                    one_split: bool = False) -> tuple[LFADSDataset, dict[str, str], tuple[str, ...]]:
     """Read an LFADS HDF5 or ``.npz`` file into a data set, not yet validated.
 
     Args:
         path: the file; its suffix picks the format.
         source: how messages name the file.
         handle: ``path`` already open as HDF5 (``load_dataset`` opens it once), or None.
+        one_split: accept a file that holds only one of the splits (all its ``train_*`` or all its
+            ``valid_*`` keys): the other split is then the same trials again (the same arrays).
 
     Returns:
         (data set with data as float32, the file key of each standard key where they differ,
-        e.g. ``train_recon_data`` -> ``train_data`` in the older layout).
+        e.g. ``train_recon_data`` -> ``train_data`` in the older layout, the splits the file holds).
 
     Raises:
         InputError: the file cannot be read, misses keys or holds arrays that are not numbers.
     """
     arrays, problems, all_keys = _read_file(path, source, handle)
-    return _dataset_from_file(arrays, problems, all_keys, source)
+    names: dict[str, str] = {}
+    held = SPLITS
+    if one_split:
+        held = _held_splits(set(arrays) | set(problems))
+        if len(held) == 1:
+            _stand_in(arrays, problems, names, held[0])
+    dataset, file_names = _dataset_from_file(arrays, problems, all_keys, source)
+    file_names = {key: names.get(name, name) for key, name in file_names.items()}
+    return dataset, {**names, **file_names}, held
+
+
+def _held_splits(keys: set[str]) -> tuple[str, ...]:
+    """The splits with data keys (``{split}_encod_data``, ``{split}_recon_data`` or ``{split}_data``) among ``keys``;
+    both when neither has any (the reader then names what is missing)."""
+    held = tuple(split for split in SPLITS
+                 if any(f"{split}_{name}" in keys for name in ("encod_data", "recon_data", "data")))
+    return held or SPLITS
+
+
+def _stand_in(arrays: dict[str, np.ndarray], problems: dict[str, str], names: dict[str, str], held: str) -> None:
+    """Copy every ``{held}_*`` key to the other split's key (the same object), recording in ``names`` the key it
+    stands for, so that messages name the file's key."""
+    other = next(split for split in SPLITS if split != held)
+    for found in (arrays, problems):
+        for key in [key for key in found if key.startswith(f"{held}_")]:
+            copy = f"{other}_{key[len(held) + 1:]}"
+            found[copy] = found[key]
+            names[copy] = key
 
 
 def save_dataset(dataset: LFADSDataset, path: str | os.PathLike[str]) -> None:
@@ -53,9 +83,10 @@ def save_dataset(dataset: LFADSDataset, path: str | os.PathLike[str]) -> None:
     The suffix picks the format: ``.h5`` / ``.hdf5`` (HDF5, gzip-compressed)
     or ``.npz`` (compressed numpy archive). Keys: ``train_encod_data``,
     ``train_recon_data``, ``valid_encod_data``, ``valid_recon_data``; then
-    ``*_ext_input``, ``*_truth``, ``*_inds`` and ``conversion_factor`` when
-    present; then ``extras`` under their own keys. Arrays are written with
-    their own dtypes (``str`` extras as UTF-8 strings in HDF5).
+    ``*_ext_input``, ``*_truth``, ``*_inds``, ``conversion_factor`` and
+    ``bin_width_s`` (seconds, a scalar) when present; then ``extras`` under
+    their own keys. Arrays are written with their own dtypes (``str`` extras
+    as UTF-8 strings in HDF5).
 
     The file is written to a temporary file in the same directory and moved
     into place with ``os.replace``: an interrupted save leaves any earlier
@@ -72,7 +103,7 @@ def save_dataset(dataset: LFADSDataset, path: str | os.PathLike[str]) -> None:
     if suffix not in HDF5_SUFFIXES + NPZ_SUFFIXES:
         raise InputError(f"{target}: {_suffix_problem(suffix)}")
     ensure_valid(dataset, support="real")
-    arrays = _file_arrays(dataset)
+    arrays = file_arrays(dataset)
     directory = path.parent
     if not directory.is_dir():
         raise InputError(f"{target}: directory {str(directory)!r} does not exist")
@@ -83,7 +114,7 @@ def save_dataset(dataset: LFADSDataset, path: str | os.PathLike[str]) -> None:
             write_atomically(path, archive.getbuffer())
         else:
             with atomic_hdf5(path) as handle:
-                _fill_hdf5(handle, arrays)
+                fill_hdf5(handle, arrays)
     except OSError as exc:
         raise InputError(f"{target}: cannot write: {one_line(exc)}") from None
 
@@ -143,7 +174,7 @@ def open_hdf5(path: Path, source: str, not_hdf5: str) -> h5py.File:
 
 
 def _wanted(key: str) -> bool:
-    return key == "conversion_factor" or key.startswith(("train_", "valid_"))
+    return key in ("conversion_factor", "bin_width_s") or key.startswith(("train_", "valid_"))
 
 
 def _read_hdf5(
@@ -264,7 +295,23 @@ def _dataset_from_file(
             )
             continue
         extras[key] = value
+    _conditions_from_cond_idx(values, extras, source)
     return coerce_dataset(values, source, names, extras), names
+
+
+def _conditions_from_cond_idx(values: dict[str, object], extras: dict[str, np.ndarray], source: str) -> None:
+    """lfads-torch's ``{split}_cond_idx`` read as ``{split}_conditions`` (one label per trial) where a file has
+    no ``{split}_conditions``; kept under its own key too. One that is not one label per trial is not read as
+    conditions (a warning says so)."""
+    for split in SPLITS:
+        cond_idx, data = extras.get(f"{split}_cond_idx"), values.get(f"{split}_encod_data")
+        if cond_idx is None or f"{split}_conditions" in extras or not hasattr(data, "shape"):
+            continue
+        if cond_idx.ndim == 1 and cond_idx.shape[0] == data.shape[0]:
+            extras[f"{split}_conditions"] = cond_idx
+        else:
+            warnings.warn(f"{source}: {split}_cond_idx: not read as conditions: shape {cond_idx.shape} is not one "
+                          f"label per trial ({data.shape[0]},)", stacklevel=5)
 
 
 #: What a .npz member saved from an array of Python objects is (numpy would need to unpickle it, which runs code).
@@ -276,8 +323,8 @@ def _unreadable(exc: Exception) -> str:
     return f"could not be read (truncated or corrupt file?): {one_line(exc)}"
 
 
-def _file_arrays(dataset: LFADSDataset) -> dict[str, np.ndarray]:
-    """The arrays of ``dataset`` under their file keys, in file order."""
+def file_arrays(dataset: LFADSDataset) -> dict[str, np.ndarray]:
+    """The arrays of ``dataset`` under their file keys, in file order (what :func:`save_dataset` writes)."""
     arrays: dict[str, np.ndarray] = {}
     for split in SPLITS:
         part = getattr(dataset, split)
@@ -285,13 +332,15 @@ def _file_arrays(dataset: LFADSDataset) -> dict[str, np.ndarray]:
             value = getattr(part, name)
             if value is not None:
                 arrays[f"{split}_{name}"] = value
-    if dataset.conversion_factor is not None:
-        arrays["conversion_factor"] = np.asarray(float(dataset.conversion_factor), dtype=np.float64)
+    for key in ("conversion_factor", "bin_width_s"):
+        if getattr(dataset, key) is not None:
+            arrays[key] = np.asarray(float(getattr(dataset, key)), dtype=np.float64)
     arrays.update(dataset.extras)
     return arrays
 
 
-def _fill_hdf5(handle: h5py.File, arrays: dict[str, np.ndarray]) -> None:
+def fill_hdf5(handle: h5py.File, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` into the open file as datasets, gzip-compressed, text as UTF-8 strings."""
     for key, array in arrays.items():
         if array.dtype.kind == "U":
             handle.create_dataset(key, data=array.astype(object), dtype=h5py.string_dtype())

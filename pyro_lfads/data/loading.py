@@ -15,7 +15,7 @@ from pathlib import Path
 
 import h5py
 
-from pyro_lfads.data.containers import LFADSDataset
+from pyro_lfads.data.containers import SPLITS, LFADSDataset
 from pyro_lfads.data.lfads_files import read_lfads_file
 from pyro_lfads.data.nlb import has_nlb_layout, nlb_dataset, read_nlb_arrays
 from pyro_lfads.data.validation import check_dataset, check_options
@@ -44,6 +44,9 @@ def load_dataset(
     - ``*_inds`` (optional): (trials,), trial indices in the recording.
     - ``conversion_factor`` (optional scalar): truth / conversion_factor =
       expected counts per bin.
+    - ``bin_width_s`` (optional scalar): the width of one bin, seconds.
+
+    lfads-torch's ``*_cond_idx`` (one label per trial) is read as ``*_conditions`` where the file has none.
 
     Every other array whose key starts with ``train_`` or ``valid_`` goes into
     ``extras`` unchanged (variable-length HDF5 strings become numpy ``str``
@@ -70,15 +73,32 @@ def load_dataset(
         InputError: one line ``<path>: <key>: <problem>`` for any problem with
             the file or its contents (see ``validate_dataset``).
     """
+    return _load(path, support, min_time_bins, one_split=False)[0]
+
+
+def load_trials(path: str | os.PathLike[str], support: str = "counts",
+                min_time_bins: int | None = None) -> tuple[LFADSDataset, tuple[str, ...]]:
+    """Read trials to put through a fitted model: :func:`load_dataset`, but the file may hold one split
+    only (all its keys ``train_*``, or all ``valid_*``).
+
+    Returns:
+        (data set, the splits the file holds): for a file of one split, the data set's other split is
+        the same trials again (the very arrays), and only the splits named are to be used.
+    """
+    return _load(path, support, min_time_bins, one_split=True)
+
+
+def _load(path, support: str, min_time_bins: int | None, one_split: bool) -> tuple[LFADSDataset, tuple[str, ...]]:
+    """The data set of the file at ``path``, validated once, and the splits the file holds."""
     source = str(path)
     check_options(source, support, min_time_bins)
     with _open_hdf5(Path(path)) as handle:
         if handle is not None and has_nlb_layout(handle):
-            dataset, names = nlb_dataset(read_nlb_arrays(handle, source), source), {}
+            dataset, names, held = nlb_dataset(read_nlb_arrays(handle, source), source), {}, SPLITS
         else:
-            dataset, names = read_lfads_file(Path(path), source, handle)
+            dataset, names, held = read_lfads_file(Path(path), source, handle, one_split=one_split)
     check_dataset(dataset, support, min_time_bins, names)
-    return dataset
+    return dataset, held
 
 
 @contextmanager

@@ -19,6 +19,7 @@ counts per bin:
   trial): (trials,) condition ids >= 0.
 - ``{train,eval}_truth``: (trials, T + T_fwd, N_in + N_out) true rates, and
   ``conversion_factor`` (truth / conversion_factor = expected counts per bin).
+- ``bin_width_s`` (optional scalar): the bin width, seconds (this project writes it).
 
 The LFADS data set: ``train`` <- NLB train trials, ``valid`` <- NLB eval
 trials; with test trials, ``train`` and ``valid`` <- the NLB train trials, a
@@ -165,6 +166,7 @@ def nlb_dataset(arrays: dict[str, np.ndarray], source: str) -> LFADSDataset:
         else:
             warnings.warn(f"{source}: conversion_factor: ignored: the file has no train_truth or eval_truth",
                           stacklevel=3)
+    values["bin_width_s"] = arrays.get("bin_width_s")
     return coerce_dataset(values, source, {}, extras)
 
 

@@ -21,7 +21,7 @@ def save_nlb_tensors(dataset: LFADSDataset, path: str | os.PathLike[str], n_held
     The inverse of ``load_nlb_tensors``: ``n_heldin`` is the number of
     encoder neurons and T the number of encoder bins; recon neurons after
     the first ``n_heldin`` are held out, recon bins after the first T are
-    forward bins. Writes spikes, truth and ``conversion_factor``, and the
+    forward bins. Writes spikes, truth, ``conversion_factor`` and ``bin_width_s``, and the
     extras ``*_behavior`` and ``*_conditions``; ext_input, inds and other
     extras are not part of the NLB layout and are left out with a warning.
 
@@ -72,6 +72,8 @@ def save_nlb_tensors(dataset: LFADSDataset, path: str | os.PathLike[str], n_held
         )
     if dataset.conversion_factor is not None and any(key.endswith("_truth") for key in arrays):
         arrays["conversion_factor"] = np.asarray(float(dataset.conversion_factor), dtype=np.float64)
+    if dataset.bin_width_s is not None:
+        arrays["bin_width_s"] = np.asarray(float(dataset.bin_width_s), dtype=np.float64)
     left_out = [f"{split}_{name}" for split in NLB_SPLITS for name in ("ext_input", "inds")
                 if getattr(getattr(dataset, split), name) is not None]
     left_out += [key for key in dataset.extras if not key.endswith(("_behavior", "_conditions"))]

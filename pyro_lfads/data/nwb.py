@@ -76,7 +76,7 @@ def load_nwb(
             the trials, drawn with ``seed``.
 
     Returns:
-        The data set (counts), with ``source`` = ``str(path)``.
+        The data set (counts), with ``source`` = ``str(path)`` and ``bin_width_s`` = ``bin_ms`` / 1000.
 
     Raises:
         InputError: one line ``<path>: <key>: <problem>``: bad arguments, a
@@ -113,7 +113,7 @@ def load_nwb(
                                                            name=behavior)
         if ids is not None:
             extras[f"{split}_conditions"] = ids[index]
-    dataset = dataset_from_arrays(**values, extras=extras, support="counts")
+    dataset = dataset_from_arrays(**values, bin_width_s=bin_s, extras=extras, support="counts")
     dataset.source = source
     return dataset
 

@@ -30,7 +30,8 @@ _IMPLIED_SUPPORTS = {"counts": {"counts", "nonnegative", "real"}, "positive": {"
 
 ARRAY_FIELDS = ("encod_data", "recon_data", "ext_input", "truth")
 #: Keys a file gives to the fields of the splits and to the conversion factor.
-RESERVED_KEYS = frozenset(f"{split}_{name}" for split in SPLITS for name in FIELDS) | {"conversion_factor"}
+RESERVED_KEYS = (frozenset(f"{split}_{name}" for split in SPLITS for name in FIELDS)
+                 | {"conversion_factor", "bin_width_s"})
 # dtype kinds: numbers that become float32 data, and what extras may hold.
 NUMBER_KINDS = "biuf"
 EXTRA_KINDS = "biufcSU"
@@ -67,7 +68,7 @@ def validate_dataset(
     - across splits: same recon neurons, same encod neurons, same number of
       inputs, ext_input in both splits or in neither.
     - at least ``min_time_bins`` time bins in every encod and recon array.
-    - ``conversion_factor`` is None or a positive finite number.
+    - ``conversion_factor`` and ``bin_width_s`` are None or positive finite numbers.
     - ``extras`` maps keys starting with ``train_`` / ``valid_`` (not a
       standard key) to numpy arrays of numbers, booleans or text; ``*_conditions`` has one label per
       trial, ``*_behavior`` is (trials, time, dims) numbers with the encoder's trials and bins (or all bins), no Inf
@@ -154,14 +155,15 @@ def check_dataset(
                 f"train and valid must have the same {axis}",
             )
 
-    factor = dataset.conversion_factor
-    if factor is not None and (
-        isinstance(factor, bool)
-        or not isinstance(factor, (int, float, np.integer, np.floating))
-        or not np.isfinite(factor)
-        or factor <= 0
-    ):
-        fail("conversion_factor", f"must be a positive finite scalar, got {factor!r}")
+    for key in ("conversion_factor", "bin_width_s"):
+        value = getattr(dataset, key)
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float, np.integer, np.floating))
+            or not np.isfinite(value)
+            or value <= 0
+        ):
+            fail(key, f"must be a positive finite scalar, got {value!r}")
 
     if not isinstance(dataset.extras, Mapping):
         fail("extras", f"is {type(dataset.extras).__name__}, not a dict of arrays")

@@ -17,6 +17,7 @@ factors, inputs, predictive checks and k-hat, whose posterior means are the mean
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,16 +45,21 @@ from pyro_lfads.fitting.train import validation_metric
 
 #: The baselines the report scores next to LFADS: the ones that take seconds.
 REPORT_BASELINES = ("smoothing",)
+#: The bin width the figures assume, ms, for a run whose data recorded none when no ``bin_ms`` is given
+#: (``synth``'s width); a warning says so.
+ASSUMED_BIN_MS = 10.0
 
 
 @writes_into("run")
 def write_report(run: Run | str | Path, dataset: LFADSDataset | Sequence[LFADSDataset] | None = None, *,
-                 out: str | Path | None = None, bin_ms: float = 10.0, device: str = "cpu",
+                 out: str | Path | None = None, bin_ms: float | None = None, device: str = "cpu",
                  progress: bool = True) -> Path:
     """Draw the figures of ``run`` (a Run or its directory) into ``out`` (default RUN_DIR/report); returns the
     index.html path. ``dataset`` defaults to the run's own data: one data set, or a stitched run's list of
-    sessions. ``bin_ms`` converts counts per bin into spikes/s in the figures."""
+    sessions. ``bin_ms`` converts counts per bin into spikes/s and bins into seconds in the figures: by default
+    the bin width the run records (:func:`figure_bin_ms`); one that contradicts it is refused."""
     run = Run.open(run)
+    widths = [figure_bin_ms(run, bin_ms, session) for session in range(run.n_sessions)]
     data = [None] * run.n_sessions if dataset is None else as_sessions(dataset)
     if len(data) != run.n_sessions:
         raise InputError(f"{run.directory}: was fitted on {run.n_sessions} sessions, got {len(data)} data sets")
@@ -64,7 +70,7 @@ def write_report(run: Run | str | Path, dataset: LFADSDataset | Sequence[LFADSDa
         write_posterior(run, dataset, device=device, progress=progress)
     for session, (given, checksum) in enumerate(zip(data, checksums)):
         if not diagnostics_current(run, checksum, session):
-            diagnose_run(run, given, bin_ms=bin_ms, device=device, progress=progress, session=session)
+            diagnose_run(run, given, bin_ms=widths[session][0], device=device, progress=progress, session=session)
     out.mkdir(parents=True, exist_ok=True)
 
     best, metric = best_epoch(records, run.config)
@@ -75,7 +81,7 @@ def write_report(run: Run | str | Path, dataset: LFADSDataset | Sequence[LFADSDa
     if run.n_sessions > 1:
         session_factors = plot_sessions(run, data, checksums, out / "sessions.png")
         figures += [] if session_factors is None else [session_factors.name]
-    sections = [session_section(run, session, data[session], checksums[session], out, bin_ms)
+    sections = [session_section(run, session, data[session], checksums[session], out, widths[session])
                 for session in range(run.n_sessions)]
     index = out / "index.html"
     with atomic_path(index) as tmp:
@@ -94,11 +100,24 @@ def best_epoch(records: list[dict], config: LFADSConfig) -> tuple[int, str]:
     return int(records[best]["epoch"]), f"valid_{metric}"
 
 
+def figure_bin_ms(run: Run, given: float | None, session: int = 0) -> tuple[float, str]:
+    """(bin width in ms, where it comes from in words) for the figures of session ``session``: ``given``, else
+    the width the run records (:meth:`~pyro_lfads.fitting.run.Run.bin_ms`, which refuses a ``given`` width
+    that contradicts it), else :data:`ASSUMED_BIN_MS` with a warning."""
+    bin_ms = run.bin_ms(given, session)
+    if bin_ms is not None:
+        return bin_ms, "given" if given is not None and run.session_info(session).bin_width_s is None else "recorded"
+    warnings.warn(f"{run.directory}: its data file records no bin width (bin_width_s); the figures assume "
+                  f"{ASSUMED_BIN_MS:g} ms bins: give the bin width (bin_ms, --bin-ms) if that is wrong", stacklevel=3)
+    return ASSUMED_BIN_MS, "assumed, the data records none"
+
+
 def session_section(run: Run, session: int, dataset: LFADSDataset | None, data_sha256: str | None, out: Path,
-                    bin_ms: float) -> Section:
+                    width: tuple[float, str]) -> Section:
     """Session ``session``'s part of the page, its figures drawn into ``out`` (named ``session{k}_{name}`` for
     a stitched run), from its current diagnostics and posterior; ``dataset`` (of checksum ``data_sha256``)
-    defaults to the session's own."""
+    defaults to the session's own; ``width`` is (bin width in ms, its origin) from :func:`figure_bin_ms`."""
+    bin_ms = width[0]
     stitched = run.n_sessions > 1
     prefix = f"session{session}_" if stitched else ""
     inference_data, diagnostics = read_diagnostics(run, data_sha256, session)
@@ -116,7 +135,7 @@ def session_section(run: Run, session: int, dataset: LFADSDataset | None, data_s
                            bin_ms=bin_ms),
                plot_rates(spikes, mean["rates"], out / f"{prefix}rates.png", truth=truth, trials=trials,
                           neurons=tuple(range(min(4, spikes.shape[2]))), bin_ms=bin_ms)]
-    numbers = {"data": scored.source, "split": split}
+    numbers = {"data": scored.source, "split": split, "bin width": f"{bin_ms:g} ms ({width[1]})"}
     if truth is not None:
         figures.append(plot_rate_scatter(truth, mean["rates"], out / f"{prefix}rate_scatter.png"))
         numbers["rate R2 vs truth"] = rate_r2(truth, mean["rates"])

@@ -51,7 +51,9 @@ def diagnose_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *, 
 
     ``samples``: posterior draws per trial kept in the InferenceData and used by the
     predictive checks. ``importance_samples``: draws per trial for k-hat and IWAE
-    (PSIS wants a few hundred). ``bin_ms`` labels the time coordinate in ms.
+    (PSIS wants a few hundred). ``bin_ms`` labels the time coordinate in ms: by default the bin width
+    the run records (:meth:`~pyro_lfads.fitting.run.Run.bin_ms`; bins when it records none); a
+    ``bin_ms`` that contradicts it is refused.
     Sampling is seeded with the run's seed, so the files are reproducible.
     """
     if split not in ("train", "valid"):
@@ -61,6 +63,7 @@ def diagnose_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *, 
             raise InputError(f"{name}: must be >= 2, got {value}")
     run = Run.open(run)
     config = run.config
+    bin_ms = run.bin_ms(bin_ms, session)
     model, guide = run.fitted("best", device)
     source = run.source(None if dataset is None else dataset_sha256(dataset), session)
     dataset = run.scored_data(dataset, session)

@@ -1,7 +1,9 @@
-"""What one SVI step sees: a ``Batch`` of trials as tensors, and batch iteration."""
+"""What one SVI step sees: a ``Batch`` of trials as tensors, and batch iteration; the noise of posterior
+draws seeded trial by trial."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from typing import Iterator, Sequence
 
@@ -9,6 +11,20 @@ import numpy as np
 import torch
 
 from pyro_lfads.data import Split
+
+
+@dataclass(frozen=True)
+class LatentNoise:
+    """Standard normal draws the guide turns into its samples of the latents, one row per row of a batch:
+    g0 = loc + scale * ``g0``, u_t = loc_t + scale_t * ``u[:, t]``.
+
+    Attributes:
+        g0: (B, G) for the initial condition.
+        u: (B, T, U) for the inferred inputs; None for a model without them.
+    """
+
+    g0: torch.Tensor
+    u: torch.Tensor | None
 
 
 @dataclass(frozen=True)
@@ -29,6 +45,9 @@ class Batch:
             consecutive trials of the other fields (:meth:`repeat_trials`): the
             encoders, deterministic once dropout is off, read each trial once
             and their outputs are repeated.
+        noise: the standard normal draws the guide's samples are made of, one row
+            per trial (:func:`trial_noise`); None draws fresh ones from torch's
+            generator.
     """
 
     encod_data: torch.Tensor
@@ -38,6 +57,7 @@ class Batch:
     recon_weight: torch.Tensor | None = None
     session: int = 0
     encoder_repeats: int = 1
+    noise: LatentNoise | None = None
 
     @property
     def n_trials(self) -> int:
@@ -47,7 +67,7 @@ class Batch:
         """Each trial ``times`` times in a row: trial i becomes rows i*times .. i*times+times-1.
 
         ``encod_data`` keeps one row per trial (``encoder_repeats`` grows instead): for
-        drawing many posterior samples per trial with dropout off.
+        drawing many posterior samples per trial with dropout off. The copy has no ``noise``.
         """
         def rep(x):
             return None if x is None else x.repeat_interleave(times, dim=0)
@@ -57,6 +77,27 @@ class Batch:
     def replace(self, **changes) -> "Batch":
         """A copy with some fields changed."""
         return replace(self, **changes)
+
+
+def trial_noise(batch: Batch, samples: int, seed: int, gen_dim: int, co_dim: int) -> LatentNoise:
+    """The noise of ``samples`` draws of each trial of ``batch`` (one row per trial), rows trial-major as
+    :meth:`Batch.repeat_trials` lays them out (row b * samples + s: draw s of trial b).
+
+    Each trial's noise comes from a generator seeded by ``seed`` and the trial itself (the sha256 of its
+    encoder input and external input): a trial gets the same draws whichever trials share its batch, file
+    or split, and however the trials are cut into chunks.
+    """
+    n_time, rows = batch.n_time, []
+    for trial in range(batch.encod_data.shape[0]):
+        digest = hashlib.sha256(str(seed).encode())
+        for array in (batch.encod_data[trial], None if batch.ext_input is None else batch.ext_input[trial]):
+            if array is not None:
+                digest.update(array.detach().cpu().numpy().astype(np.float32).tobytes())
+        generator = torch.Generator().manual_seed(int.from_bytes(digest.digest()[:8], "little") >> 1)
+        rows.append(torch.randn(samples, gen_dim + n_time * co_dim, generator=generator))
+    noise = torch.cat(rows).to(batch.encod_data.device)
+    u = noise[:, gen_dim:].reshape(-1, n_time, co_dim) if co_dim else None
+    return LatentNoise(noise[:, :gen_dim], u)
 
 
 def split_batch(split: Split, index, device: torch.device | str = "cpu", time_bins: int | None = None,

@@ -1,35 +1,46 @@
 """Posterior averaging (Methods 1.10) through :class:`~pyro_lfads.fitting.predictive.PosteriorPredictive`,
-and its output file.
+and its output file, which lfads-torch's analysis code reads unchanged.
 
 For each trial, S samples of (g0, u) are drawn from the guide (dropout off),
-the model is run on each, and the mean and standard deviation over samples
-of rates, factors, generator states, inferred inputs and g0 are kept. The
-draws are those of ``pyro_lfads.predictive(run, num_samples=S)``: its one pass
-(:meth:`~pyro_lfads.fitting.predictive.PosteriorPredictive.draw`), the batch
-holding each trial S times (its encoders read it once), one trace of the guide
-and the model replayed on it. Trials go in chunks of at most ``max_rows``
-trial-samples, and each chunk is written straight into the HDF5 file, so
-memory stays bounded whatever the number of trials.
+the model is run on each, and averages over samples are kept. The draws are
+those of ``pyro_lfads.predictive(run, num_samples=S, seed=config.seed)``: its
+one pass (:meth:`~pyro_lfads.fitting.predictive.PosteriorPredictive.draw`), the
+batch holding each trial S times (its encoders read it once), one trace of the
+guide and the model replayed on it. Each trial's draws are made of noise seeded
+by the run's seed and the trial itself (:func:`~pyro_lfads.fitting.batch.trial_noise`),
+so a trial's averages are the same whichever trials share its file, split or
+chunk. Trials go in chunks of at most ``max_rows`` trial-samples, and each chunk
+is written straight into the HDF5 file, so memory stays bounded whatever the
+number of trials.
 
-Output keys (lfads-torch's names; shapes per split, B trials, T bins):
-    {split}_output_params       (B, T, N)  posterior mean rates, counts per bin
-    {split}_output_params_std   (B, T, N)  their posterior standard deviation
+Output keys: lfads-torch's, with its meanings (shapes per split, B trials, T bins, N neurons, F factors,
+G generator units, U inferred inputs, E external inputs, C controller units):
+    {split}_output_params       (B, T, N)  posterior mean rates, counts per bin (the observation model's mean;
+                                           calcium: the spike rates, its fluorescence is obs_mean)
     {split}_factors             (B, T, F)  posterior mean factors
-    {split}_factors_std         (B, T, F)
-    {split}_gen_states          (B, T, G)  posterior mean generator states
-    {split}_co_means            (B, T, U)  posterior mean of the inferred inputs u
-    {split}_co_stds             (B, T, U)  posterior standard deviation of u
-    {split}_ic_mean             (B, G)     mean of q(g0)
-    {split}_ic_std              (B, G)     standard deviation of q(g0)
-    {split}_obs_mean            (B, T, N)  predicted mean observation, where it is not the
-                                           rates (calcium: the fluorescence), and its _std
-A data set cut from a continuous recording (:mod:`pyro_lfads.data.continuous`) also gets the windows of both
-splits merged back into one series, L bins of the recording:
+    {split}_gen_states          (B, T, G)  posterior mean generator states g_t
+    {split}_gen_init            (B, G)     posterior mean initial generator state g0
+    {split}_gen_inputs          (B, T, U+E) posterior mean generator input [u_t, a_t]
+    {split}_con_states          (B, T, C)  posterior mean controller states c_t
+    {split}_co_means            (B, T, U)  mean of q(u_t | u_<t, g0, x), averaged over the S draws
+    {split}_co_stds             (B, T, U)  standard deviation of q(u_t | u_<t, g0, x), averaged likewise
+    {split}_ic_mean             (B, G)     mean of q(g0 | x)
+    {split}_ic_std              (B, G)     standard deviation of q(g0 | x)
+A model without inferred inputs writes the inputs' keys with U = 0 (and C = 0). This project adds
+``{split}_output_params_std`` and ``{split}_factors_std``, the standard deviations over the draws, and, where
+the predicted observation is not the rates (calcium), ``{split}_obs_mean`` and its ``_std``.
+
+As lfads-torch's output file starts as a copy of its data file, the file also holds the data set's arrays
+under their own keys (``{split}_encod_data``, ``{split}_recon_data``, ``{split}_ext_input``, ``{split}_truth``,
+``{split}_inds``, the extras, ``conversion_factor``, ``bin_width_s``) for the splits written; ``{split}_inds``,
+where the data has none, counts the trials in file order (train first). A data key equal to an output key is
+left out. A data set cut from a continuous recording (:mod:`pyro_lfads.data.continuous`) also gets the
+windows of both splits merged back into one series, L bins of the recording:
     continuous_output_params    (L, N)     posterior mean rates, counts per bin
     continuous_factors          (L, F)
     continuous_gen_states       (L, G)
     continuous_co_means         (L, U)     where the model has inferred inputs
-plus the attributes ``samples``, ``time_bins`` and the record of what the file was made from
+Attributes: ``samples``, ``time_bins`` and the record of what the file was made from
 (``source_checkpoint_sha256``, ``source_data_sha256``, ``source_epoch``:
 :class:`~pyro_lfads.fitting.derived_files.Source`); :func:`read_posterior` refuses a file whose record
 is not the run's best checkpoint as it is now.
@@ -45,20 +56,25 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
-from pyro_lfads.fitting.batch import trial_chunks
 from pyro_lfads.data import LFADSDataset, Split, as_sessions
-from pyro_lfads.data.continuous import is_continuous, merge_splits
-from pyro_lfads.errors import InputError
 from pyro_lfads.data.atomic_files import atomic_hdf5
+from pyro_lfads.data.containers import SPLITS
+from pyro_lfads.data.continuous import is_continuous, merge_splits
+from pyro_lfads.data.lfads_files import file_arrays, fill_hdf5
+from pyro_lfads.errors import InputError
+from pyro_lfads.fitting.batch import Batch, trial_chunks
 from pyro_lfads.fitting.derived_files import POSTERIOR_FILE, Source
-from pyro_lfads.fitting.run import Run, dataset_sha256
 from pyro_lfads.fitting.predictive import PosteriorPredictive
+from pyro_lfads.fitting.run import Run, dataset_sha256
 from pyro_lfads.fitting.run_lock import writes_into
+from pyro_lfads.models.lfads import GENERATOR_RUN
 
-SAMPLED_SITES = {"rates": "output_params", "factors": "factors", "gen_states": "gen_states", "u": "co",
-                 "obs_mean": "obs_mean"}
+#: Model sites averaged over the draws: output key of their mean (with a ``_std`` companion where named).
+AVERAGED_SITES = {"rates": ("output_params", True), "factors": ("factors", True), "obs_mean": ("obs_mean", True),
+                  "gen_states": ("gen_states", False), "g0": ("gen_init", False)}
 
 #: The posterior means merged into ``continuous_{key}`` for a data set of a continuous recording's windows.
 CONTINUOUS_KEYS = ("output_params", "factors", "gen_states", "co_means")
@@ -70,29 +86,46 @@ def posterior_path(run: Run | str | Path, session: int = 0) -> Path:
 
 
 def posterior_chunks(model, guide, split: Split, *, samples: int, time_bins: int | None = None,
-                     device: str = "cpu", max_rows: int = 4096, session: int = 0):
+                     device: str = "cpu", max_rows: int = 4096, session: int = 0, seed: int | None = None):
     """Yield (trial slice, {output key: array}) for consecutive chunks of ``split``'s trials
     (of session ``session``).
 
-    Keys are those of the module docstring without the ``{split}_`` prefix. Each chunk is one pass of
-    :class:`PosteriorPredictive` (the guide's encoders read each trial once, the model is replayed on
-    the guide's trace); ``ic_mean`` and ``ic_std`` are the mean and standard deviation of the guide's
-    q(g0) in that pass.
+    Keys are those of the module docstring without the ``{split}_`` prefix, from :func:`posterior_averages`.
+    Each chunk is one pass of :class:`PosteriorPredictive`; ``seed`` seeds each trial's draws by the trial
+    (None: torch's generator).
     """
-    predictive = PosteriorPredictive(model, guide, samples, return_sites=list(SAMPLED_SITES))
+    predictive = PosteriorPredictive(model, guide, samples, return_sites=["u", *AVERAGED_SITES], seed=seed)
     for trials, batch in trial_chunks(split, max_rows=max(1, max_rows // samples), device=device,
                                       time_bins=time_bins, session=session):
         draws, guide_trace = predictive.draw(batch)  # {site: (S, chunk trials, ...)}
-        q_g0 = guide_trace.nodes["g0"]["fn"]
-        out = {"ic_mean": q_g0.mean[::samples].cpu().numpy(), "ic_std": q_g0.stddev[::samples].cpu().numpy()}
-        for site, key in SAMPLED_SITES.items():
-            if site not in draws:
-                continue
-            mean_key, std_key = ("co_means", "co_stds") if key == "co" else (key, f"{key}_std")
-            out[mean_key] = draws[site].mean(0).cpu().numpy()
-            if site != "gen_states":
-                out[std_key] = draws[site].std(0, correction=0).cpu().numpy()
-        yield trials, out
+        yield trials, posterior_averages(draws, guide_trace, batch, samples)
+
+
+def posterior_averages(draws: dict[str, torch.Tensor], guide_trace, batch: Batch,
+                       samples: int) -> dict[str, np.ndarray]:
+    """The output keys (module docstring, without the split prefix) of one pass of ``samples`` = S draws of
+    each trial of ``batch`` (B trials, one row each): ``draws`` {site: (S, B, ...)} and the guide's trace of
+    the B * S rows, trial-major (row b * S + s: draw s of trial b)."""
+    def per_trial(rows: torch.Tensor) -> torch.Tensor:
+        """(B * S, ...) rows -> (B, ...), the mean of each trial's S rows."""
+        return rows.reshape(batch.n_trials, samples, *rows.shape[1:]).mean(1)
+
+    q_g0 = guide_trace.nodes["g0"]["fn"]
+    out = {"ic_mean": q_g0.mean[::samples], "ic_std": q_g0.stddev[::samples]}
+    for site, (key, spread) in AVERAGED_SITES.items():
+        if site in draws:
+            out[key] = draws[site].mean(0)
+            if spread:
+                out[f"{key}_std"] = draws[site].std(0, correction=0)
+    none = batch.encod_data.new_zeros(batch.n_trials, batch.n_time, 0)
+    inputs = none
+    out["co_means"] = out["co_stds"] = out["con_states"] = none
+    if "u" in guide_trace.nodes:
+        q_u, run = guide_trace.nodes["u"]["fn"], guide_trace.nodes["u"]["infer"][GENERATOR_RUN]
+        out["co_means"], out["co_stds"] = per_trial(q_u.loc), per_trial(q_u.scale)
+        out["con_states"], inputs = per_trial(run.controller_states), draws["u"].mean(0)
+    out["gen_inputs"] = torch.cat([inputs, none if batch.ext_input is None else batch.ext_input], dim=-1)
+    return {key: value.cpu().numpy() for key, value in out.items()}
 
 
 @writes_into("run")
@@ -101,53 +134,82 @@ def write_posterior(run: Run | str | Path, data: LFADSDataset | Sequence[LFADSDa
                     progress: bool = True) -> list[Path]:
     """Posterior averages of the run's best checkpoint for both splits of every session in ``data``
     (one data set, or a stitched run's list of sessions; default: the run's own, read again), into
-    RUN_DIR; returns the files written."""
+    RUN_DIR; returns the files written. New trials go to a file of their own:
+    :func:`~pyro_lfads.fitting.new_data.write_posterior_of`."""
     run = Run.open(run)
-    config, info = run.config, run.info
-    samples = config.posterior_samples if samples is None else samples
-    if samples < 1:
-        raise InputError(f"samples: must be >= 1, got {samples}")
+    samples = check_samples(run, samples)
     sessions = run.sessions() if data is None else as_sessions(data)
     if len(sessions) != run.n_sessions:
         raise InputError(f"{run.directory}: was fitted on {run.n_sessions} sessions, got {len(sessions)} data sets")
-    model, guide = run.fitted("best", device)
     sources = [run.source(None if data is None else dataset_sha256(dataset), session)
                for session, dataset in enumerate(sessions)]
     total = sum(d.train.n_trials + d.valid.n_trials for d in sessions)
-    bar = tqdm(total=total, desc="posterior", unit="trial", disable=not progress, dynamic_ncols=True)
-    paths = []
-    for session, dataset in enumerate(sessions):
-        path = posterior_path(run, session)
-        with atomic_hdf5(path) as h5:
-            h5.attrs["samples"] = samples
-            h5.attrs["time_bins"] = info.n_time
-            h5.attrs.update(sources[session].as_attrs())
-            for name in ("train", "valid"):
-                split = getattr(dataset, name)
-                for trials, arrays in posterior_chunks(model, guide, split, samples=samples,
-                                                       time_bins=config.time_bins, device=device,
-                                                       max_rows=max_rows, session=session):
-                    for key, values in arrays.items():
-                        full = f"{name}_{key}"
-                        if full not in h5:
-                            h5.create_dataset(full, shape=(split.n_trials, *values.shape[1:]), dtype="f4")
-                        h5[full][trials] = values
-                    bar.update(trials.stop - trials.start)
-            for key in CONTINUOUS_KEYS if is_continuous(dataset) else ():
+    with tqdm(total=total, desc="posterior", unit="trial", disable=not progress, dynamic_ncols=True) as bar:
+        for session, dataset in enumerate(sessions):
+            write_posterior_file(posterior_path(run, session), run, dataset, source=sources[session], session=session,
+                                 samples=samples, device=device, max_rows=max_rows, bar=bar)
+    return [posterior_path(run, session) for session in range(len(sessions))]
+
+
+def check_samples(run: Run, samples: int | None) -> int:
+    """``samples``, or the run's ``config.posterior_samples`` when None; refused below 1."""
+    samples = run.config.posterior_samples if samples is None else samples
+    if samples < 1:
+        raise InputError(f"samples: must be >= 1, got {samples}")
+    return samples
+
+
+def write_posterior_file(path: Path, run: Run, dataset: LFADSDataset, *, source: Source,
+                         splits: Sequence[str] = SPLITS, session: int = 0, samples: int, device: str,
+                         max_rows: int, bar) -> None:
+    """The posterior averages of ``splits`` of ``dataset`` (session ``session``'s trials) under the run's best
+    checkpoint, and the data's arrays of those splits, written to ``path`` atomically; ``bar`` counts trials."""
+    model, guide = run.fitted("best", device)
+    with atomic_hdf5(path) as h5:
+        h5.attrs["samples"] = samples
+        h5.attrs["time_bins"] = run.session_info(session).n_time
+        h5.attrs.update(source.as_attrs())
+        for name in splits:
+            split = getattr(dataset, name)
+            for trials, arrays in posterior_chunks(model, guide, split, samples=samples,
+                                                   time_bins=run.config.time_bins, device=device,
+                                                   max_rows=max_rows, session=session, seed=run.config.seed):
+                for key, values in arrays.items():
+                    full = f"{name}_{key}"
+                    if full not in h5:
+                        h5.create_dataset(full, shape=(split.n_trials, *values.shape[1:]), dtype="f4")
+                    h5[full][trials] = values
+                bar.update(trials.stop - trials.start)
+        if is_continuous(dataset) and set(SPLITS) <= set(splits):
+            for key in CONTINUOUS_KEYS:
                 if f"train_{key}" in h5:
                     merged = merge_splits(dataset, h5[f"train_{key}"][()], h5[f"valid_{key}"][()])
                     h5.create_dataset(f"continuous_{key}", data=merged.astype(np.float32))
-        paths.append(path)
-    bar.close()
-    return paths
+        _copy_data(h5, dataset, splits, run.session_info(session).bin_width_s)
+
+
+def _copy_data(h5: h5py.File, dataset: LFADSDataset, splits: Sequence[str], bin_width_s: float | None) -> None:
+    """The data set's arrays of ``splits`` and its scalars under their own keys, with ``{split}_inds`` (the
+    trials' places in file order where the data has none) and ``bin_width_s`` (the run's where the data has
+    none); keys already in ``h5`` are left out."""
+    arrays, start = file_arrays(dataset), 0
+    for name in splits:
+        n_trials = getattr(dataset, name).n_trials
+        arrays.setdefault(f"{name}_inds", np.arange(start, start + n_trials, dtype=np.int64))
+        start += n_trials
+    if bin_width_s is not None:
+        arrays.setdefault("bin_width_s", np.asarray(bin_width_s, dtype=np.float64))
+    other = tuple(f"{name}_" for name in SPLITS if name not in splits)
+    fill_hdf5(h5, {key: value for key, value in arrays.items() if key not in h5 and not key.startswith(other)})
 
 
 def read_posterior(run: Run | str | Path, split: str = "valid", session: int = 0, *,
                    data_sha256: str | None = None) -> dict[str, np.ndarray]:
     """The arrays of ``split`` (of session ``session``) from the run's posterior file, keyed without
-    the split prefix (``split="continuous"``: the merged series of a continuous recording); refused when
-    the file was made from another checkpoint than the run's best, or from other data than that of checksum
-    ``data_sha256`` (default: the session's own)."""
+    the split prefix (the averages, and the data copied in: ``encod_data``, ``inds``, ...;
+    ``split="continuous"``: the merged series of a continuous recording); refused when
+    the file was made from another checkpoint than the run's best, or from other data than that of
+    checksum ``data_sha256`` (default: the session's own)."""
     run = Run.open(run)
     path = posterior_path(run, session)
     if not path.is_file():

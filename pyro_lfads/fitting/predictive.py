@@ -38,7 +38,7 @@ from pyro.infer import Predictive
 
 from pyro_lfads.data import Split
 from pyro_lfads.errors import InputError
-from pyro_lfads.fitting.batch import Batch, split_batch
+from pyro_lfads.fitting.batch import Batch, split_batch, trial_noise
 from pyro_lfads.fitting.objective import guide_and_model_traces, sampled_values
 from pyro_lfads.fitting.run import Run, RunInfo
 
@@ -52,14 +52,18 @@ class PosteriorPredictive(Predictive):
 
     Call it as the model is called, ``predictive(batch, kl_scale)``, or on a Split (all its trials, one
     Batch on the model's device); ``kl_scale`` scales log densities only and leaves the draws alone.
+
+    ``seed`` (one pass only; needs a model with a ``config``, as ``LFADSModel``): each trial's draws are made
+    of noise seeded by ``seed`` and the trial itself (:func:`~pyro_lfads.fitting.batch.trial_noise`), so a
+    trial gets the same draws whichever trials share its batch; None draws from torch's generator.
     """
 
     def __init__(self, model, guide, num_samples: int, return_sites=None, parallel: bool = False, *,
-                 info: RunInfo | None = None, time_bins: int | None = None):
+                 info: RunInfo | None = None, time_bins: int | None = None, seed: int | None = None):
         super().__init__(model, guide=guide, num_samples=num_samples,
                          return_sites=list(DEFAULT_SITES if return_sites is None else return_sites), parallel=parallel)
         self.requested = None if return_sites is None else list(return_sites)  # refused when missing
-        self.info, self.time_bins = info, time_bins
+        self.info, self.time_bins, self.seed = info, time_bins, seed
 
     def forward(self, data: Batch | Split, kl_scale: float = 1.0) -> dict[str, torch.Tensor]:
         """{site: (S, B, ...)} for the trials of ``data``."""
@@ -75,9 +79,13 @@ class PosteriorPredictive(Predictive):
         """(draws, guide trace) of the one pass: draws {site: (S, B, ...)}; the guide's trace of the batch
         with each trial S times in a row (rows trial-major, B * S: row b * S + s is sample s of trial b)."""
         samples = self.num_samples
+        repeated = batch.repeat_trials(samples)
+        if self.seed is not None:
+            config = self.model.config
+            repeated = repeated.replace(noise=trial_noise(batch, samples, self.seed, config.gen_dim, config.co_dim))
         with warnings.catch_warnings():  # a simulated obs is a model site the guide does not have, rightly
             warnings.filterwarnings("ignore", "Found vars in model but not guide")
-            model_trace, guide_trace = guide_and_model_traces(self.model, self.guide, batch.repeat_trials(samples),
+            model_trace, guide_trace = guide_and_model_traces(self.model, self.guide, repeated,
                                                               kl_scale, log_densities=False)
         values = sampled_values(model_trace)
         draws = {site: values[site].reshape(batch.n_trials, samples, *values[site].shape[1:]).transpose(0, 1)
@@ -100,7 +108,8 @@ class PosteriorPredictive(Predictive):
 
 
 def predictive(run_or_model_and_guide, num_samples: int | None = None, *, return_sites=None,
-               parallel: bool = False, which: str = "best", device: str = "cpu") -> PosteriorPredictive:
+               parallel: bool = False, which: str = "best", device: str = "cpu",
+               seed: int | None = None) -> PosteriorPredictive:
     """A ``pyro.infer.Predictive`` (a :class:`PosteriorPredictive`) over a fitted model and guide.
 
     Args:
@@ -113,6 +122,9 @@ def predictive(run_or_model_and_guide, num_samples: int | None = None, *, return
         parallel: Pyro's plate-vectorised forward instead of the one pass (module docstring).
         which: a run's checkpoint, "best" or "last".
         device: where a run's model and guide are loaded.
+        seed: seed each trial's draws by the trial itself and this seed (one pass only; the model needs a
+            ``config``): a trial's draws no longer depend on the trials beside it. ``write_posterior`` uses
+            the run's ``config.seed``. None: torch's generator.
     """
     info = None
     if isinstance(run_or_model_and_guide, (Run, str, Path)):
@@ -139,7 +151,10 @@ def predictive(run_or_model_and_guide, num_samples: int | None = None, *, return
         raise InputError(f"return_sites: a list of one or more site names, got {return_sites!r}")
     if not isinstance(parallel, bool):
         raise InputError(f"parallel: True or False, got {parallel!r}")
-    return PosteriorPredictive(model, guide, num_samples, return_sites, parallel, info=info, time_bins=time_bins)
+    if seed is not None and (parallel or config is None or isinstance(seed, bool) or not isinstance(seed, int)):
+        raise InputError(f"seed: an integer for the one pass (parallel=False) of a model with a config, got {seed!r}")
+    return PosteriorPredictive(model, guide, num_samples, return_sites, parallel, info=info, time_bins=time_bins,
+                               seed=seed)
 
 
 def _device(model) -> torch.device:

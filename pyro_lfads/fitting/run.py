@@ -3,7 +3,8 @@ command opens it with, once.
 
 Layout of RUN_DIR:
     config.yaml            the LFADSConfig
-    run.json               data source (absolute, and relative to RUN_DIR) and checksum, data shapes, package versions
+    run.json               data source (absolute, and relative to RUN_DIR) and checksum, data shapes, the bin
+                           width, package versions
     checkpoints/last.pt    the latest complete epoch (resume from here)
     checkpoints/best.pt    the epoch with the lowest validation loss
     training_curve.jsonl   one JSON object per epoch
@@ -54,7 +55,9 @@ class RunInfo:
 
     ``data_source`` is the data file's resolved absolute path (or the description of data made in
     memory), ``data_relative`` the same file's path relative to the run directory: tried second, it
-    finds the data of a project folder moved as a whole.
+    finds the data of a project folder moved as a whole. ``bin_width_s`` is the data's bin width in
+    seconds, None when the data did not record one; ``n_encod_time`` the bins its encoders read (None in
+    a run.json written before it was recorded).
 
     A stitched run (several sessions) lists every session's own RunInfo in
     ``sessions``; its top-level fields are session 0's but ``data_sha256``,
@@ -70,6 +73,8 @@ class RunInfo:
     versions: dict
     sessions: list | None = None
     data_relative: str | None = None
+    bin_width_s: float | None = None
+    n_encod_time: int | None = None
 
     @classmethod
     def describe(cls, data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig) -> "RunInfo":
@@ -86,8 +91,9 @@ class RunInfo:
         versions = {"pyro_lfads": __version__, "pyro": pyro.__version__, "torch": torch.__version__,
                     "numpy": np.__version__, "python": platform.python_version()}
         source = str(Path(dataset.source).resolve()) if Path(dataset.source).is_file() else dataset.source
+        width = None if dataset.bin_width_s is None else float(dataset.bin_width_s)
         return cls(source, dataset_sha256(dataset), train.n_neurons, int(train.encod_data.shape[2]),
-                   ext, n_time, versions)
+                   ext, n_time, versions, bin_width_s=width, n_encod_time=int(train.encod_data.shape[1]))
 
     def session_infos(self) -> list["RunInfo"]:
         """One RunInfo per session: ``[self]`` for a single-session run."""
@@ -295,6 +301,21 @@ class Run:
             self._datasets[session] = dataset
         return self._datasets[session]
 
+    def bin_ms(self, given: float | None = None, session: int = 0) -> float | None:
+        """The bin width in ms for time axes and spikes/s: ``given`` where it is given, else the width
+        run.json records for session ``session`` (from its data file); None when neither says. A
+        ``given`` width that contradicts the recorded one is refused."""
+        if given is not None and not (isinstance(given, (int, float)) and math.isfinite(given) and given > 0):
+            raise InputError(f"bin_ms: must be a positive number of milliseconds, got {given!r}")
+        recorded = self.session_info(session).bin_width_s
+        recorded_ms = None if recorded is None else recorded * 1000.0
+        if given is None or recorded_ms is None:
+            return recorded_ms if given is None else float(given)
+        if not math.isclose(given, recorded_ms, rel_tol=1e-6):
+            raise InputError(f"bin_ms: {given:g} ms contradicts the bin width of {recorded_ms:g} ms recorded for "
+                             f"{self.directory} (from its data file); leave bin_ms out to use the recorded width")
+        return recorded_ms
+
     def sessions(self) -> list[LFADSDataset]:
         """Every session's data set (one for a single-session run), as :meth:`dataset` gives them."""
         return [self.dataset(session) for session in range(self.n_sessions)]
@@ -396,4 +417,5 @@ def first_bins(dataset: LFADSDataset, n_time: int) -> LFADSDataset:
 
     extras = {key: value[:, :n_time] if key.endswith(("_behavior", "_latents", "_inputs", "_target")) else value
               for key, value in dataset.extras.items()}
-    return LFADSDataset(cut(dataset.train), cut(dataset.valid), dataset.conversion_factor, dataset.source, extras)
+    return LFADSDataset(cut(dataset.train), cut(dataset.valid), dataset.conversion_factor, dataset.source, extras,
+                        dataset.bin_width_s)

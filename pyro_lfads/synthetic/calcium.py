@@ -91,7 +91,7 @@ def make_calcium_dataset(
     is_train = split_trials(rng, n_conditions, trials_per_condition, n_train)
     dataset = assemble_dataset(fluorescence, frames(rates_hz), latents[:, frame_bins - 1::frame_bins], is_train,
                                1000.0 / (bin_ms * frame_bins),
-                               source=f"calcium(seed={seed})")
+                               source=f"calcium(seed={seed})", bin_width_s=bin_ms * frame_bins / 1000.0)
     spikes_per_frame = spikes.reshape(n_conditions * trials_per_condition, n_frames, frame_bins, n_neurons).sum(2)
     for name, mask in (("train", is_train.ravel()), ("valid", ~is_train.ravel())):
         dataset.extras[f"{name}_spikes"] = spikes_per_frame[mask].astype(np.float32)

@@ -122,7 +122,7 @@ def make_chaotic_rnn_dataset(
     spikes = rng.poisson(expected)
     is_train = split_trials(rng, n_conditions, trials_per_condition, n_train)
     return assemble_dataset(spikes, rates, states, is_train, 1000.0 / bin_ms,
-                            source=f"chaotic-rnn(seed={seed}, gamma={gamma})")
+                            source=f"chaotic-rnn(seed={seed}, gamma={gamma})", bin_width_s=bin_ms / 1000.0)
 
 
 def make_pulse_dataset(
@@ -178,7 +178,7 @@ def make_pulse_dataset(
     spikes = rng.poisson(rates * bin_ms / 1000.0)
     is_train = split_trials(rng, n_conditions, trials_per_condition, n_train)
     return assemble_dataset(spikes, rates, states, is_train, 1000.0 / bin_ms,
-                            source=f"pulses(seed={seed}, gamma={gamma})",
+                            source=f"pulses(seed={seed}, gamma={gamma})", bin_width_s=bin_ms / 1000.0,
                             trial_extras={"pulse_times_ms": pulse_bin * float(bin_ms),
                                           "inputs": inputs.astype(np.float32)})
 

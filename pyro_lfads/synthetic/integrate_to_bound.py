@@ -208,6 +208,7 @@ def make_integrate_to_bound_dataset(
     is_train = split_trials(rng, n_conditions, trials_per_condition, n_train)
     return assemble_dataset(spikes, rates, states, is_train, 1000.0 / bin_ms,
                             source=f"integrate-to-bound(seed={seed}, integrator R2={net.r2:.3f})",
+                            bin_width_s=bin_ms / 1000.0,
                             condition_extras={"inputs": inputs[..., None].astype(np.float32),
                                               "target": bounded_integral(inputs)[..., None].astype(np.float32)})
 

@@ -115,7 +115,7 @@ def make_lorenz_dataset(
                                                     bin_ms, trials_per_condition, likelihood)
     is_train = split_trials(rng, n_conditions, trials_per_condition, n_train)
     return assemble_dataset(data, truth, latents, is_train, conversion_factor,
-                            source=f"lorenz(seed={seed}, likelihood={likelihood})")
+                            source=f"lorenz(seed={seed}, likelihood={likelihood})", bin_width_s=bin_ms / 1000.0)
 
 
 def check_lorenz_arguments(seed: object, n_conditions: object, trials_per_condition: object, n_time: object,
@@ -161,7 +161,7 @@ def split_trials(rng: np.random.Generator, n_conditions: int, trials_per_conditi
 
 
 def assemble_dataset(data: np.ndarray, truth: np.ndarray, latents: np.ndarray, is_train: np.ndarray,
-                     conversion_factor: float, source: str, *,
+                     conversion_factor: float, source: str, *, bin_width_s: float,
                      condition_extras: Mapping[str, np.ndarray] | None = None,
                      trial_extras: Mapping[str, np.ndarray] | None = None) -> LFADSDataset:
     """Split simulations, ``repeats`` trials per condition, into an LFADSDataset.
@@ -174,6 +174,7 @@ def assemble_dataset(data: np.ndarray, truth: np.ndarray, latents: np.ndarray, i
             or (conditions, repeats, time, d) that of each trial; stored as
             float32 extras ``{split}_latents``.
         is_train: (conditions, repeats) bool, from :func:`split_trials`.
+        bin_width_s: the width of one bin of ``data``, seconds (kept as the data set's ``bin_width_s``).
         condition_extras: name -> (conditions, ...) array, one row per condition;
             stored with its dtype as extras ``{split}_{name}``, a row per trial.
         trial_extras: name -> (conditions, repeats, ...) array, one entry per trial; stored likewise.
@@ -204,6 +205,7 @@ def assemble_dataset(data: np.ndarray, truth: np.ndarray, latents: np.ndarray, i
         conversion_factor=conversion_factor,
         source=source,
         extras=extras,
+        bin_width_s=bin_width_s,
     )
 
 

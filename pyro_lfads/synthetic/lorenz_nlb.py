@@ -102,4 +102,4 @@ def make_nlb_lorenz_dataset(
         extras[f"{name}_conditions"] = conditions
         extras[f"{name}_latents"] = latents[conditions].astype(np.float32)
     return LFADSDataset(train=splits["train"], valid=splits["valid"], conversion_factor=conversion_factor,
-                        source=f"nlb-lorenz(seed={seed})", extras=extras)
+                        source=f"nlb-lorenz(seed={seed})", extras=extras, bin_width_s=bin_ms / 1000.0)

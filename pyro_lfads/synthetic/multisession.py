@@ -76,5 +76,6 @@ def make_multisession_datasets(
                                                         bin_ms, trials_per_condition)
         is_train = split_trials(rng, n_conditions, trials_per_condition, n_train)
         sessions.append(assemble_dataset(data, truth, latents, is_train, conversion_factor,
-                                         source=f"multisession(seed={seed}, session={session})"))
+                                         source=f"multisession(seed={seed}, session={session})",
+                                         bin_width_s=bin_ms / 1000.0))
     return sessions
