@@ -14,7 +14,7 @@ import pytest
 from pyro_lfads.cli import main
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import dataset_from_arrays, load_dataset, save_dataset
-from pyro_lfads.data.nlb import save_nlb_tensors
+from pyro_lfads.data.nlb_writing import save_nlb_tensors
 from pyro_lfads.diagnostics import report
 from pyro_lfads.diagnostics.summary import diagnose_run
 from pyro_lfads.errors import InputError
