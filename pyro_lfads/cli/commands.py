@@ -100,7 +100,8 @@ def cmd_from_continuous(args) -> None:
     spikes, behavior = read_continuous(args.file, args.spikes, args.behavior, behavior_dims=args.behavior_dims,
                                        transpose=args.transpose)
     dataset = continuous_dataset(spikes, args.window_bins, args.overlap_bins, behavior=behavior,
-                                 valid_every=args.valid_every, block_windows=args.block_windows, source=str(args.file))
+                                 valid_every=args.valid_every, block_windows=args.block_windows,
+                                 bin_width_s=None if args.bin_ms is None else args.bin_ms / 1000, source=str(args.file))
     save_dataset(dataset, args.out)
     print(f"wrote {args.out}: {spikes.shape[0]} bins of {spikes.shape[1]} neurons cut into {dataset.train.n_trials} "
           f"train and {dataset.valid.n_trials} valid windows of {args.window_bins} bins"

@@ -55,11 +55,11 @@ def _add_scoring(parser: argparse.ArgumentParser) -> None:
                         help="PSTH R2: std of the Gaussian that smooths the reference spikes, bins (default 5)")
 
 
-def _add_bin_ms(parser: argparse.ArgumentParser) -> None:
+def _add_bin_ms(parser: argparse.ArgumentParser, unrecorded: str) -> None:
     parser.add_argument("--bin-ms", type=_float_above(0, inclusive=False), default=None,
                         help="the data's bin width in ms, for time axes and spikes/s (default: the width run.json "
-                             "records from the data file, as 'synth' and 'from-nwb' write it; one that contradicts "
-                             "it is refused; 10 with a warning for data that records none)")
+                             "records from the data file, as 'synth', 'from-nwb' and 'from-continuous' write it; "
+                             f"one that contradicts it is refused; {unrecorded} for data that records none)")
 
 
 def _baseline_list(text: str) -> tuple[str, ...]:
@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="every K-th block of windows is for validation (default 5)")
     cont.add_argument("--block-windows", type=_positive_int, default=1, metavar="B",
                       help="consecutive windows per block (default 1; more holds out whole stretches)")
+    cont.add_argument("--bin-ms", type=_float_above(0, inclusive=False), metavar="MS",
+                      help="the recording's bin width in ms, recorded in the data file (report and diagnose use it)")
 
     fit = sub.add_parser("fit", help="fit LFADS to a data file (or stitch several sessions' files), "
                                      "writing a run directory",
@@ -265,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
                            f"(default {DEFAULT_DRAWS}; the file grows with draws x trials x bins x neurons)")
     diag.add_argument("--importance-samples", type=_int_at_least(2), default=DEFAULT_IMPORTANCE_SAMPLES,
                       help=f"draws per trial for k-hat and IWAE (default {DEFAULT_IMPORTANCE_SAMPLES})")
-    _add_bin_ms(diag)
+    _add_bin_ms(diag, "time in bins and rates in counts per bin")
     diag.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device(diag)
 
@@ -274,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "and 'diagnose' first when needed)")
     rep.add_argument("run_dir", type=Path, help="run directory written by 'fit'")
     rep.add_argument("--out", type=Path, help="directory for the PNGs and index.html (default RUN_DIR/report)")
-    _add_bin_ms(rep)
+    _add_bin_ms(rep, "10 with a warning")
     rep.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device(rep)
 

@@ -105,7 +105,8 @@ def merge_windows(windows: np.ndarray, starts: np.ndarray, n_bins: int | None = 
 
 def continuous_dataset(spikes: np.ndarray, window_bins: int, overlap_bins: int, *,
                        behavior: np.ndarray | None = None, heldout_neurons: Sequence[int] | None = None,
-                       valid_every: int = 5, block_windows: int = 1, source: str = "<arrays>") -> LFADSDataset:
+                       valid_every: int = 5, block_windows: int = 1, bin_width_s: float | None = None,
+                       source: str = "<arrays>") -> LFADSDataset:
     """An LFADS data set of the overlapping windows of a continuous recording, validated for counts.
 
     Args:
@@ -118,6 +119,7 @@ def continuous_dataset(spikes: np.ndarray, window_bins: int, overlap_bins: int, 
             ``recon_data`` those then these (the NLB layout, for co-bps); None holds out none.
         valid_every, block_windows: consecutive windows go in blocks of ``block_windows``; every
             ``valid_every``-th block is validation (``block_windows`` > 1 holds out whole stretches).
+        bin_width_s: the width of one bin, seconds (recorded in the data set; None: unknown).
         source: named in error messages and kept as the data set's ``source``.
 
     Returns:
@@ -155,7 +157,7 @@ def continuous_dataset(spikes: np.ndarray, window_bins: int, overlap_bins: int, 
         extras[STARTS_KEY.format(split=split)] = starts[rows]
         if behavior is not None:
             extras[f"{split}_behavior"] = chop_windows(behavior.astype(np.float32), starts[rows], window_bins)
-    dataset = LFADSDataset(splits["train"], splits["valid"], source=source, extras=extras)
+    dataset = LFADSDataset(splits["train"], splits["valid"], source=source, extras=extras, bin_width_s=bin_width_s)
     check_dataset(dataset, "counts", None, {})
     return dataset
 

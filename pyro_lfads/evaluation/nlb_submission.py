@@ -50,7 +50,8 @@ def heldin_rates(run: Run | str | Path, heldin: np.ndarray, *, samples: int | No
 
     ``heldin`` (trials, T, N_in) is what the encoders read; the generator runs the run's T_run bins
     (observed and forward) and the read-out gives every neuron, held-out ones too. ``samples`` draws
-    per trial (default the config's ``posterior_samples``), seeded by the config's seed; at most
+    per trial (default the config's ``posterior_samples``), each trial's seeded by the config's seed and the
+    trial itself, as in ``posterior.h5``; at most
     ``max_rows`` trial-draws at a time.
     """
     run = Run.open(run)
@@ -61,8 +62,7 @@ def heldin_rates(run: Run | str | Path, heldin: np.ndarray, *, samples: int | No
     if np.ndim(heldin) != 3 or not 0 < np.shape(heldin)[1] <= info.n_time:
         raise InputError(f"heldin: must be (trials, T, N_in) held-in spikes with T <= the run's {info.n_time} bins, "
                          f"got shape {np.shape(heldin)}")
-    draw = predictive(run, num_samples=samples, return_sites=["rates"], device=device)
-    torch.manual_seed(run.config.seed)
+    draw = predictive(run, num_samples=samples, return_sites=["rates"], device=device, seed=run.config.seed)
     chunk = max(1, max_rows // samples)
     means = []
     for start in tqdm(range(0, heldin.shape[0], chunk), desc="rates", unit="chunk", disable=not progress,

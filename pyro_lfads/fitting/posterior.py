@@ -181,9 +181,10 @@ def write_posterior_file(path: Path, run: Run, dataset: LFADSDataset, *, source:
                     h5[full][trials] = values
                 bar.update(trials.stop - trials.start)
         if is_continuous(dataset) and set(SPLITS) <= set(splits):
+            windows = run.scored_data(dataset, session)  # the windows as the model saw them, time_bins long
             for key in CONTINUOUS_KEYS:
-                if f"train_{key}" in h5:
-                    merged = merge_splits(dataset, h5[f"train_{key}"][()], h5[f"valid_{key}"][()])
+                if h5[f"train_{key}"].shape[-1]:  # no inputs' series without a controller
+                    merged = merge_splits(windows, h5[f"train_{key}"][()], h5[f"valid_{key}"][()])
                     h5.create_dataset(f"continuous_{key}", data=merged.astype(np.float32))
         _copy_data(h5, dataset, splits, run.session_info(session).bin_width_s)
 
