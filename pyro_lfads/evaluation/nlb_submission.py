@@ -32,6 +32,7 @@ from pyro_lfads.data.nlb import is_nlb_file, read_nlb_inputs
 from pyro_lfads.data.validation import one_line
 from pyro_lfads.errors import InputError
 from pyro_lfads.fitting.batch import Batch
+from pyro_lfads.fitting.posterior import check_samples
 from pyro_lfads.fitting.predictive import predictive
 from pyro_lfads.fitting.run import Run
 from pyro_lfads.models.likelihoods import data_support
@@ -56,9 +57,7 @@ def heldin_rates(run: Run | str | Path, heldin: np.ndarray, *, samples: int | No
     """
     run = Run.open(run)
     info = run.session_info(session)
-    samples = run.config.posterior_samples if samples is None else samples
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise InputError(f"samples: must be an integer >= 1, got {samples!r}")
+    samples = check_samples(run, samples)
     if np.ndim(heldin) != 3 or not 0 < np.shape(heldin)[1] <= info.n_time:
         raise InputError(f"heldin: must be (trials, T, N_in) held-in spikes with T <= the run's {info.n_time} bins, "
                          f"got shape {np.shape(heldin)}")

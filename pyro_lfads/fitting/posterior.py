@@ -152,10 +152,10 @@ def write_posterior(run: Run | str | Path, data: LFADSDataset | Sequence[LFADSDa
 
 
 def check_samples(run: Run, samples: int | None) -> int:
-    """``samples``, or the run's ``config.posterior_samples`` when None; refused below 1."""
+    """``samples``, or the run's ``config.posterior_samples`` when None; refused unless an integer >= 1."""
     samples = run.config.posterior_samples if samples is None else samples
-    if samples < 1:
-        raise InputError(f"samples: must be >= 1, got {samples}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise InputError(f"samples: must be an integer >= 1, got {samples!r}")
     return samples
 
 
