@@ -108,7 +108,7 @@ def test_errors_name_the_arguments(fitted, tmp_path):
     run_dir, _ = fitted
     with pytest.raises(InputError, match="^session: .* has sessions 0 to 0, got 1$"):
         Run.open(run_dir).session_info(1)
-    with pytest.raises(InputError, match="^samples: must be >= 1"):
+    with pytest.raises(InputError, match="^samples: must be an integer >= 1"):
         write_posterior(run_dir, samples=0, progress=False)
     with pytest.raises(InputError, match="not a pyro-lfads run directory"):
         Run.open(tmp_path)
