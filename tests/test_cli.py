@@ -195,7 +195,7 @@ def test_device_auto_is_the_default_and_takes_cuda_only_where_there_is_one(monke
     import torch
 
     from pyro_lfads.cli.parser import build_parser
-    from pyro_lfads.fitting.train import resolve_device
+    from pyro_lfads.fitting.devices import resolve_device
 
     parser = build_parser()
     for argv in (["fit", "d.h5", "--out", "r"], ["posterior", "r"], ["diagnose", "r"], ["report", "r"], ["demo"]):

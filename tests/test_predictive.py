@@ -230,3 +230,19 @@ def test_a_stitched_pairs_predictive_draws_each_sessions_trials_with_its_read_in
     for parallel in (False, True):
         draws = pyro_lfads.predictive((model, guide), 3, parallel=parallel)(batch)
         assert draws["rates"].shape == (3, 4, 12, 9) and draws["u"].shape == (3, 4, 12, tiny_config.co_dim)
+
+
+def test_the_python_functions_take_device_auto_and_refuse_an_unknown_device_in_one_line(run_with_inputs, tmp_path):
+    from pyro_lfads.diagnostics.summary import diagnose_run
+    from pyro_lfads.fitting.new_data import write_posterior_of
+    from pyro_lfads.fitting.posterior import write_posterior
+
+    run_dir, dataset = run_with_inputs
+    assert pyro_lfads.predictive(run_dir, num_samples=2, device="auto")(dataset.valid)["rates"].shape[0] == 2
+    write_posterior(run_dir, dataset, samples=2, device="auto", progress=False)
+    for call in (lambda: write_posterior(run_dir, dataset, device="gpu", progress=False),
+                 lambda: write_posterior_of(run_dir, dataset, tmp_path / "new.h5", device="gpu", progress=False),
+                 lambda: diagnose_run(run_dir, dataset, device="gpu", progress=False),
+                 lambda: pyro_lfads.predictive(run_dir, device="gpu")):
+        with pytest.raises(InputError, match=r"^device: 'gpu' is not one of auto, cpu, cuda, cuda:N$"):
+            call()

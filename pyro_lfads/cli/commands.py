@@ -119,7 +119,8 @@ def _config_for(args):
 
 def cmd_fit(args) -> None:
     from pyro_lfads.data import load_dataset
-    from pyro_lfads.fitting.train import fit, resolve_device, resume_fit
+    from pyro_lfads.fitting.devices import resolve_device
+    from pyro_lfads.fitting.train import fit, resume_fit
     from pyro_lfads.models.likelihoods import data_support
 
     device = resolve_device(args.device)
@@ -198,7 +199,7 @@ def data_paths(patterns: list[str]) -> list[Path]:
 def cmd_posterior(args) -> None:
     from pyro_lfads.fitting.new_data import write_posterior_of
     from pyro_lfads.fitting.posterior import write_posterior
-    from pyro_lfads.fitting.train import resolve_device
+    from pyro_lfads.fitting.devices import resolve_device
 
     if (args.data is None) != (args.out is None):
         raise InputError("--data and --out go together: the new trials' posterior goes to a file of its own "
@@ -234,7 +235,7 @@ def cmd_evaluate(args) -> None:
 
 def cmd_nlb_submission(args) -> None:
     from pyro_lfads.evaluation.nlb_submission import write_nlb_submission
-    from pyro_lfads.fitting.train import resolve_device
+    from pyro_lfads.fitting.devices import resolve_device
 
     out = write_nlb_submission(args.run_dir, args.out, args.name, args.data, samples=args.samples,
                                device=resolve_device(args.device), session=args.session, progress=not args.quiet)
@@ -250,7 +251,7 @@ def cmd_decode(args) -> None:
 def cmd_diagnose(args) -> None:
     from pyro_lfads.diagnostics.summary import diagnose_run
     from pyro_lfads.fitting.run import Run
-    from pyro_lfads.fitting.train import resolve_device
+    from pyro_lfads.fitting.devices import resolve_device
 
     device = resolve_device(args.device)
     run = Run.open(args.run_dir)
@@ -263,7 +264,7 @@ def cmd_diagnose(args) -> None:
 
 def cmd_report(args) -> None:
     from pyro_lfads.diagnostics.report import write_report
-    from pyro_lfads.fitting.train import resolve_device
+    from pyro_lfads.fitting.devices import resolve_device
 
     index = write_report(args.run_dir, out=args.out, bin_ms=args.bin_ms, device=resolve_device(args.device),
                          progress=not args.quiet)
@@ -272,7 +273,7 @@ def cmd_report(args) -> None:
 
 def cmd_demo(args) -> None:
     from pyro_lfads.cli.demo import run_demo
-    from pyro_lfads.fitting.train import resolve_device
+    from pyro_lfads.fitting.devices import resolve_device
 
     device = resolve_device(args.device)
     print(device_line(args.device, device), flush=True)

@@ -42,6 +42,7 @@ from pyro_lfads.fitting.posterior import posterior_current, read_posterior, writ
 from pyro_lfads.fitting.run import Run, dataset_sha256
 from pyro_lfads.fitting.run_lock import writes_into
 from pyro_lfads.fitting.train import validation_metric
+from pyro_lfads.fitting.devices import resolve_device
 
 #: The baselines the report scores next to LFADS: the ones that take seconds.
 REPORT_BASELINES = ("smoothing",)
@@ -58,7 +59,7 @@ def write_report(run: Run | str | Path, dataset: LFADSDataset | Sequence[LFADSDa
     index.html path. ``dataset`` defaults to the run's own data: one data set, or a stitched run's list of
     sessions. ``bin_ms`` converts counts per bin into spikes/s and bins into seconds in the figures: by default
     the bin width the run records (:func:`figure_bin_ms`); one that contradicts it is refused."""
-    run = Run.open(run)
+    run, device = Run.open(run), resolve_device(device)
     widths = [figure_bin_ms(run, bin_ms, session) for session in range(run.n_sessions)]
     data = [None] * run.n_sessions if dataset is None else as_sessions(dataset)
     if len(data) != run.n_sessions:

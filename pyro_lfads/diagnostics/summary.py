@@ -36,6 +36,7 @@ from pyro_lfads.diagnostics.predictive_checks import PPCResult, posterior_predic
 from pyro_lfads.fitting.derived_files import DIAGNOSTICS_FILE, INFERENCE_DATA_FILE, Source
 from pyro_lfads.fitting.run import Run, dataset_sha256
 from pyro_lfads.fitting.run_lock import writes_into
+from pyro_lfads.fitting.devices import resolve_device
 
 DEFAULT_DRAWS, DEFAULT_IMPORTANCE_SAMPLES = 20, 200
 #: k-hat thresholds of Yao et al. (2018): below 0.5 good, 0.5-0.7 usable, above 0.7 unreliable.
@@ -61,7 +62,7 @@ def diagnose_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *, 
     for name, value in (("samples", samples), ("importance_samples", importance_samples)):
         if value < 2:
             raise InputError(f"{name}: must be >= 2, got {value}")
-    run = Run.open(run)
+    run, device = Run.open(run), resolve_device(device)
     config = run.config
     bin_ms = run.bin_ms(bin_ms, session)
     model, guide = run.fitted("best", device)

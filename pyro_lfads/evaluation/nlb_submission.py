@@ -36,6 +36,7 @@ from pyro_lfads.fitting.posterior import check_samples
 from pyro_lfads.fitting.predictive import predictive
 from pyro_lfads.fitting.run import Run
 from pyro_lfads.models.likelihoods import data_support
+from pyro_lfads.fitting.devices import resolve_device
 
 #: The data sets the NLB evaluation scores, by the group names it reads (``_20``: 20 ms bins).
 NLB_NAMES = tuple(f"{name}{suffix}" for name in ("mc_maze", "mc_rtt", "area2_bump", "dmfc_rsg", "mc_maze_large",
@@ -55,7 +56,7 @@ def heldin_rates(run: Run | str | Path, heldin: np.ndarray, *, samples: int | No
     trial itself, as in ``posterior.h5``; at most
     ``max_rows`` trial-draws at a time.
     """
-    run = Run.open(run)
+    run, device = Run.open(run), resolve_device(device)
     info = run.session_info(session)
     samples = check_samples(run, samples)
     if np.ndim(heldin) != 3 or not 0 < np.shape(heldin)[1] <= info.n_time:

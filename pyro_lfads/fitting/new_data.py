@@ -34,6 +34,7 @@ from pyro_lfads.fitting.derived_files import DERIVED_PATTERNS
 from pyro_lfads.fitting.posterior import check_samples, write_posterior_file
 from pyro_lfads.fitting.run import BEST, CONFIG_FILE, CURVE_FILE, INFO_FILE, LAST, Run, RunInfo, dataset_sha256
 from pyro_lfads.models.likelihoods import data_support
+from pyro_lfads.fitting.devices import resolve_device
 
 #: The files of a run directory that the output may never replace (patterns relative to RUN_DIR).
 RUN_FILES = (CONFIG_FILE, INFO_FILE, CURVE_FILE, LAST, BEST, *DERIVED_PATTERNS)
@@ -60,7 +61,7 @@ def write_posterior_of(run: Run | str | Path, data: LFADSDataset | str | os.Path
         InputError: one line: a file the trials cannot come from, trials that do not fit the run, an ``out``
             that would replace the data or a file of the run.
     """
-    run = Run.open(run)
+    run, device = Run.open(run), resolve_device(device)
     run.session_info(session)  # refuses a session the run does not have
     samples = check_samples(run, samples)
     out = Path(out)

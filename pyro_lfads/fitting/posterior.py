@@ -71,6 +71,7 @@ from pyro_lfads.fitting.predictive import PosteriorPredictive
 from pyro_lfads.fitting.run import Run, dataset_sha256
 from pyro_lfads.fitting.run_lock import writes_into
 from pyro_lfads.models.lfads import GENERATOR_RUN
+from pyro_lfads.fitting.devices import resolve_device
 
 #: Model sites averaged over the draws: output key of their mean (with a ``_std`` companion where named).
 AVERAGED_SITES = {"rates": ("output_params", True), "factors": ("factors", True), "obs_mean": ("obs_mean", True),
@@ -136,7 +137,7 @@ def write_posterior(run: Run | str | Path, data: LFADSDataset | Sequence[LFADSDa
     (one data set, or a stitched run's list of sessions; default: the run's own, read again), into
     RUN_DIR; returns the files written. New trials go to a file of their own:
     :func:`~pyro_lfads.fitting.new_data.write_posterior_of`."""
-    run = Run.open(run)
+    run, device = Run.open(run), resolve_device(device)
     samples = check_samples(run, samples)
     sessions = run.sessions() if data is None else as_sessions(data)
     if len(sessions) != run.n_sessions:

@@ -41,6 +41,7 @@ from pyro_lfads.errors import InputError
 from pyro_lfads.fitting.batch import Batch, split_batch, trial_noise
 from pyro_lfads.fitting.objective import guide_and_model_traces, sampled_values
 from pyro_lfads.fitting.run import Run, RunInfo
+from pyro_lfads.fitting.devices import resolve_device
 
 #: The sites returned unless ``return_sites`` says otherwise (``u`` where the model has it).
 DEFAULT_SITES = ("g0", "u", "factors", "rates")
@@ -131,7 +132,7 @@ def predictive(run_or_model_and_guide, num_samples: int | None = None, *, return
         if which not in ("best", "last"):
             raise InputError(f"which: 'best' or 'last', got {which!r}")
         run = Run.open(run_or_model_and_guide)
-        model, guide = run.fitted(which, device)
+        model, guide = run.fitted(which, resolve_device(device))
         info = run.info
     elif isinstance(run_or_model_and_guide, (tuple, list)) and len(run_or_model_and_guide) == 2:
         model, guide = run_or_model_and_guide

@@ -43,6 +43,7 @@ from pyro_lfads.data.atomic_files import atomic_path, check_inside_run
 from pyro_lfads.errors import InputError, TrainingDiverged
 from pyro_lfads.fitting.masking import TrainingSplits, check_heldin_layout, coordinated_dropout
 from pyro_lfads.fitting.checkpoints import load_checkpoint, load_weights, rng_states, save_checkpoint, set_rng_states
+from pyro_lfads.fitting.devices import resolve_device
 from pyro_lfads.fitting.run import BEST, CURVE_FILE, LAST, Run, RunInfo, TrainerState, build_model_and_guide
 from pyro_lfads.fitting.schedule import PlateauRule, epoch_batch_size, ramp_steps, ramp_weight, steps_per_epoch
 from pyro_lfads.extensions.stitching import check_sessions, initialise_sessions
@@ -417,23 +418,3 @@ def new_trainer(run: Run, sessions: list[LFADSDataset], *, init_seed: int, devic
     if len(sessions) > 1:
         initialise_sessions(model, guide, sessions, info.n_time)
     return Trainer(model, guide, sessions, config, run.directory, device=device, progress=progress)
-
-
-def resolve_device(device: str) -> str:
-    """``device`` checked (:func:`check_device`), with "auto" made "cuda" when torch sees a CUDA device, else "cpu"."""
-    check_device(device)
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def check_device(device: str) -> None:
-    """Refuse a device that this machine does not have, in one line ("auto" is always accepted)."""
-    if device in ("auto", "cpu"):
-        return
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError(f"device: {device!r} requested but CUDA is not available on this machine; "
-                             "use cpu, or auto to take CUDA only where there is one")
-        return
-    raise InputError(f"device: {device!r} is not one of auto, cpu, cuda, cuda:N")
