@@ -194,8 +194,18 @@ def test_the_command_writes_the_submission_and_refuses_other_data_in_one_line(nl
     with h5py.File(val) as source, h5py.File(fewer, "w") as target:
         for key in (k for k in source if "truth" not in k and k != "conversion_factor"):
             target.create_dataset(key, data=source[key][()][..., 1:] if "heldin" in key else source[key][()])
+    shorter = tmp_path / "shorter.h5"  # one observed bin fewer: the split of observed and forward bins differs
+    with h5py.File(val) as source, h5py.File(shorter, "w") as target:
+        for key in (k for k in source if "truth" not in k and k != "conversion_factor"):
+            value = source[key][()]
+            cut = ("spikes" in key or "behavior" in key) and "forward" not in key
+            target.create_dataset(key, data=value[:, 1:] if cut else value)
+    with h5py.File(val) as source:
+        n_observed = source["train_spikes_heldin"].shape[1]
     bad = {("--name", "mc_maze", "--data", str(fewer)):
            r"fewer\.h5: train_spikes_heldin: 11 held-in neurons, but the run .* was fitted on 12",
+           ("--name", "mc_maze", "--data", str(shorter)):
+           rf"shorter\.h5: train_spikes_heldin: {n_observed - 1} observed bins, but the run .* was fitted on {n_observed}",
            ("--name", "mc_maze", "--data", str(out)):
            r"not an NLB tensor file .* needs the NLB file of the trials to predict \(--data\)$",
            ("--name", "lorenz"): r"--name: 'lorenz' is not a data set the NLB evaluation scores",
