@@ -96,3 +96,23 @@ def test_bad_shapes_are_refused():
         posterior_predictive_checks(observed, np.zeros((3, 4, 5, 2)), conditions=np.zeros(3))
     with pytest.raises(ValueError, match="interval"):
         posterior_predictive_checks(observed, np.zeros((3, 4, 5, 2)), interval=1.5)
+
+
+def test_nan_quantiles_equal_numpys_nanquantile():
+    """The vectorised quantiles of the coverage figures equal np.nanquantile, NaNs ignored, a column of NaNs NaN."""
+    import warnings
+
+    from pyro_lfads.diagnostics.predictive_checks import nan_quantiles
+
+    rng = np.random.default_rng(0)
+    samples = rng.normal(size=(20, 30, 4))
+    samples[rng.random(samples.shape) < 0.2] = np.nan
+    samples[:, 3, 2] = np.nan  # no finite value
+    samples[:19, 4, 1], samples[19, 4, 1] = np.nan, 1.5  # one
+    quantiles = [0.0, 0.05, 0.5, 0.95, 1.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want = np.nanquantile(samples, quantiles, axis=0)
+    got = nan_quantiles(samples, quantiles)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12, equal_nan=True)
+    assert np.isnan(got[:, 3, 2]).all() and np.all(got[:, 4, 1] == 1.5)

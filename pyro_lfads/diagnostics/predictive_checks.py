@@ -180,11 +180,28 @@ def _coverage(observed: np.ndarray, replicated: np.ndarray, interval: float) -> 
     """Fraction of the finite entries of ``observed`` inside the central ``interval`` of ``replicated``
     (draws first); ties at the interval's ends count as inside."""
     tail = 0.5 * (1.0 - interval)
-    with _quiet_nan_warnings():
-        low, high = np.nanquantile(replicated, [tail, 1.0 - tail], axis=0)
+    low, high = nan_quantiles(replicated, [tail, 1.0 - tail])
     finite = np.isfinite(observed) & np.isfinite(low) & np.isfinite(high)
     inside = (observed >= low) & (observed <= high)
     return float(inside[finite].mean()) if finite.any() else float("nan")
+
+
+def nan_quantiles(samples: np.ndarray, quantiles: list[float]) -> np.ndarray:
+    """``np.nanquantile(samples, quantiles, axis=0)`` (linear interpolation, NaN ignored, NaN where a column has
+    no finite value), vectorised: numpy's own runs one Python call per column when any NaN is present (30 s
+    for the demo's 20 x 260 x 100 x 30 draws). samples (draws, ...) -> (len(quantiles), ...)."""
+    ordered = np.sort(samples, axis=0)  # NaNs last
+    n_finite = (~np.isnan(ordered)).sum(axis=0)
+    result = np.full((len(quantiles), *samples.shape[1:]), np.nan)
+    for row, q in enumerate(quantiles):
+        position = q * np.maximum(n_finite - 1, 0)
+        below = np.floor(position).astype(np.int64)
+        above = np.minimum(below + 1, np.maximum(n_finite - 1, 0))
+        low = np.take_along_axis(ordered, below[None], axis=0)[0]
+        high = np.take_along_axis(ordered, above[None], axis=0)[0]
+        value = low + (position - below) * (high - low)
+        result[row] = np.where(n_finite > 0, value, np.nan)
+    return result
 
 
 @contextmanager
