@@ -38,6 +38,7 @@ from pyro import poutine
 from torch import nn
 
 from pyro_lfads.blocks.distributions import NoiseDrivenNormal, PathNormal
+from pyro_lfads.blocks.fused_controller import ScanPath, ScanWeights, controller_generator_scan
 from pyro_lfads.blocks.networks import ClippedGRUCell, ReadIn, make_encoder
 from pyro_lfads.models.lfads import GENERATOR_RUN, Generator, GeneratorRun, LFADSModel
 
@@ -65,12 +66,12 @@ class LFADSGuide(nn.Module):
         self.read_ins = (nn.ModuleList([ReadIn(n, config.fac_dim, config.train_read_in) for n in sessions])
                          if len(sessions) > 1 else None)
         n_encod_neurons = sessions[0] if self.read_ins is None else config.fac_dim
-        self.ic_encoder = make_encoder(n_encod_neurons, config.ic_enc_dim, config.causal)
+        self.ic_encoder = make_encoder(n_encod_neurons, config.ic_enc_dim, config.causal, config.fused_recurrence)
         self.ic_posterior = nn.Linear(self.ic_encoder.output_size, 2 * config.gen_dim)
         nn.init.normal_(self.ic_posterior.weight, std=self.ic_encoder.output_size ** -0.5)
         nn.init.zeros_(self.ic_posterior.bias)
         if config.co_dim:
-            self.ci_encoder = make_encoder(n_encod_neurons, config.ci_enc_dim, config.causal)
+            self.ci_encoder = make_encoder(n_encod_neurons, config.ci_enc_dim, config.causal, config.fused_recurrence)
             self.controller = ClippedGRUCell(self.ci_encoder.output_size + config.fac_dim, config.con_dim,
                                              config.cell_clip)
             self.controller_h0 = nn.Parameter(torch.zeros(config.con_dim))
@@ -127,39 +128,81 @@ class LFADSGuide(nn.Module):
         mask, the same the model's rates will see), and the controller's states (..., B, T, C). Bins
         past the encoder window (forward prediction) get zero encoder input. The draws of u are
         made of ``batch.noise`` when the batch carries it (its rows those of g0), else of fresh noise.
+
+        The loop below is the reference; with ``config.fused_recurrence`` the same recurrence runs as
+        one autograd node (:mod:`pyro_lfads.blocks.fused_controller`).
         """
         n_time, leading = batch.n_time, g0.shape[:-1]
         enc = self.dropout(self.ci_encoder.lagged_sequence(x, self.config.ci_lag))
         if enc.shape[1] < n_time:
             enc = torch.nn.functional.pad(enc, (0, 0, 0, n_time - enc.shape[1]))
-        ext = None if batch.ext_input is None else _rows(batch.ext_input, leading)  # (R, T, E)
-        generator = self.generator
         # the controller's input [E_con_t, f_(t-1)]: the encoder part is known in advance, projected for all t at once
         w_enc, w_factors = self.controller.weight_ih.split([enc.shape[-1], self.config.fac_dim], dim=1)
-        enc_proj = _rows(_repeat(torch.nn.functional.linear(enc, w_enc, self.controller.bias_ih),
-                                 batch.encoder_repeats), leading)  # (R, T, 3 con_dim), R rows = prod(leading)
+        enc_gates = _rows(_repeat(torch.nn.functional.linear(enc, w_enc, self.controller.bias_ih),
+                                  batch.encoder_repeats), leading)  # (R, T, 3 con_dim), R rows = prod(leading)
         g = g0.reshape(-1, g0.shape[-1])
+        if not sample:
+            noise = g.new_zeros(g.shape[0], n_time, self.config.co_dim)
+        elif batch.noise is None:
+            noise = torch.randn(g.shape[0], n_time, self.config.co_dim, dtype=g.dtype, device=g.device)
+        else:
+            noise = batch.noise.u.reshape(g.shape[0], n_time, -1)
+        generator = self.generator
+        masks = generator.dropout_mask((n_time + 1, *g.shape), g)  # m_0..m_T, or None
+        ext = None if batch.ext_input is None else _rows(batch.ext_input, leading)  # (R, T, E)
+        if self.config.fused_recurrence:
+            path = self._fused_scan(enc_gates, g, noise, ext, masks, w_factors)
+        else:
+            path = self._scan(enc_gates, g, noise, ext, masks, w_factors)
+        states = path.states.transpose(0, 1)  # (R, T, G)
+        if path.factors is None:
+            factors = generator.factors(states, mask=None if masks is None else masks[1:].transpose(0, 1))
+        else:
+            factors = path.factors.transpose(0, 1)
+        run = GeneratorRun(g0, _unflat(path.inputs, leading), _unflat(states, leading, time_first=False),
+                           _unflat(factors, leading, time_first=False), _unflat(path.controller_states, leading))
+        return _unflat(path.loc, leading), _unflat(path.scale, leading), run
+
+    def _scan(self, enc_gates, g, noise, ext, masks, w_factors) -> ScanPath:
+        """The recurrence bin by bin: enc_gates (R, T, 3C), g = g0 (R, G), noise (R, T, U), ext (R, T, E) or
+        None, masks (T + 1, R, G) or None -> the path, time first, with the factors the controller read
+        (:class:`ScanPath`)."""
+        generator = self.generator
         readout_weight = generator.readout.normalized_weight()
-        factors = generator.factors(g, readout_weight)
+        factors = generator.factors(g, readout_weight, None if masks is None else masks[0])  # f_0
         c = self.controller_h0.expand(g.shape[0], -1)
-        noise = None if batch.noise is None else batch.noise.u.reshape(g.shape[0], n_time, -1)
-        locs, scales, path, states, factor_path, controller_path = [], [], [], [], [], []
-        for t in range(n_time):
-            c = self.controller.step(enc_proj[:, t] + torch.nn.functional.linear(factors, w_factors), c)
+        controller_states, locs, scales, inputs, states, factor_path = [], [], [], [], [], []
+        for t in range(enc_gates.shape[1]):
+            c = self.controller.step(enc_gates[:, t] + torch.nn.functional.linear(factors, w_factors), c)
             loc, log_var = self.co_posterior(c).chunk(2, dim=-1)
             scale = (0.5 * log_var).exp()
-            u_t = loc + scale * (torch.randn_like(loc) if noise is None else noise[:, t]) if sample else loc
+            u_t = loc + scale * noise[:, t]
             g = generator.step(g, u_t if ext is None else torch.cat([u_t, ext[:, t]], dim=-1))
-            factors = generator.factors(g, readout_weight)
+            factors = generator.factors(g, readout_weight, None if masks is None else masks[t + 1])
+            controller_states.append(c)
             locs.append(loc)
             scales.append(scale)
-            path.append(u_t)
+            inputs.append(u_t)
             states.append(g)
             factor_path.append(factors)
-            controller_path.append(c)
-        run = GeneratorRun(g0, _stacked(path, leading), _stacked(states, leading), _stacked(factor_path, leading),
-                           _stacked(controller_path, leading))
-        return _stacked(locs, leading), _stacked(scales, leading), run
+        return ScanPath(*(torch.stack(steps) for steps in (controller_states, locs, scales, inputs, states,
+                                                            factor_path)))
+
+    def _fused_scan(self, enc_gates, g, noise, ext, masks, w_factors) -> ScanPath:
+        """:meth:`_scan` as one autograd node (:func:`~pyro_lfads.blocks.fused_controller.controller_generator_scan`)."""
+        cell = self.generator.cell
+        w_inputs, w_ext = cell.weight_ih.split([self.config.co_dim, cell.input_size - self.config.co_dim], dim=1)
+        rows, n_time = enc_gates.shape[:2]
+        gen_in_gates = (cell.bias_ih.expand(n_time, rows, -1) if ext is None else
+                        torch.nn.functional.linear(ext.transpose(0, 1), w_ext, cell.bias_ih))
+        weights = ScanWeights(
+            con_weight_hh=self.controller.weight_hh, con_bias_hh=self.controller.bias_hh,
+            con_factor_weight=w_factors @ self.generator.readout.normalized_weight(),
+            posterior_weight=self.co_posterior.weight, posterior_bias=self.co_posterior.bias,
+            gen_input_weight=w_inputs, gen_weight_hh=cell.weight_hh, gen_bias_hh=cell.bias_hh)
+        return controller_generator_scan(enc_gates.transpose(0, 1), self.controller_h0.expand(rows, -1), g,
+                                         noise.transpose(0, 1).contiguous(), gen_in_gates, masks,
+                                         self.controller.clip, cell.clip, weights)
 
 
 def _repeat(x: torch.Tensor, times: int) -> torch.Tensor:
@@ -173,6 +216,8 @@ def _rows(x: torch.Tensor, leading: torch.Size) -> torch.Tensor:
     return x.expand(*leading, *x.shape[1:]).reshape(-1, *x.shape[1:])
 
 
-def _stacked(steps: list[torch.Tensor], leading: torch.Size) -> torch.Tensor:
-    """T per-bin tensors (R, D) -> (..., B, T, D), the rows unflattened to ``leading`` = (..., B)."""
-    return torch.stack(steps, 1).reshape(*leading, len(steps), steps[0].shape[-1])
+def _unflat(x: torch.Tensor, leading: torch.Size, time_first: bool = True) -> torch.Tensor:
+    """(T, R, D) (or (R, T, D) with ``time_first=False``) -> (..., B, T, D), the rows unflattened to
+    ``leading`` = (..., B)."""
+    rows_first = x.transpose(0, 1) if time_first else x
+    return rows_first.reshape(*leading, *rows_first.shape[1:])

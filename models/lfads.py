@@ -84,17 +84,17 @@ class Generator(nn.Module):
     and hands its run over as a :class:`GeneratorRun`.
     """
 
-    def __init__(self, input_dim: int, gen_dim: int, fac_dim: int, clip: float, dropout: float):
+    def __init__(self, input_dim: int, gen_dim: int, fac_dim: int, clip: float, dropout: float, fused: bool = True):
         super().__init__()
         self.input_dim = input_dim
-        self.cell = ClippedGRUCell(input_dim, gen_dim, clip)
+        self.cell = ClippedGRUCell(input_dim, gen_dim, clip, fused)
         self.readout = FactorReadout(gen_dim, fac_dim)
         self.dropout = nn.Dropout(dropout)
 
     def run(self, g0: torch.Tensor, u: torch.Tensor | None, ext_input: torch.Tensor | None,
             n_time: int) -> torch.Tensor:
         """g0 (..., B, G), inputs u (..., B, T, U) and a_t (B, T, E), known in advance (either may be
-        None) -> states g_1:T (..., B, T, G), in one fused scan (:meth:`ClippedGRUCell.scan`).
+        None) -> states g_1:T (..., B, T, G), in one scan (:meth:`ClippedGRUCell.scan`).
 
         Dimensions left of the trials (a plate of samples, as ``Predictive(parallel=True)`` adds)
         run as more rows of the scan.
@@ -108,13 +108,22 @@ class Generator(nn.Module):
         """One update: g (B, G), inputs_t [u_t, a_t] (B, U + E) -> g (B, G)."""
         return self.cell(inputs_t, g)
 
-    def factors(self, states: torch.Tensor, readout_weight: torch.Tensor | None = None) -> torch.Tensor:
-        """states (..., G) -> factors (..., F), with dropout on the states while training.
+    def factors(self, states: torch.Tensor, readout_weight: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """states (..., G) -> factors (..., F), with dropout on the states while training: ``mask`` (..., G)
+        from :meth:`dropout_mask` when given, else one drawn here.
 
         ``readout_weight``: ``self.readout.normalized_weight()``, computed once by a caller that reads
         the factors bin by bin (the guide's controller loop).
         """
-        return self.readout(self.dropout(states), readout_weight)
+        return self.readout(self.dropout(states) if mask is None else states * mask, readout_weight)
+
+    def dropout_mask(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor | None:
+        """A dropout mask of the states (kept units 1 / (1 - p), dropped 0) of ``shape`` (..., G), drawn in
+        advance for a caller that reads the factors bin by bin; None when dropout is off (p = 0 or eval)."""
+        if not self.training or self.dropout.p == 0:
+            return None
+        return self.dropout(like.new_ones(shape))
 
 
 class InputPrior(nn.Module):
@@ -150,7 +159,7 @@ class LFADSModel(nn.Module):
             raise ValueError("likelihood: give one observation model per session through config.likelihood")
         self.n_ext_inputs = n_ext_inputs
         self.generator = Generator(config.co_dim + n_ext_inputs, config.gen_dim, config.fac_dim,
-                                   config.cell_clip, config.dropout)
+                                   config.cell_clip, config.dropout, config.fused_recurrence)
         self.ic_prior_mean = nn.Parameter(torch.zeros(config.gen_dim))
         self.input_prior = InputPrior(config.co_dim, config.ar_tau_init, config.ar_var_init) if config.co_dim else None
         self.likelihoods = nn.ModuleList([likelihood] if likelihood is not None else

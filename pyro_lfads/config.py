@@ -73,6 +73,12 @@ class LFADSConfig:
             so the controller's input at bin t has seen bins 1..t and never a
             later one, and g0 is inferred from the first ``ic_enc_seq_len``
             bins (``CAUSAL_IC_BINS`` when that is None).
+        fused_recurrence: run the recurrences (encoders, controller and
+            generator) as whole-trial autograd nodes with hand-written
+            backwards (:mod:`pyro_lfads.blocks.fused_gru`,
+            :mod:`pyro_lfads.blocks.fused_controller`), the fast path; false runs
+            autograd through every bin of the readable reference code. The same
+            values and gradients either way (float32 rounding aside).
     Stitching (several sessions, Methods 1.8):
         train_read_in: train the sessions' read-in matrices after their
             principal-components initialisation (True, the paper's), or keep
@@ -163,6 +169,7 @@ class LFADSConfig:
     ic_enc_seq_len: int | None = None
     time_bins: int | None = None
     causal: bool = False
+    fused_recurrence: bool = True
     train_read_in: bool = True
 
     likelihood: str = "poisson"
@@ -234,7 +241,7 @@ class LFADSConfig:
             _check(source, "cd_rate", self.cd_rate, float, lambda v: 0 <= v < 1, "must be in [0, 1) or null")
         for name in ("dropout", "sv_rate", "adam_beta1", "adam_beta2", "min_improvement"):
             _check(source, name, getattr(self, name), float, lambda v: 0 <= v < 1, "must be in [0, 1)")
-        for name in ("train_read_in", "causal"):
+        for name in ("train_read_in", "causal", "fused_recurrence"):
             _check(source, name, getattr(self, name), bool, lambda v: True, "must be true or false")
         _check(source, "lr_decay", self.lr_decay, float, lambda v: 0 < v < 1, "must be in (0, 1)")
         self._check_learning_rates(source)

@@ -204,14 +204,15 @@ def test_model_reuses_the_guides_generator_run_with_the_same_values_and_gradient
 
 def test_the_rates_are_made_from_the_factors_the_controller_read(tiny_config, counts_batch):
     """With dropout on (training), the factors f_t that the controller read to choose u_(t+1) are the
-    model's ``factors`` site at t, dropout mask and all (not a second readout with a fresh mask)."""
-    config = tiny_config.replace(dropout=0.5)
+    model's ``factors`` site at t, dropout mask and all (not a second readout with a fresh mask). The
+    readable loop reads them bin by bin (the fused scan, tested equal to it, reads no factors inside)."""
+    config = tiny_config.replace(dropout=0.5, fused_recurrence=False)
     batch = counts_batch(n_time=12)
     model = LFADSModel(config, 7).train()
     guide = LFADSGuide(model, 7).train()
     read = []
     original_factors = model.generator.factors
-    model.generator.factors = lambda *args: read.append(original_factors(*args)) or read[-1]
+    model.generator.factors = lambda *args, **kwargs: read.append(original_factors(*args, **kwargs)) or read[-1]
     guide_trace = poutine.trace(guide).get_trace(batch, 1.0)
     read_by_controller = torch.stack(read[1:], 1)  # f_1..f_T after f_0 (from g0); the controller reads f_1..f_(T-1)
     model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch, 1.0)
@@ -260,57 +261,9 @@ def test_repeated_trials_encode_each_trial_once_with_the_same_posterior(tiny_con
                                    traces[1].nodes[site]["fn"].log_prob(traces[1].nodes[site]["value"]))
 
 
-@pytest.mark.parametrize("n_inputs, clip", [(0, 5.0), (3, 5.0), (2, 1.0), (2, 0.5)])
-def test_the_fused_scan_equals_the_clipped_step_by_step_recurrence(n_inputs, clip):
-    """ClippedGRUCell.scan runs bins 2..T in torch's GRU: values and gradients must equal T clipped steps,
-    with the clip binding at the first step (|h0| up to 3 clip)."""
-    from pyro_lfads.blocks.networks import ClippedGRUCell
-
-    torch.manual_seed(0)
-    cell = ClippedGRUCell(n_inputs, 16, clip)
-    x = torch.randn(5, 30, n_inputs, requires_grad=True)
-    h0 = (torch.randn(5, 16) * 3 * clip).requires_grad_()
-    assert (h0.abs() > clip).any()
-    fused = cell.scan(x, h0)
-    states, h = [], h0
-    for t in range(x.shape[1]):
-        h = cell(x[:, t], h)
-        states.append(h)
-    plain = torch.stack(states, dim=1)
-    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
-    weights = torch.randn_like(plain)
-    wrt = [h0, *cell.parameters()] + ([x] if n_inputs else [])
-    for a, b in zip(torch.autograd.grad((fused * weights).sum(), wrt, allow_unused=True),
-                    torch.autograd.grad((plain * weights).sum(), wrt, allow_unused=True)):
-        if b is None:  # weight_ih of a cell without inputs
-            continue
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
-
-
-@pytest.mark.parametrize("clip", [5.0, 0.3])
-def test_the_fused_step_has_the_plain_steps_values_and_gradients(clip):
-    """FusedClippedGRUStep's hand-written backward against autograd through the plain step, in float64,
-    with the clip binding on some units (clip 0.3) or on none (5)."""
-    from pyro_lfads.blocks.networks import ClippedGRUCell
-
-    torch.manual_seed(1)
-    cell = ClippedGRUCell(3, 16, clip).double()
-    x = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
-    h = (torch.randn(7, 16, dtype=torch.float64) * 2).requires_grad_()
-    x_proj = cell.project_inputs(x)
-    fused, plain = cell.step(x_proj, h), cell.plain_step(x_proj, h)
-    assert (plain.abs() == clip).any() == (clip < 1)
-    torch.testing.assert_close(fused, plain)
-    weights = torch.randn_like(plain)
-    wrt = [x, h, *cell.parameters()]
-    for a, b in zip(torch.autograd.grad((fused * weights).sum(), wrt, retain_graph=True),
-                    torch.autograd.grad((plain * weights).sum(), wrt)):
-        torch.testing.assert_close(a, b)
-
-
 @pytest.mark.parametrize("clip", [5.0, 0.3, None])
 def test_the_in_place_step_equals_the_cells_step(clip):
-    """InPlaceGRUStep (the streamer's allocation-free step) against ClippedGRUCell.plain_step, and
+    """InPlaceGRUStep (the streamer's allocation-free step) against ClippedGRUCell.step, and
     against torch's GRU for an encoder (clip None)."""
     from pyro_lfads.blocks.networks import ClippedGRUCell, InPlaceGRUStep
 
@@ -321,7 +274,7 @@ def test_the_in_place_step_equals_the_cells_step(clip):
         want = module(x[:, None], h[None])[1][0]
     else:
         module = ClippedGRUCell(3, 16, clip)
-        want = module.plain_step(module.project_inputs(x), h)
+        want = module.step(module.project_inputs(x), h)
     with torch.no_grad():
         step = InPlaceGRUStep(module, streams=6)
         step.project(x)

@@ -13,43 +13,11 @@ import math
 import torch
 from torch import nn
 
+from pyro_lfads.blocks.fused_gru import gru_sequence
+
 
 def _init_normal(weight: torch.Tensor, fan_in: int) -> None:
     nn.init.normal_(weight, mean=0.0, std=1.0 / math.sqrt(max(fan_in, 1)))
-
-
-class FusedClippedGRUStep(torch.autograd.Function):
-    """:meth:`ClippedGRUCell.plain_step` as one autograd node: the forward without autograd's
-    bookkeeping, the backward written out (about 15 operations instead of about 30 nodes).
-
-    Shapes: x_proj (B, 3H), h (B, H), weight_hh (3H, H), bias_hh (3H,) -> (B, H).
-    """
-
-    @staticmethod
-    def forward(ctx, x_proj, h, weight_hh, bias_hh, clip: float):
-        hidden = h.shape[-1]
-        h_proj = torch.addmm(bias_hh, h, weight_hh.t())
-        rz = torch.sigmoid(x_proj[:, : 2 * hidden] + h_proj[:, : 2 * hidden])
-        r, z = rz[:, :hidden], rz[:, hidden:]
-        h_n = h_proj[:, 2 * hidden:]
-        n = torch.tanh(torch.addcmul(x_proj[:, 2 * hidden:], r, h_n))
-        h_new = torch.lerp(n, h, z)  # n + z (h - n)
-        ctx.save_for_backward(h, weight_hh, rz, n, h_n, h_new)
-        ctx.clip = clip
-        return h_new.clamp(-clip, clip)
-
-    @staticmethod
-    def backward(ctx, grad):
-        h, weight_hh, rz, n, h_n, h_new = ctx.saved_tensors
-        hidden = h.shape[-1]
-        r, z = rz[:, :hidden], rz[:, hidden:]
-        grad = grad * ((h_new >= -ctx.clip) & (h_new <= ctx.clip))  # the clamp passes the inside
-        grad_n_pre = grad * (1 - z) * (1 - n * n)  # through h_new = (1 - z) n + z h, then tanh
-        grad_rz_pre = torch.cat([grad_n_pre * h_n, grad * (h - n)], dim=1) * rz * (1 - rz)
-        grad_x_proj = torch.cat([grad_rz_pre, grad_n_pre], dim=1)
-        grad_h_proj = torch.cat([grad_rz_pre, grad_n_pre * r], dim=1)
-        grad_h = torch.addmm(grad * z, grad_h_proj, weight_hh)
-        return grad_x_proj, grad_h, grad_h_proj.t() @ h, grad_h_proj.sum(0), None
 
 
 class ClippedGRUCell(nn.Module):
@@ -59,6 +27,10 @@ class ClippedGRUCell(nn.Module):
     n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h.
     Inputs are projected separately (:meth:`project_inputs`) so a caller that
     knows all inputs in advance projects them for every time step at once.
+
+    ``fused``: :meth:`scan` runs the whole recurrence as one autograd node
+    (:mod:`pyro_lfads.blocks.fused_gru`; torch's cuDNN GRU on CUDA) instead of
+    autograd through T steps; values and gradients are the same.
     """
 
     def __init__(self, input_size: int, hidden_size: int, clip: float, fused: bool = True):
@@ -78,18 +50,7 @@ class ClippedGRUCell(nn.Module):
         return torch.nn.functional.linear(x, self.weight_ih, self.bias_ih)
 
     def step(self, x_proj: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """One update: x_proj (B, 3H) from :meth:`project_inputs`, h (B, H) -> (B, H).
-
-        Runs :class:`FusedClippedGRUStep` (one autograd node with a hand-written backward) when
-        ``fused`` is on and the arguments are 2-D, else :meth:`plain_step`; both give the same values
-        and gradients.
-        """
-        if self.fused and x_proj.dim() == 2 and h.dim() == 2:
-            return FusedClippedGRUStep.apply(x_proj, h, self.weight_hh, self.bias_hh, self.clip)
-        return self.plain_step(x_proj, h)
-
-    def plain_step(self, x_proj: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """:meth:`step` written out, the reference: torch's autograd differentiates it."""
+        """One update: x_proj (..., 3H) from :meth:`project_inputs`, h (..., H) -> (..., H)."""
         h_proj = torch.nn.functional.linear(h, self.weight_hh, self.bias_hh)
         x_r, x_z, x_n = x_proj.chunk(3, dim=-1)
         h_r, h_z, h_n = h_proj.chunk(3, dim=-1)
@@ -104,14 +65,22 @@ class ClippedGRUCell(nn.Module):
         return self.step(self.project_inputs(x), h)
 
     def scan(self, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
-        """All updates over inputs known in advance: x (B, T, I), h0 (B, H) -> states h_1:T (B, T, H).
+        """All updates over inputs known in advance: x (B, T, I), h0 (B, H) -> states h_1:T (B, T, H),
+        the same values and gradients as T calls of :meth:`forward` (which is what runs when ``fused`` is off)."""
+        if not self.fused:
+            states = [h0]
+            for t in range(x.shape[1]):
+                states.append(self.forward(x[:, t], states[-1]))
+            return torch.stack(states[1:], dim=1)
+        if x.is_cuda:
+            return self._cudnn_scan(x, h0)
+        x_gates = self.project_inputs(x).transpose(0, 1)  # (T, B, 3H)
+        return gru_sequence(x_gates, h0, self.weight_hh, self.bias_hh, self.clip).transpose(0, 1)
 
-        The same values and gradients as T calls of :meth:`forward`, but bins 2..T run in
-        torch's fused GRU. That is exact: h' = (1 - z) n + z h with |n| < 1 gives
-        |h'| <= max(|h|, 1) per unit, so once the first update has clipped the state into
-        [-clip, clip] the clip (>= 1) never binds again. A clip below 1 can bind at any
-        step, and then every step runs here one by one.
-        """
+    def _cudnn_scan(self, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        """:meth:`scan` with bins 2..T in torch's cuDNN GRU. That is exact: h' = (1 - z) n + z h with |n| < 1
+        gives |h'| <= max(|h|, 1) per unit, so once the first update has clipped the state into
+        [-clip, clip] the clip (>= 1) never binds again; a clip below 1 runs step by step."""
         h1 = self.forward(x[:, 0], h0)
         if x.shape[1] == 1 or self.clip < 1:
             states = [h1]
@@ -123,15 +92,15 @@ class ClippedGRUCell(nn.Module):
         if self.input_size == 0:  # torch's GRU needs an input: one column of zeros, weighted 0
             rest = rest.new_zeros(*rest.shape[:-1], 1)
             weight_ih = weight_ih.new_zeros(3 * self.hidden_size, 1)
-        fused = _fused_gru(max(self.input_size, 1), self.hidden_size)
         weights = {"weight_ih_l0": weight_ih, "weight_hh_l0": self.weight_hh,
                    "bias_ih_l0": self.bias_ih, "bias_hh_l0": self.bias_hh}
-        later, _ = torch.func.functional_call(fused, weights, (rest, h1.unsqueeze(0).contiguous()))
+        gru = _torch_gru(max(self.input_size, 1), self.hidden_size)
+        later, _ = torch.func.functional_call(gru, weights, (rest, h1.unsqueeze(0).contiguous()))
         return torch.cat([h1.unsqueeze(1), later], dim=1)
 
 
 class InPlaceGRUStep:
-    """The update of :meth:`ClippedGRUCell.plain_step` (or of a one-layer forward torch GRU, unclipped)
+    """The update of :meth:`ClippedGRUCell.step` (or of a one-layer forward torch GRU, unclipped)
     for S streams, computed in buffers made once: nothing is allocated per step (online inference,
     :mod:`pyro_lfads.extensions.streaming`). It reads the module's own weights.
 
@@ -173,21 +142,42 @@ class InPlaceGRUStep:
 
 
 @functools.lru_cache(maxsize=None)
-def _fused_gru(input_size: int, hidden_size: int) -> nn.GRU:
-    """A torch GRU of these sizes whose parameters :meth:`ClippedGRUCell.scan` replaces by its own."""
+def _torch_gru(input_size: int, hidden_size: int) -> nn.GRU:
+    """A torch GRU of these sizes whose parameters :meth:`ClippedGRUCell._cudnn_scan` replaces by its own."""
     return nn.GRU(input_size, hidden_size, batch_first=True)
+
+
+def run_torch_gru(gru: nn.GRU, x: torch.Tensor, h0: torch.Tensor, fused: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``gru(x, h0)`` for a one-layer batch-first GRU of D directions: x (B, T, I), h0 (D, B, H) ->
+    (sequence (B, T, D H), last states (D, B, H)). With ``fused`` on a CPU, each direction's weights run
+    in :func:`~pyro_lfads.blocks.fused_gru.gru_sequence`; else torch's own GRU (cuDNN on CUDA). The same
+    values and gradients."""
+    if not fused or x.is_cuda:
+        return gru(x, h0)
+    suffixes = ("_l0", "_l0_reverse") if gru.bidirectional else ("_l0",)
+    in_time = x.transpose(0, 1)  # (T, B, I)
+    directions = []
+    for d, suffix in enumerate(suffixes):
+        inputs = in_time if d == 0 else in_time.flip(0)
+        x_gates = torch.nn.functional.linear(inputs, getattr(gru, "weight_ih" + suffix), getattr(gru, "bias_ih" + suffix))
+        directions.append(gru_sequence(x_gates, h0[d], getattr(gru, "weight_hh" + suffix), getattr(gru, "bias_hh" + suffix)))
+    last = torch.stack([states[-1] for states in directions])
+    if gru.bidirectional:
+        directions[1] = directions[1].flip(0)
+    return torch.cat(directions, dim=-1).transpose(0, 1), last
 
 
 class BidirectionalEncoder(nn.Module):
     """A bidirectional GRU over a trial (Methods 1.3, eqs. 9-10).
 
-    Uses torch's fused GRU; its states stay in (-1, 1), so the clip of the
+    A torch GRU's weights (run by :func:`run_torch_gru`); its states stay in (-1, 1), so the clip of the
     other cells is never reached and is not applied. The initial states of
     both directions are learnable, initialised to 0.
     """
 
-    def __init__(self, input_size: int, hidden_size: int):
+    def __init__(self, input_size: int, hidden_size: int, fused: bool = True):
         super().__init__()
+        self.fused = fused
         self.hidden_size = hidden_size
         self.output_size = 2 * hidden_size
         self.gru = nn.GRU(input_size, hidden_size, batch_first=True, bidirectional=True)
@@ -201,7 +191,7 @@ class BidirectionalEncoder(nn.Module):
         backward state after the first bin.
         """
         h0 = self.h0.expand(2, x.shape[0], self.hidden_size).contiguous()
-        sequence, h_n = self.gru(x, h0)
+        sequence, h_n = run_torch_gru(self.gru, x, h0, self.fused)
         final = torch.cat([h_n[0], h_n[1]], dim=-1)
         return sequence, final
 
@@ -223,8 +213,9 @@ class ForwardEncoder(nn.Module):
     state starts at 0.
     """
 
-    def __init__(self, input_size: int, hidden_size: int):
+    def __init__(self, input_size: int, hidden_size: int, fused: bool = True):
         super().__init__()
+        self.fused = fused
         self.hidden_size = self.output_size = hidden_size
         self.gru = nn.GRU(input_size, hidden_size, batch_first=True)
         _init_gru(self.gru, input_size, hidden_size)
@@ -232,7 +223,8 @@ class ForwardEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, I) -> (sequence (B, T, H), final (B, H), the state after the last bin)."""
-        sequence, h_n = self.gru(x, self.h0.expand(1, x.shape[0], self.hidden_size).contiguous())
+        sequence, h_n = run_torch_gru(self.gru, x, self.h0.expand(1, x.shape[0], self.hidden_size).contiguous(),
+                                      self.fused)
         return sequence, h_n[0]
 
     def lagged_sequence(self, x: torch.Tensor, lag: int) -> torch.Tensor:
@@ -261,9 +253,9 @@ def _init_gru(gru: nn.GRU, input_size: int, hidden_size: int) -> None:
             nn.init.zeros_(param)
 
 
-def make_encoder(input_size: int, hidden_size: int, causal: bool) -> nn.Module:
+def make_encoder(input_size: int, hidden_size: int, causal: bool, fused: bool = True) -> nn.Module:
     """A :class:`ForwardEncoder` for a causal model, else a :class:`BidirectionalEncoder`."""
-    return (ForwardEncoder if causal else BidirectionalEncoder)(input_size, hidden_size)
+    return (ForwardEncoder if causal else BidirectionalEncoder)(input_size, hidden_size, fused)
 
 
 class FactorReadout(nn.Module):
