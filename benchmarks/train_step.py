@@ -4,17 +4,22 @@ For each configuration, the same model and guide (``build_model_and_guide``)
 take steps two ways on the same batch of Poisson counts: Pyro's
 ``SVI.step`` as :class:`pyro_lfads.fitting.train.Trainer` runs it, and the plain-PyTorch
 step of ``benchmarks/reference_lfads.py`` (the same objective and draws, no
-Pyro). Blocks of steps of the two alternate, and each figure is the median
-over all steps after warm-up. One JSON line per configuration:
+Pyro). A third copy takes Pyro steps with the fused recurrences switched off.
+Blocks of steps of the three alternate, and each figure is the median over
+all steps after warm-up. One JSON line per configuration:
 
     {"config", "device", "threads", "batch", "neurons", "bins", "co_dim",
      "pyro_ms", "reference_ms", "ratio" (pyro / reference),
-     "gflop_per_step"   FLOPs of one step's forward and backward (torch.utils.flop_counter),
+     "plain_ms"         the Pyro step with the fused recurrences off (``fused_recurrence: false``: autograd
+                        through the readable loops, torch's GRU for the encoders),
+     "speedup"          plain_ms / pyro_ms,
+     "gflop_per_step"   FLOPs of one step's forward and backward (torch.utils.flop_counter, counted on the
+                        plain step: the fused recurrences' products run inside one autograd node it does not see),
      "matmul_peak_gflops"  the best float32 matrix-multiply rate measured on this machine,
      "efficiency"       gflop_per_step / (pyro_ms / 1000) / matmul_peak_gflops,
      "peak_mb"}         peak resident memory of the process (CUDA: peak allocated)
 
-Configurations: ``default`` (LFADSConfig(), 30 neurons, 100 bins), ``demo``
+Configurations: ``default`` (LFADSConfig(), 30 neurons, 100 bins), ``demo`` (50 bins)
 (the demo's, without inferred inputs) and ``large`` (generator 200, factors
 100, encoders 128, controller 128, 4 inferred inputs, 150 neurons, 100 bins);
 batch 128.
@@ -39,7 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from pyro_lfads.fitting.batch import Batch
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split
-from pyro_lfads.cli.demo import DEMO_CONFIG
+from pyro_lfads.cli.demo import DEMO_BINS, DEMO_CONFIG
 from pyro_lfads.fitting.run import RunInfo, build_model_and_guide
 from pyro_lfads.fitting.train import Trainer
 
@@ -49,7 +54,7 @@ from reference_lfads import ReferenceLFADS  # noqa: E402
 LARGE = LFADSConfig(gen_dim=200, fac_dim=100, ic_enc_dim=128, ci_enc_dim=128, con_dim=128, co_dim=4)
 CONFIGS = {  # config, neurons, bins
     "default": (LFADSConfig(), 30, 100),
-    "demo": (DEMO_CONFIG, 30, 100),
+    "demo": (DEMO_CONFIG, 30, DEMO_BINS["n_time"]),
     "large": (LARGE, 150, 100),
 }
 
@@ -113,22 +118,28 @@ def measure(name: str, device: str, steps: int, batch_size: int, peak_gflops: fl
     x = counts.to(device)
     batch = Batch(x, x, None, n_time)
     trainer = Trainer(*build(config, dataset, device), dataset, config, run_dir=".", device=device, progress=False)
+    plain_config = config.replace(fused_recurrence=False)
+    plain = Trainer(*build(plain_config, dataset, device), dataset, plain_config, run_dir=".", device=device,
+                    progress=False)
     reference = ReferenceLFADS(*build(config, dataset, device))
-    flops = step_flops(reference, batch)
-    pyro_times, reference_times = [], []
+    flops = step_flops(ReferenceLFADS(*build(plain_config, dataset, device)), batch)  # the counter sees no fused op
+    steppers = {"pyro": lambda: trainer.svi.step(batch, 1.0), "reference": lambda: reference.step(batch, 1.0),
+                "plain": lambda: plain.svi.step(batch, 1.0)}
+    times = {name: [] for name in steppers}
     blocks = 4
     for block in range(blocks):
         per_block = max(1, steps // blocks) + (1 if block == 0 else 0)  # one warm-up step in the first block
-        pyro_times += timed(lambda: trainer.svi.step(batch, 1.0), device, per_block)[1 if block == 0 else 0:]
-        reference_times += timed(lambda: reference.step(batch, 1.0), device, per_block)[1 if block == 0 else 0:]
-    pyro_ms, reference_ms = 1000 * statistics.median(pyro_times), 1000 * statistics.median(reference_times)
+        for kind, step in steppers.items():
+            times[kind] += timed(step, device, per_block)[1 if block == 0 else 0:]
+    pyro_ms, reference_ms, plain_ms = (1000 * statistics.median(times[kind]) for kind in ("pyro", "reference", "plain"))
     return {"config": name, "device": device, "threads": torch.get_num_threads(), "batch": batch_size,
             "neurons": n_neurons, "bins": n_time, "co_dim": config.co_dim,
             "pyro_ms": round(pyro_ms, 2), "reference_ms": round(reference_ms, 2),
-            "ratio": round(pyro_ms / reference_ms, 3), "gflop_per_step": round(flops / 1e9, 3),
+            "ratio": round(pyro_ms / reference_ms, 3), "plain_ms": round(plain_ms, 2),
+            "speedup": round(plain_ms / pyro_ms, 3), "gflop_per_step": round(flops / 1e9, 3),
             "matmul_peak_gflops": round(peak_gflops, 1),
             "efficiency": round(flops / 1e9 / (pyro_ms / 1000) / peak_gflops, 4),
-            "peak_mb": round(peak_mb(device), 1), "steps": len(pyro_times)}
+            "peak_mb": round(peak_mb(device), 1), "steps": len(times["pyro"])}
 
 
 def main() -> None:

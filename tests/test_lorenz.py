@@ -122,3 +122,19 @@ def test_bad_arguments_raise_input_error(kwargs, name):
     with pytest.raises(InputError, match=name) as info:
         make_lorenz_dataset(**kwargs)
     assert "\n" not in str(info.value)
+
+
+def test_steps_per_bin_counts_the_same_spikes_in_wider_bins():
+    """steps_per_bin 2: the very spike trains of the 10 ms data set, counted in 20 ms bins (rates and latents
+    averaged over each pair); anything but Poisson counts is refused."""
+    fine = make_lorenz_dataset(seed=4, n_conditions=6, trials_per_condition=5, n_time=40)
+    wide = make_lorenz_dataset(seed=4, n_conditions=6, trials_per_condition=5, n_time=20, bin_ms=20.0, steps_per_bin=2)
+    for split in ("train", "valid"):
+        a, b = getattr(fine, split), getattr(wide, split)
+        np.testing.assert_array_equal(a.recon_data.reshape(a.n_trials, 20, 2, -1).sum(2), b.recon_data)
+        np.testing.assert_allclose(a.truth.reshape(a.n_trials, 20, 2, -1).mean(2), b.truth, rtol=1e-6)
+        np.testing.assert_allclose(fine.extras[f"{split}_latents"].reshape(a.n_trials, 20, 2, 3).mean(2),
+                                   wide.extras[f"{split}_latents"], rtol=1e-5, atol=1e-6)
+    assert wide.conversion_factor == fine.conversion_factor / 2 and wide.bin_width_s == 0.02
+    with pytest.raises(InputError, match="steps_per_bin"):
+        make_lorenz_dataset(seed=4, n_conditions=6, n_time=20, steps_per_bin=2, likelihood="gaussian")

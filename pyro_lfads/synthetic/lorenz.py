@@ -5,6 +5,10 @@ method, dt=0.006 Lorenz time units, taking ONE Euler step per 10 ms time bin.
 The vLGP version of this benchmark took dt=0.0015 per bin, so these dynamics
 run 4x faster, as the paper states. Each of the conditions starts at a random
 point on the attractor and runs for ``n_time`` bins (1 s at the defaults).
+With ``steps_per_bin`` k > 1 each bin spans k Euler steps: the system is simulated
+at k times the resolution, bins of ``bin_ms / k``, and every k of those are merged
+(counts summed, rates and latents averaged), so 50 bins of 20 ms with k = 2 are the
+same spike trains as 100 bins of 10 ms, counted in pairs.
 The three Lorenz variables are z-scored, read out by random weights into log
 firing rates around a baseline, exponentiated, and sampled as Poisson spike
 counts, several trials per condition; each condition's trials are split
@@ -71,6 +75,7 @@ def make_lorenz_dataset(
     readout_scale: float = 3**-0.5,
     train_fraction: float = 0.8,
     likelihood: str = "poisson",
+    steps_per_bin: int = 1,
 ) -> LFADSDataset:
     """Simulate the Lorenz benchmark.
 
@@ -79,7 +84,7 @@ def make_lorenz_dataset(
         n_conditions: number of initial states on the attractor.
         trials_per_condition: Poisson spike trains drawn per condition.
         n_neurons: number of simulated neurons.
-        n_time: bins per trial, one Euler step each.
+        n_time: bins per trial, ``steps_per_bin`` Euler steps each.
         bin_ms: bin width in milliseconds (sets the spike counts, not the dynamics).
         baseline_rate_hz: firing rate in spikes/s where the readout is 0.
         readout_scale: std of the readout weights; the default gives each
@@ -88,6 +93,8 @@ def make_lorenz_dataset(
         likelihood: how the rates are observed (see ``observations.py``):
             poisson (the paper's), negbinom (over-dispersed gamma-Poisson
             counts), gaussian, gamma or zig (zero-inflated Gamma).
+        steps_per_bin: Euler steps (of 10 ms at the defaults' pace) per bin; the spikes are drawn at that
+            finer resolution and summed into each bin (poisson only: a sum of Poisson counts is Poisson).
 
     Returns:
         An LFADSDataset whose splits hold, with ``trials`` the split's trial count:
@@ -109,10 +116,17 @@ def make_lorenz_dataset(
     n_train = check_lorenz_arguments(seed, n_conditions, trials_per_condition, n_time, bin_ms, baseline_rate_hz,
                                      readout_scale, train_fraction)
     _check_likelihood(likelihood)
+    check_int("steps_per_bin", steps_per_bin, 1)
+    if steps_per_bin > 1 and likelihood != "poisson":
+        raise InputError(f"steps_per_bin: merging bins needs poisson counts, not {likelihood!r}")
     rng = np.random.default_rng(seed)
-    latents = lorenz_latents(rng, n_conditions, n_time)
+    latents = lorenz_latents(rng, n_conditions, n_time * steps_per_bin)
     data, truth, conversion_factor = observe_lorenz(rng, latents, n_neurons, readout_scale, baseline_rate_hz,
-                                                    bin_ms, trials_per_condition, likelihood)
+                                                    bin_ms / steps_per_bin, trials_per_condition, likelihood)
+    if steps_per_bin > 1:
+        data, truth, latents = (merge_bins(x, steps_per_bin, axis, total) for x, axis, total in
+                                ((data, 2, True), (truth, 1, False), (latents, 1, False)))
+        conversion_factor /= steps_per_bin
     is_train = split_trials(rng, n_conditions, trials_per_condition, n_train)
     return assemble_dataset(data, truth, latents, is_train, conversion_factor,
                             source=f"lorenz(seed={seed}, likelihood={likelihood})", bin_width_s=bin_ms / 1000.0)
@@ -150,6 +164,13 @@ def lorenz_latents(rng: np.random.Generator, n_conditions: int, n_time: int) -> 
     starts = _attractor_points(rng, n_conditions)
     latents = _trajectory(starts, n_time).transpose(1, 0, 2)
     return (latents - latents.mean(axis=(0, 1))) / latents.std(axis=(0, 1))
+
+
+def merge_bins(x: np.ndarray, k: int, axis: int, total: bool) -> np.ndarray:
+    """Every ``k`` consecutive bins along ``axis`` merged into one: summed (``total``, counts) or averaged."""
+    shape = (*x.shape[:axis], x.shape[axis] // k, k, *x.shape[axis + 1:])
+    grouped = x.reshape(shape)
+    return grouped.sum(axis + 1) if total else grouped.mean(axis + 1)
 
 
 def split_trials(rng: np.random.Generator, n_conditions: int, trials_per_condition: int, n_train: int) -> np.ndarray:
