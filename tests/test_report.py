@@ -112,8 +112,8 @@ def test_report_writes_every_figure_and_a_page_that_shows_them(tiny_run, tmp_pat
     assert main(["report", str(tiny_run), "--out", str(out), "--quiet"]) == 0
     assert str(out / "index.html") in capsys.readouterr().out
     page = _page(out / "index.html")
-    expected = {"training.png", "raster.png", "rates.png", "rate_scatter.png", "factors.png", "inputs.png",
-                "ppc.png", "khat.png"}
+    expected = {"training.png", "raster.png", "rates.png", "rate_scatter.png", "rate_r2_by_bin.png", "factors.png",
+                "inputs.png", "ppc.png", "khat.png"}
     assert set(page.sources) == expected
     for name in expected:
         assert (out / name).read_bytes()[:4] == b"\x89PNG", name

@@ -87,6 +87,28 @@ def plot_raster(spikes: np.ndarray, rates: np.ndarray, path: str | Path, *, trut
     return save_png(fig, path)
 
 
+def plot_rate_r2_by_bin(truth: np.ndarray, inferred: np.ndarray, path: str | Path, *,
+                        bin_ms: float | None = None) -> Path:
+    """The R² of the inferred against the true rates in each bin (:func:`~pyro_lfads.evaluation.per_bin.rate_r2_by_bin`),
+    over the trial's time, the first bins shaded, ``first_bins_r2_gap`` in the title. Arrays (trials, time,
+    neurons); ``bin_ms`` puts the axis in seconds (else bins)."""
+    from pyro_lfads.evaluation.per_bin import FIRST_BINS, first_bins_r2_gap, rate_r2_by_bin
+
+    by_bin = rate_r2_by_bin(truth, inferred)
+    times = bin_times_s(len(by_bin), bin_ms) if bin_ms else np.arange(len(by_bin))
+    step = times[1] - times[0] if len(times) > 1 else 1.0
+    fig, ax = plt.subplots(figsize=(7.0, 3.4))
+    ax.axvspan(times[0] - 0.5 * step, times[min(FIRST_BINS, len(times)) - 1] + 0.5 * step, color="0.92",
+               label=f"first {FIRST_BINS} bins")
+    ax.plot(times, by_bin, "o-", ms=3, color="tab:blue", lw=1.2)
+    ax.set_xlabel("time in trial (s)" if bin_ms else "bin")
+    ax.set_ylabel("R² vs true rates")
+    ax.set_title(f"rate R² per bin; first-bins gap {first_bins_r2_gap(by_bin):.3f} "
+                 f"(median of later bins - mean of first {FIRST_BINS})", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    return save_png(fig, path)
+
+
 def plot_rate_scatter(truth: np.ndarray, inferred: np.ndarray, path: str | Path, *,
                       smoothed: np.ndarray | None = None, max_points: int = 20000, seed: int = 0) -> Path:
     """True versus inferred (and smoothed) rates, in counts per bin, with R² in the title.

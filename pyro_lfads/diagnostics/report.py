@@ -28,8 +28,8 @@ from pyro_lfads.data import LFADSDataset, as_sessions
 from pyro_lfads.data.atomic_files import atomic_path
 from pyro_lfads.diagnostics.check_figures import plot_khat, plot_ppc, plot_training_curves
 from pyro_lfads.diagnostics.input_figures import plot_inputs
-from pyro_lfads.diagnostics.rate_figures import (plot_factor_pcs, plot_raster, plot_rate_scatter, plot_rates,
-                                                 plot_session_factors)
+from pyro_lfads.diagnostics.rate_figures import (plot_factor_pcs, plot_raster, plot_rate_r2_by_bin,
+                                                 plot_rate_scatter, plot_rates, plot_session_factors)
 from pyro_lfads.diagnostics.report_page import Section, render_page
 from pyro_lfads.diagnostics.summary import (diagnose_run, diagnostics_current, diagnostics_source,
                                              predictive_checks, read_diagnostics)
@@ -139,6 +139,7 @@ def session_section(run: Run, session: int, dataset: LFADSDataset | None, data_s
     numbers = {"data": scored.source, "split": split, "bin width": f"{bin_ms:g} ms ({width[1]})"}
     if truth is not None:
         figures.append(plot_rate_scatter(truth, mean["rates"], out / f"{prefix}rate_scatter.png"))
+        figures.append(plot_rate_r2_by_bin(truth, mean["rates"], out / f"{prefix}rate_r2_by_bin.png", bin_ms=bin_ms))
         numbers["rate R2 vs truth"] = rate_r2(truth, mean["rates"])
     figures.append(plot_factor_pcs(mean["factors"], out / f"{prefix}factors.png", conditions=conditions))
     if "u" in mean:

@@ -31,6 +31,8 @@ CAPTIONS = {
     "rates.png": "Inferred rates of a few neurons over the spikes (ticks), with the true rates when known.",
     "rate_scatter.png": "True against inferred rates of every validation entry; the identity line is perfect "
                         "recovery.",
+    "rate_r2_by_bin.png": "The R² of the inferred against the true rates in each bin of the trial: how much worse "
+                          "the first bins are than the rest (first_bins_r2_gap).",
     "factors.png": "Single-trial factor trajectories in their top principal components, coloured by condition. "
                    "Trials of a condition should follow one path.",
     "inputs.png": "Inferred inputs u (posterior mean and one standard deviation), with the true inputs when known.",
@@ -66,6 +68,7 @@ FIGURE_NOTES = {
     "heldin_bps": "bits/spike on the held-in neurons, the spikes the rates were made from",
     "rate_r2": "R2 against the true rates, every entry",
     "rate_r2_per_neuron": "mean over neurons of each neuron's R2 against the true rates",
+    "first_bins_r2_gap": "median R2 of the bins after the first three minus the mean R2 of the first three",
     "bits_per_spike": "bits/spike over every reconstructed entry",
     "poisson_nll_per_trial": "Poisson negative log-likelihood, nats per trial",
     "elbo_per_trial": "held-out ELBO, nats per trial (a lower bound on log p(x))",
@@ -148,7 +151,7 @@ def _evaluation(result: dict, left_out: str) -> str:
     and figure (``data-method``, ``data-figure``). Words other than ``skipped`` (the likelihood) are left out."""
     methods = list(result)
     rows = list(dict.fromkeys(key for figures in result.values() for key, value in figures.items()
-                              if key == "skipped" or not isinstance(value, str)))
+                              if key == "skipped" or not isinstance(value, (str, list))))
     head = "".join(f"<th>{html.escape(method)}</th>" for method in methods)
     lines = []
     for row in rows:

@@ -16,6 +16,8 @@ module turns them into the same figures:
     heldin_bps bits/spike on held-in neurons, observed bins (what the encoder saw)
     rate_r2    R2 against the true rates, all entries pooled, where the data has truth
     rate_r2_per_neuron  the mean over neurons of each neuron's R2
+    rate_r2_by_bin      the R2 of each bin (a list, T long), where the data has truth
+    first_bins_r2_gap   its median over the bins after the first three minus its mean over those three
 
 A figure whose ingredients the data lacks (no held-out neurons, no forward
 bins, no behaviour, no conditions, no truth) is left out.
@@ -30,6 +32,7 @@ import numpy as np
 from pyro_lfads.data import LFADSDataset
 from pyro_lfads.errors import InputError
 from pyro_lfads.evaluation.metrics import bits_per_spike, co_bps, condition_psth, fp_bps, psth_r2, rate_r2, rate_r2_per_neuron, velocity_r2
+from pyro_lfads.evaluation.per_bin import first_bins_r2_gap, rate_r2_by_bin
 
 #: 50 ms at 10 ms bins, the NLB PSTH smoothing width.
 DEFAULT_PSTH_SIGMA_BINS = 5.0
@@ -81,6 +84,9 @@ def score_rates(dataset: LFADSDataset, train_rates: np.ndarray, valid_rates: np.
     if truth is not None:
         result["rate_r2"] = rate_r2(truth, valid_rates)
         result["rate_r2_per_neuron"] = rate_r2_per_neuron(truth, valid_rates)
+        by_bin = rate_r2_by_bin(truth, valid_rates)
+        result["first_bins_r2_gap"] = first_bins_r2_gap(by_bin)
+        result["rate_r2_by_bin"] = [float(value) for value in by_bin]
     return result
 
 

@@ -12,6 +12,7 @@ from pyro_lfads.data import LFADSDataset
 from pyro_lfads.errors import InputError
 from pyro_lfads.models.likelihoods import data_support
 from pyro_lfads.evaluation.metrics import bits_per_spike, poisson_nll, rate_r2, rate_r2_per_neuron
+from pyro_lfads.evaluation.per_bin import first_bins_r2_gap, rate_r2_by_bin
 from pyro_lfads.fitting.posterior import read_posterior
 from pyro_lfads.fitting.run import Run, dataset_sha256
 from pyro_lfads.evaluation.nlb_figures import BASELINES, DEFAULT_PSTH_SIGMA_BINS, baseline_rates, score_rates
@@ -58,7 +59,8 @@ def evaluate_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *,
     ``likelihood``, ``n_valid_trials``, ``elbo_per_trial`` (held-out ELBO,
     nats), for count data ``bits_per_spike`` and ``poisson_nll_per_trial``
     over all reconstructed entries; for other data ``rate_r2`` and
-    ``rate_r2_per_neuron`` of the mean signal against the truth; and, where
+    ``rate_r2_per_neuron`` of the mean signal against the truth (with ``rate_r2_by_bin`` and
+    ``first_bins_r2_gap``, :mod:`pyro_lfads.evaluation.per_bin`); and, where
     the model predicts observations other than its rates (calcium),
     ``obs_mean_r2``.
     """
@@ -77,7 +79,9 @@ def evaluate_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *,
     if not counts:
         truth = dataset.truth_counts("valid")
         if truth is not None:
-            lfads.update(rate_r2=rate_r2(truth, rates), rate_r2_per_neuron=rate_r2_per_neuron(truth, rates))
+            by_bin = rate_r2_by_bin(truth, rates)
+            lfads.update(rate_r2=rate_r2(truth, rates), rate_r2_per_neuron=rate_r2_per_neuron(truth, rates),
+                         first_bins_r2_gap=first_bins_r2_gap(by_bin), rate_r2_by_bin=[float(v) for v in by_bin])
         return {"lfads": lfads}
     lfads["bits_per_spike"] = bits_per_spike(observed, rates)
     lfads["poisson_nll_per_trial"] = poisson_nll(observed, rates) / dataset.valid.n_trials
@@ -142,7 +146,9 @@ def format_table(result: dict) -> str:
 
 
 def _rows(result: dict) -> list[str]:
-    return list(dict.fromkeys(key for figures in result.values() for key in figures))
+    """The figures of the table: every method's, but those that are lists (``rate_r2_by_bin``: see the JSON)."""
+    return list(dict.fromkeys(key for figures in result.values() for key, value in figures.items()
+                              if not isinstance(value, list)))
 
 
 def _cell(value, in_sample: bool) -> str:

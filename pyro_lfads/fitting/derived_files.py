@@ -20,7 +20,8 @@ INFERENCE_DATA_FILE, DIAGNOSTICS_FILE, REPORT_DIR = "inference_data.nc", "diagno
 #: The report's figures of the whole run, and those it draws once per session (for session k of a stitched run
 #: ``session{k}_{name}``); :data:`pyro_lfads.diagnostics.report_page.CAPTIONS` says what each shows.
 RUN_FIGURES = ("training.png", "sessions.png")
-SESSION_FIGURES = ("raster.png", "rates.png", "rate_scatter.png", "factors.png", "inputs.png", "ppc.png", "khat.png")
+SESSION_FIGURES = ("raster.png", "rates.png", "rate_scatter.png", "rate_r2_by_bin.png",
+                   "factors.png", "inputs.png", "ppc.png", "khat.png")
 #: What ``report`` writes into its folder: the page and its figures.
 REPORT_FILES = ("index.html", *RUN_FIGURES, *SESSION_FIGURES)
 #: The derived files of a run directory, as patterns (a stitched run's are ``{stem}_session{k}{suffix}``).
