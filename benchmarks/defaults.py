@@ -14,7 +14,7 @@ validation trials are scored in Python. The data sets:
 
 One JSON line per data set: ``dataset``, ``trials`` (train + valid), ``bins``, ``neurons``,
 ``spikes_per_s``, ``epochs``, ``best_epoch``, ``stop_reason``, ``fit_seconds`` (the fit command's
-wall time, start-up included), ``bits_per_spike``, and ``rate_r2`` (synthetic) or
+wall time, start-up included), ``bits_per_spike``, and ``rate_r2`` with ``first_bins_r2_gap`` (synthetic) or
 ``velocity_r2`` with ``smoothing_velocity_r2`` (real: ridge decoders of hand velocity from
 LFADS rates and from the NLB smoothing baseline's). With ``--tuned`` the data sets of fewer
 than 1000 trials or 30 neurons are fitted a second time, 5x as long (``max_epochs`` five times
@@ -114,7 +114,7 @@ def fit_and_score(dataset: LFADSDataset, data_path: Path, run_dir: Path, config:
     result = {"epochs": curve[-1]["epoch"], "best_epoch": best["epoch"], "stop_reason": curve[-1]["stop_reason"],
               "fit_seconds": round(fit_seconds, 1), "bits_per_spike": scores["heldin_bps"]}
     if "rate_r2" in scores:
-        result["rate_r2"] = scores["rate_r2"]
+        result.update(rate_r2=scores["rate_r2"], first_bins_r2_gap=round(scores["first_bins_r2_gap"], 4))
     if "vel_r2" in scores:
         result["velocity_r2"] = scores["vel_r2"]
         result["smoothing_velocity_r2"] = score_rates(dataset, *baseline_rates("smoothing", dataset))["vel_r2"]

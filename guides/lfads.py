@@ -140,7 +140,7 @@ class LFADSGuide(nn.Module):
         w_enc, w_factors = self.controller.weight_ih.split([enc.shape[-1], self.config.fac_dim], dim=1)
         enc_gates = _rows(_repeat(torch.nn.functional.linear(enc, w_enc, self.controller.bias_ih),
                                   batch.encoder_repeats), leading)  # (R, T, 3 con_dim), R rows = prod(leading)
-        g = g0.reshape(-1, g0.shape[-1])
+        g = self.generator.initial_state(g0).reshape(-1, g0.shape[-1])  # the generator's state before bin 1
         if not sample:
             noise = g.new_zeros(g.shape[0], n_time, self.config.co_dim)
         elif batch.noise is None:

@@ -84,12 +84,23 @@ class Generator(nn.Module):
     and hands its run over as a :class:`GeneratorRun`.
     """
 
-    def __init__(self, input_dim: int, gen_dim: int, fac_dim: int, clip: float, dropout: float, fused: bool = True):
+    def __init__(self, input_dim: int, gen_dim: int, fac_dim: int, clip: float, dropout: float, fused: bool = True,
+                 initial_map: bool = False):
         super().__init__()
         self.input_dim = input_dim
         self.cell = ClippedGRUCell(input_dim, gen_dim, clip, fused)
         self.readout = FactorReadout(gen_dim, fac_dim)
         self.dropout = nn.Dropout(dropout)
+        self.initial_map = None
+        if initial_map:  # g_0 = W_0 g0 + b_0, starting as the identity
+            self.initial_map = nn.Linear(gen_dim, gen_dim)
+            nn.init.eye_(self.initial_map.weight)
+            nn.init.zeros_(self.initial_map.bias)
+
+    def initial_state(self, g0: torch.Tensor) -> torch.Tensor:
+        """The generator's state before bin 1 from the initial condition g0 (..., G): g0 itself, or
+        W_0 g0 + b_0 with ``config.g0_map``."""
+        return g0 if self.initial_map is None else self.initial_map(g0)
 
     def run(self, g0: torch.Tensor, u: torch.Tensor | None, ext_input: torch.Tensor | None,
             n_time: int) -> torch.Tensor:
@@ -100,7 +111,7 @@ class Generator(nn.Module):
         run as more rows of the scan.
         """
         inputs = _generator_inputs(u, ext_input, g0, n_time)
-        rows = g0.reshape(-1, g0.shape[-1])
+        rows = self.initial_state(g0).reshape(-1, g0.shape[-1])
         states = self.cell.scan(inputs.reshape(rows.shape[0], n_time, inputs.shape[-1]), rows)
         return states.reshape(*g0.shape[:-1], n_time, states.shape[-1])
 
@@ -159,7 +170,7 @@ class LFADSModel(nn.Module):
             raise ValueError("likelihood: give one observation model per session through config.likelihood")
         self.n_ext_inputs = n_ext_inputs
         self.generator = Generator(config.co_dim + n_ext_inputs, config.gen_dim, config.fac_dim,
-                                   config.cell_clip, config.dropout, config.fused_recurrence)
+                                   config.cell_clip, config.dropout, config.fused_recurrence, config.g0_map)
         self.ic_prior_mean = nn.Parameter(torch.zeros(config.gen_dim))
         self.input_prior = InputPrior(config.co_dim, config.ar_tau_init, config.ar_var_init) if config.co_dim else None
         self.likelihoods = nn.ModuleList([likelihood] if likelihood is not None else

@@ -73,6 +73,11 @@ class LFADSConfig:
             so the controller's input at bin t has seen bins 1..t and never a
             later one, and g0 is inferred from the first ``ic_enc_seq_len``
             bins (``CAUSAL_IC_BINS`` when that is None).
+        g0_map: start the generator from a learned affine map of the initial
+            condition, W_0 g0 + b_0 (the identity at first; lfads-torch's
+            ``ic_to_g0``), instead of from g0 itself: the prior on the
+            generator's first state is then a learned Gaussian rather than
+            N(mu, kappa I).
         fused_recurrence: run the recurrences (encoders, controller and
             generator) as whole-trial autograd nodes with hand-written
             backwards (:mod:`pyro_lfads.blocks.fused_gru`,
@@ -170,6 +175,7 @@ class LFADSConfig:
     time_bins: int | None = None
     causal: bool = False
     fused_recurrence: bool = True
+    g0_map: bool = False
     train_read_in: bool = True
 
     likelihood: str = "poisson"
@@ -241,7 +247,7 @@ class LFADSConfig:
             _check(source, "cd_rate", self.cd_rate, float, lambda v: 0 <= v < 1, "must be in [0, 1) or null")
         for name in ("dropout", "sv_rate", "adam_beta1", "adam_beta2", "min_improvement"):
             _check(source, name, getattr(self, name), float, lambda v: 0 <= v < 1, "must be in [0, 1)")
-        for name in ("train_read_in", "causal", "fused_recurrence"):
+        for name in ("train_read_in", "causal", "fused_recurrence", "g0_map"):
             _check(source, name, getattr(self, name), bool, lambda v: True, "must be true or false")
         _check(source, "lr_decay", self.lr_decay, float, lambda v: 0 < v < 1, "must be in (0, 1)")
         self._check_learning_rates(source)

@@ -148,6 +148,7 @@ VARIANTS = {
     "causal": dict(causal=True),
     "clip binding": dict(cell_clip=0.5),
     "no controller": dict(co_dim=0),
+    "g0 map": dict(g0_map=True),
 }
 
 

@@ -230,3 +230,15 @@ def test_replay_split_is_the_streamer_on_every_trial(tiny_config):
     batch = split_mean_path(model, guide, split)["rates"]
     np.testing.assert_allclose(replayed["rates"][:, 12:], batch[:, 12:])
     assert not np.allclose(replayed["rates"][:, :3], batch[:, :3], atol=1e-4)  # inside the window: online
+
+
+@pytest.mark.parametrize("co_dim", [0, 2])
+def test_streaming_a_model_with_a_learned_initial_map(tiny_config, co_dim):
+    """g0_map: the streamer folds the generator's W_0 g0 + b_0 into its initial condition (weights moved off
+    the identity, so that the map matters)."""
+    config = tiny_config.replace(causal=True, co_dim=co_dim, g0_map=True)
+    model, guide = _pair(config, 7, seed=3)
+    with torch.no_grad():
+        model.generator.initial_map.weight.add_(0.3 * torch.randn_like(model.generator.initial_map.weight))
+        model.generator.initial_map.bias.add_(0.2)
+    _check_equal_to_batch(model, guide, _counts(3, 20, 7))

@@ -114,9 +114,12 @@ class StreamingLFADS:
         self._ic_gru = InPlaceGRUStep(guide.ic_encoder.gru, streams)
         self._ic_h0 = guide.ic_encoder.h0[0, 0]
         self._ic_h = new(streams, cfg.ic_enc_dim)
-        self._ic_loc_t = guide.ic_posterior.weight[: cfg.gen_dim].t().contiguous()
-        self._ic_loc_b = guide.ic_posterior.bias[: cfg.gen_dim]
         generator = model.generator
+        loc_weight, loc_bias = guide.ic_posterior.weight[: cfg.gen_dim], guide.ic_posterior.bias[: cfg.gen_dim]
+        if generator.initial_map is not None:  # the generator's first state W_0 g0 + b_0, folded in
+            loc_weight = generator.initial_map.weight @ loc_weight
+            loc_bias = generator.initial_map.weight @ loc_bias + generator.initial_map.bias
+        self._ic_loc_t, self._ic_loc_b = loc_weight.t().contiguous(), loc_bias
         self._gen_gru = InPlaceGRUStep(generator.cell, streams)  # the model's GRU step and factor readout
         self._fac_t = generator.readout.normalized_weight().t().contiguous()
         self._live = _PathState(new, streams, cfg, self.n_ext)  # the streams' current state
@@ -246,7 +249,7 @@ class StreamingLFADS:
         """Streams inside the window: g0 from the bins so far, controller and generator rerun from bin 1
         (all streams at once, in the scratch state; each window stream's rows are kept at its bin)."""
         scratch, seen = self._scratch, self._bin[index]  # _bin not yet advanced: bins 0..seen read
-        torch.addmm(self._ic_loc_b, self._ic_h, self._ic_loc_t, out=scratch.g)  # g0 at the mean of q(g0)
+        torch.addmm(self._ic_loc_b, self._ic_h, self._ic_loc_t, out=scratch.g)  # from g0 at the mean of q(g0)
         torch.mm(scratch.g, self._fac_t, out=scratch.factors)
         if self.config.co_dim:
             scratch.c.copy_(self._con_h0.expand_as(scratch.c))
