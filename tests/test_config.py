@@ -90,3 +90,18 @@ def test_numbers_yaml_1_1_reads_as_text_are_read_as_numbers(tmp_path):
     config = LFADSConfig.from_yaml(tmp_path / "c.yaml")
     assert (config.learning_rate, config.lr_min, config.ic_prior_var) == (1e-3, 1e-6, 5e-2)
     assert config.seed == 4294967294 and LFADSConfig(learning_rate=1.0, ic_prior_var=1.2e-38).learning_rate == 1.0
+
+
+def test_a_run_written_before_g0_map_existed_is_read_as_fitted(tmp_path):
+    """config.yaml of a run that predates g0_map has no such key: the run is read without the map (as it was
+    fitted), while a user's config without the key takes the default."""
+    import yaml
+
+    from pyro_lfads.config import BEFORE_THE_KEY
+
+    path = tmp_path / "config.yaml"
+    values = LFADSConfig().to_dict()
+    del values["g0_map"]
+    path.write_text(yaml.safe_dump(values))
+    assert LFADSConfig.from_yaml(path, missing=BEFORE_THE_KEY).g0_map is False
+    assert LFADSConfig.from_yaml(path).g0_map is True

@@ -19,7 +19,7 @@ G generator units, U inferred inputs, E external inputs, C controller units):
                                            calcium: the spike rates, its fluorescence is obs_mean)
     {split}_factors             (B, T, F)  posterior mean factors
     {split}_gen_states          (B, T, G)  posterior mean generator states g_t
-    {split}_gen_init            (B, G)     posterior mean initial generator state g0
+    {split}_gen_init            (B, G)     posterior mean initial generator state: g0, or W_0 g0 + b_0 (g0_map)
     {split}_gen_inputs          (B, T, U+E) posterior mean generator input [u_t, a_t]
     {split}_con_states          (B, T, C)  posterior mean controller states c_t
     {split}_co_means            (B, T, U)  mean of q(u_t | u_<t, g0, x), averaged over the S draws
@@ -99,7 +99,12 @@ def posterior_chunks(model, guide, split: Split, *, samples: int, time_bins: int
     for trials, batch in trial_chunks(split, max_rows=max(1, max_rows // samples), device=device,
                                       time_bins=time_bins, session=session):
         draws, guide_trace = predictive.draw(batch)  # {site: (S, chunk trials, ...)}
-        yield trials, posterior_averages(draws, guide_trace, batch, samples)
+        averages = posterior_averages(draws, guide_trace, batch, samples)
+        if model.generator.initial_map is not None:  # the state before bin 1, W_0 g0 + b_0: the map of the mean
+            with torch.no_grad():
+                state = model.generator.initial_state(torch.as_tensor(averages["gen_init"], device=device))
+            averages["gen_init"] = state.cpu().numpy()
+        yield trials, averages
 
 
 def posterior_averages(draws: dict[str, torch.Tensor], guide_trace, batch: Batch,

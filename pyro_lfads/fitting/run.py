@@ -33,7 +33,7 @@ import pyro
 import torch
 
 from pyro_lfads.version import __version__
-from pyro_lfads.config import LFADSConfig
+from pyro_lfads.config import BEFORE_THE_KEY, LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split, as_sessions, load_dataset
 from pyro_lfads.errors import InputError
 from pyro_lfads.data.atomic_files import atomic_path, check_inside_run, remove_leftover_temporaries
@@ -202,7 +202,7 @@ class Run:
         directory = Path(run)
         if not (directory / INFO_FILE).is_file():
             raise InputError(f"{directory}: not a pyro-lfads run directory (no {INFO_FILE}); run 'pyro-lfads fit' first")
-        config = LFADSConfig.from_yaml(directory / CONFIG_FILE)
+        config = LFADSConfig.from_yaml(directory / CONFIG_FILE, missing=BEFORE_THE_KEY)
         try:
             info = RunInfo(**json.loads((directory / INFO_FILE).read_text()))
         except (json.JSONDecodeError, TypeError) as exc:
