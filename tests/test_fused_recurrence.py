@@ -59,6 +59,22 @@ def test_the_fused_scan_equals_the_clipped_step_by_step_recurrence(n_inputs, cli
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("n_inputs, clip", [(0, 5.0), (3, 5.0), (2, 0.5)])
+def test_the_cuda_scan_on_torchs_gru_equals_the_plain_recurrence(n_inputs, clip):
+    """The scan CUDA runs (bins 2..T in torch's GRU, exact once the first step has clipped) run here on the CPU:
+    the same values and gradients as T clipped steps."""
+    torch.manual_seed(1)
+    cell = ClippedGRUCell(n_inputs, 8, clip, fused=False)
+    x = torch.randn(4, 12, n_inputs, requires_grad=True)
+    h0 = (torch.randn(4, 8) * 3 * clip).requires_grad_()
+    got, want = cell._cudnn_scan(x, h0), cell.scan(x, h0)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    wrt = [h0, cell.weight_hh, cell.bias_hh, cell.bias_ih] + ([x, cell.weight_ih] if n_inputs else [])
+    weights = torch.randn_like(want)
+    for a, b in zip(torch.autograd.grad((got * weights).sum(), wrt), torch.autograd.grad((want * weights).sum(), wrt)):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("encoder", [BidirectionalEncoder, ForwardEncoder])
 def test_a_fused_encoder_equals_torchs_gru(encoder):
     """The encoders on gru_sequence (both directions stacked) against torch's own GRU: sequence, final
