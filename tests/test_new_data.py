@@ -184,6 +184,12 @@ def read_like_lfads_torch(path) -> dict:
 
 
 @pytest.mark.slow
+def initial_states(model, g0_draws: torch.Tensor) -> np.ndarray:
+    """(S, B, G) draws of g0 -> (B, G) the generator's state before bin 1 (W_0 g0 + b_0 with g0_map), averaged."""
+    with torch.no_grad():
+        return model.generator.initial_state(g0_draws).mean(0).numpy()
+
+
 def test_posterior_h5_reads_as_lfads_torch_output_keys_shapes_and_meanings(fitted):
     run_dir, _, dataset = fitted
     read = read_like_lfads_torch(run_dir / "posterior.h5")
@@ -216,7 +222,7 @@ def test_posterior_h5_reads_as_lfads_torch_output_keys_shapes_and_meanings(fitte
 
     meanings = {"co_stds": per_trial(q_u.scale),  # the standard deviation of q(u_t), not the spread of draws of u
                 "co_means": per_trial(q_u.loc), "con_states": per_trial(generator_run.controller_states),
-                "gen_init": draws["g0"].mean(0).numpy(), "gen_inputs": draws["u"].mean(0).numpy(),
+                "gen_init": initial_states(model, draws["g0"]), "gen_inputs": draws["u"].mean(0).numpy(),
                 "output_params": draws["rates"].mean(0).numpy(), "factors": draws["factors"].mean(0).numpy()}
     for field, value in meanings.items():
         np.testing.assert_allclose(valid[field], value, rtol=1e-5, atol=1e-6, err_msg=field)

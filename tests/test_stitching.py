@@ -474,8 +474,8 @@ def test_a_stitched_runs_report_has_one_section_per_session(stitched_run):
         assert f'data-figure="n_valid_trials">{dataset.valid.n_trials}<' in section
         assert 'data-method="smoothing" data-figure="heldin_bps" class=in-sample' in section
         figures = set(re.findall(r'<img src="([^"]+)"', section))
-        assert figures == {f"session{k}_{name}.png" for name in ("raster", "rates", "rate_scatter", "factors", "ppc",
-                                                                  "khat")}
+        assert figures == {f"session{k}_{name}.png" for name in ("raster", "rates", "rate_scatter", "rate_r2_by_bin",
+                                                                  "factors", "ppc", "khat")}
         assert all((index.parent / name).read_bytes()[:4] == b"\x89PNG" for name in figures)
         for name in (f"diagnostics_session{k}.json", f"inference_data_session{k}.nc"):
             assert (run_dir / name).is_file(), name
