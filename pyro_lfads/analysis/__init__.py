@@ -1,0 +1,1 @@
+"""Analyses of a fit's posterior means, as in the paper's figures: jPCA of factors, embeddings of inferred inputs."""
