@@ -245,7 +245,8 @@ def cmd_nlb_submission(args) -> None:
 def cmd_decode(args) -> None:
     from pyro_lfads.evaluation.decoding import decode_run
 
-    print(json.dumps(decode_run(args.run_dir, source=args.source, lag_bins=args.lag_bins, session=args.session)))
+    print(json.dumps(decode_run(args.run_dir, method=args.method, source=args.source, lag_bins=args.lag_bins,
+                                session=args.session)))
 
 
 def cmd_diagnose(args) -> None:
@@ -302,7 +303,8 @@ FLAG_WORDS = {
     "posterior": _DEVICE + ((r"^samples:", "--samples:"), (r"^out:", "--out:"), (r"^session:", "--session:")),
     "evaluate": _RERUN + ((r"^session:", "--session:"),),
     "nlb-submission": _DEVICE + ((r"^(samples|name|session):", r"--\1:"), (r"\(data\)$", "(--data)")),
-    "decode": _RERUN + ((r"^source:", "--from:"), (r"^session:", "--session:")),
+    "decode": _RERUN + ((r"^source:", "--from:"), (r"^session:", "--session:"), (r"^method:", "--method:"),
+                        (r"use method '(\w+)'", r"use --method \1")),
     "diagnose": _DEVICE + _BIN_MS,
     "report": _DEVICE + _RERUN + _BIN_MS,
     "demo": _DEVICE,

@@ -248,8 +248,15 @@ def build_parser() -> argparse.ArgumentParser:
     nlb.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device(nlb)
 
-    dec = sub.add_parser("decode", help="fit a ridge decoder of behaviour from a run's rates or factors")
+    dec = sub.add_parser("decode", help="fit a decoder of behaviour (ridge, OLE or Kalman filter) from a run's "
+                                        "rates or factors")
     dec.add_argument("run_dir", type=Path, help="run directory with a posterior, on data with *_behavior")
+    dec.add_argument("--method", default="ridge", metavar="ridge|ole|kalman",
+                     help="ridge: ridge regression, penalty by cross-validation over training trials (default); "
+                          "ole: optimal linear estimation, least squares with no penalty, the paper's decoder; "
+                          "kalman: a Kalman filter whose state is the behaviour, with linear dynamics and features "
+                          "linear in it (Wu et al. 2006), fitted by least squares. ole and kalman also report "
+                          "cv_r2, the R2 of 5-fold cross-validation over the training trials")
     dec.add_argument("--from", dest="source", choices=["rates", "factors"], default="rates",
                      help="decode from posterior mean rates (default) or factors")
     dec.add_argument("--lag-bins", type=_nonnegative_int, default=0,
