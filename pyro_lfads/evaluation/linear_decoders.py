@@ -23,26 +23,10 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import KFold
 
 from pyro_lfads.errors import InputError
+from pyro_lfads.evaluation.metrics import as_3d
 
 #: Folds of the cross-validation over trials (the paper's 5).
 DEFAULT_FOLDS = 5
-
-
-def as_3d(name: str, arr: object, allow_nan: bool = False) -> np.ndarray:
-    """``arr`` as a float64 (trials, T, dims) array, checked non-empty and finite (NaN allowed with
-    ``allow_nan``; infinities never are)."""
-    try:
-        arr = np.asarray(arr, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(f"{name}: cannot be read as an array of numbers") from None
-    if arr.ndim != 3:
-        raise InputError(f"{name}: expected a 3-D array (trials, time, dims), got shape {arr.shape}")
-    if arr.size == 0:
-        raise InputError(f"{name}: is empty (shape {arr.shape})")
-    bad = np.isinf(arr) if allow_nan else ~np.isfinite(arr)
-    if np.any(bad):
-        raise InputError(f"{name}: holds {'infinite' if allow_nan else 'NaN or infinite'} values")
-    return arr
 
 
 def _integer(name: str, value: object, minimum: int) -> int:

@@ -35,8 +35,8 @@ from pyro_lfads.errors import InputError
 DEFAULT_RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-4, 2, 7))
 
 
-def _as_3d(name: str, arr: np.ndarray, allow_nan: bool = False) -> np.ndarray:
-    """Return ``arr`` as float64 after checking it is a non-empty 3-D array of finite values.
+def as_3d(name: str, arr: object, allow_nan: bool = False) -> np.ndarray:
+    """Return ``arr`` as float64 (trials, time, features) after checking it is a non-empty 3-D array of finite values.
 
     With ``allow_nan``, NaN is accepted (infinities never are).
     """
@@ -56,8 +56,8 @@ def _as_3d(name: str, arr: np.ndarray, allow_nan: bool = False) -> np.ndarray:
 
 def _check_pair(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return ``a`` and ``b`` as float64 arrays after checking they are 3-D, alike and finite."""
-    a = _as_3d(name_a, a)
-    b = _as_3d(name_b, b)
+    a = as_3d(name_a, a)
+    b = as_3d(name_b, b)
     if a.shape != b.shape:
         raise InputError(f"{name_a} and {name_b}: shapes differ, {a.shape} vs {b.shape}")
     return a, b
@@ -175,8 +175,8 @@ def _decoder_rows(rates_name: str, rates: np.ndarray, behavior_name: str, behavi
     Rows where any behaviour dimension is NaN (NLB's mark for "unknown") are
     dropped, as ``nlb_tools`` does.
     """
-    rates = _as_3d(rates_name, rates)
-    behavior = _as_3d(behavior_name, behavior, allow_nan=True)
+    rates = as_3d(rates_name, rates)
+    behavior = as_3d(behavior_name, behavior, allow_nan=True)
     n_trials, n_time, _ = rates.shape
     if behavior.shape[:2] != (n_trials, n_time):
         raise InputError(f"{behavior_name}: (trials, time) {behavior.shape[:2]} differ from "
@@ -302,7 +302,7 @@ def condition_psth(spikes: np.ndarray, conditions: np.ndarray, sigma_bins: float
     Returns:
         (conditions sorted ascending (C,), psth (C, T, N) in counts per bin).
     """
-    spikes = _as_3d("spikes", spikes)
+    spikes = as_3d("spikes", spikes)
     _check_counts(spikes, "spikes")
     conditions = _check_labels("conditions", conditions, spikes.shape[0])
     if not (isinstance(sigma_bins, numbers.Real) and np.isfinite(sigma_bins) and sigma_bins > 0):
@@ -331,8 +331,8 @@ def psth_r2(eval_rates: np.ndarray, eval_conditions: np.ndarray, psth: np.ndarra
     prediction with ``multioutput="uniform_average"``: each neuron's R2 over
     conditions and bins, averaged over neurons.
     """
-    eval_rates = _as_3d("eval_rates", eval_rates)
-    psth = _as_3d("psth", psth)
+    eval_rates = as_3d("eval_rates", eval_rates)
+    psth = as_3d("psth", psth)
     eval_conditions = _check_labels("eval_conditions", eval_conditions, eval_rates.shape[0])
     if psth.shape[1] != eval_rates.shape[1]:
         raise InputError(f"psth: has {psth.shape[1]} time bins, but eval_rates has {eval_rates.shape[1]}")
@@ -366,7 +366,7 @@ def pulse_time_errors_ms(inputs: np.ndarray, pulse_times_ms: np.ndarray, bin_ms:
     The peak is the bin where the input departs most from its own median over
     the trial (the norm over the U inputs), so its sign does not matter.
     """
-    inputs = _as_3d("inputs", inputs)
+    inputs = as_3d("inputs", inputs)
     pulse_times_ms = np.asarray(pulse_times_ms, dtype=np.float64)
     if pulse_times_ms.shape != inputs.shape[:1]:
         raise InputError(f"pulse_times_ms: expected shape ({inputs.shape[0]},), got {pulse_times_ms.shape}")
@@ -381,7 +381,7 @@ def input_r2(inferred: np.ndarray, true: np.ndarray) -> float:
     ``LinearRegression`` from the U inferred inputs to each true input over all
     bins of all trials; R2 averaged over the V true inputs.
     """
-    inferred, true = _as_3d("inferred", inferred), _as_3d("true", true)
+    inferred, true = as_3d("inferred", inferred), as_3d("true", true)
     if inferred.shape[:2] != true.shape[:2]:
         raise InputError(f"inferred and true: trials and bins differ, {inferred.shape[:2]} vs {true.shape[:2]}")
     return float(r2_score(true.reshape(-1, true.shape[2]), affine_map(inferred, true).reshape(-1, true.shape[2])))
@@ -398,7 +398,7 @@ def cross_validated_r2(features: np.ndarray, target: np.ndarray, folds: int = 5)
     """R2 of a ridge regression from ``features`` (trials, T, K) to ``target`` (trials, T, D), every
     bin a row, predicted by ``folds``-fold cross-validation with each trial's bins kept in one fold
     (the latent-state decoding of the paper's stitching figure); R2 averaged over the D targets."""
-    features, target = _as_3d("features", features), _as_3d("target", target)
+    features, target = as_3d("features", features), as_3d("target", target)
     if features.shape[:2] != target.shape[:2]:
         raise InputError(f"features and target: trials and bins differ, {features.shape[:2]} vs {target.shape[:2]}")
     n_trials, n_time = features.shape[:2]
@@ -414,6 +414,6 @@ def cross_session_consistency(condition_factors: list[np.ndarray]) -> float:
     """How much sessions agree on each condition's factor trajectory: R2 of every session's
     condition-averaged factors (conditions, T, F) against the average over sessions, averaged over
     sessions (1 when they coincide)."""
-    stacked = np.stack([_as_3d("condition_factors", f) for f in condition_factors])  # (S, C, T, F)
+    stacked = np.stack([as_3d("condition_factors", f) for f in condition_factors])  # (S, C, T, F)
     mean = stacked.mean(axis=0).reshape(-1, stacked.shape[-1])
     return float(np.mean([r2_score(mean, session.reshape(-1, stacked.shape[-1])) for session in stacked]))
