@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from pyro_lfads.evaluation.baselines import DEFAULT_GLM_ALPHAS, GaussianSmoothing, GPFABaseline, PoissonGLM, SmoothingBaseline
+from pyro_lfads.evaluation.baselines import DEFAULT_GLM_ALPHAS, GaussianSmoothing, PoissonGLM, SmoothingBaseline
+from pyro_lfads.evaluation.gpfa_baseline import GPFABaseline
 from pyro_lfads.errors import InputError
 from pyro_lfads.evaluation.metrics import co_bps, fp_bps, rate_r2
 from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
@@ -234,6 +235,12 @@ def test_gpfa_baseline_predicts_held_out_and_forward_bins():
     assert rates.shape == (40, 35, 25)
     assert np.all(rates > 0)
     latents = model.gpfa_.transform(eval_in).reshape(-1, 2)
-    np.testing.assert_allclose(rates[:, :30, :20], model.heldin_glm_.predict(latents).reshape(40, 30, 20))
+    for neuron in (0, 7):  # held-in rates: each neuron's GLM on the latents inferred without it
+        left_out = model.gpfa_.leave_neuron_out(eval_in, neuron).reshape(-1, 2)
+        np.testing.assert_allclose(rates[:, :30, neuron].ravel(), model.heldin_glms_[neuron].predict(left_out)[:, 0])
+        changed = eval_in.copy()
+        changed[:, :, neuron] = 3 - np.minimum(changed[:, :, neuron], 3)  # its own spikes never reach its rate
+        np.testing.assert_allclose(model.predict(changed)[:, :30, neuron], rates[:, :30, neuron])
+    assert model.heldout_glm_.predict(latents).shape == (40 * 30, 5)
     assert co_bps(rates[:, :30, 20:], eval_out) > 0.1
     assert fp_bps(rates[:, 30:], eval_fwd) > 0.05

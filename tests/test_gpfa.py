@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from scipy.optimize import check_grad
 
 from pyro_lfads.errors import InputError
 from pyro_lfads.evaluation.gpfa import GPFA, _se_kernel, _tau_objective
+from pyro_lfads.evaluation.gpfa_baseline import select_n_latents
 
 TRUE_TAUS = (2.0, 5.0, 10.0)
 
@@ -207,7 +210,7 @@ def test_single_bin_trials_raise_input_error():
 
 
 def test_transform_before_fit_raises_input_error():
-    with pytest.raises(InputError, match="GPFA: transform called before fit"):
+    with pytest.raises(InputError, match="GPFA: called before fit"):
         GPFA(n_latents=2).transform(GOOD)
 
 
@@ -221,3 +224,43 @@ def test_transform_with_other_neuron_count_raises_input_error(gaussian_fit):
 def test_transform_checks_spikes(gaussian_fit):
     with pytest.raises(InputError, match=r"spikes: expected a 3-D array"):
         gaussian_fit.transform(np.ones(20))
+
+
+def test_leave_neuron_out_is_inference_without_that_neuron(gaussian_data, gaussian_fit):
+    """Row j equals transform with neuron j's noise made infinite (it then carries no information), and
+    does not move when neuron j's observations change."""
+    _, obs = gaussian_data
+    deaf = copy.deepcopy(gaussian_fit)
+    deaf.R_ = deaf.R_.copy()
+    deaf.R_[4] = 1e12
+    left_out = gaussian_fit.leave_neuron_out(obs, 4)
+    np.testing.assert_allclose(left_out, deaf.transform(obs), atol=1e-6)
+    changed = obs.copy()
+    changed[:, :, 4] += 10.0
+    np.testing.assert_allclose(gaussian_fit.leave_neuron_out(changed, 4), left_out)
+    assert not np.allclose(gaussian_fit.transform(changed), gaussian_fit.transform(obs))
+    with pytest.raises(InputError, match=r"neuron: must be in \[0, 20\)"):
+        gaussian_fit.leave_neuron_out(obs, 20)
+
+
+def test_score_is_the_mean_log_likelihood_per_trial(gaussian_data, gaussian_fit):
+    _, obs = gaussian_data
+    assert gaussian_fit.score(obs) == pytest.approx(gaussian_fit.log_likelihoods_[-1] / len(obs), rel=1e-6)
+
+
+def test_timescales_never_fall_below_one_bin():
+    """White noise (no temporal structure): EM would push tau below a bin, a per-bin copy of the data."""
+    rng = np.random.default_rng(3)
+    obs = rng.normal(size=(40, 30, 10)) @ rng.normal(size=(10, 10))
+    model = GPFA(n_latents=3, max_iter=30, preprocess="none").fit(obs)
+    assert np.all(model.tau_ >= 1.0 - 1e-9) and np.min(model.tau_) < 1.5
+
+
+def test_the_latent_dimension_is_chosen_by_held_out_likelihood(gaussian_data):
+    _, obs = gaussian_data
+    best, scores = select_n_latents(obs, candidates=(1, 3, 6), max_iter=30, preprocess="none")
+    assert best == 3 and set(scores) == {1, 3, 6} and scores[3] > scores[1]
+    with pytest.raises(InputError, match="needs at least as many neurons"):
+        select_n_latents(obs[:, :, :2] + 10.0, candidates=(4, 8))
+    with pytest.raises(InputError, match="at least 6 training trials"):
+        select_n_latents(obs[:5] + 10.0)

@@ -122,6 +122,13 @@ def test_the_table_and_its_json_mark_the_same_in_sample_figures():
     assert plain.splitlines()[-1].split() == ["co_bps", "0.3000"] and "*" not in plain
 
 
+def test_gpfas_left_neuron_out_held_in_figure_is_not_marked_in_sample():
+    result = {"smoothing": {"heldin_bps": 0.83}, "gpfa": {"heldin_bps": 0.5}}
+    heldin = next(line for line in format_table(result).splitlines() if line.startswith("heldin_bps")).split()
+    assert heldin[1:] == ["0.8300", "*", "0.5000"]
+    assert in_sample_figures({"gpfa": {"heldin_bps": 0.5}}) == []
+
+
 @pytest.mark.slow
 def test_baselines_give_rates_of_the_target_shape(small_nlb):
     for method in ("smoothing", "gpfa"):

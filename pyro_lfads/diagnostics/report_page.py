@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyro_lfads.evaluation.table import IN_SAMPLE, IN_SAMPLE_NOTE
+from pyro_lfads.evaluation.table import IN_SAMPLE_NOTE, is_in_sample
 from pyro_lfads.fitting.derived_files import Source
 
 #: What each figure shows (by its name without a session prefix), in the order of the page.
@@ -158,7 +158,7 @@ def _evaluation(result: dict, left_out: str) -> str:
         cells = []
         for method in methods:
             value = result[method].get(row)
-            marked = value is not None and row in IN_SAMPLE
+            marked = value is not None and is_in_sample(method, row)
             text = "" if value is None else _format(value) + (f" {IN_SAMPLE_MARK}" if marked else "")
             cells.append(f'<td data-method="{html.escape(method)}" data-figure="{html.escape(row)}"'
                          f'{" class=in-sample" if marked else ""}>{html.escape(text)}</td>')

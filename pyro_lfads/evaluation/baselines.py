@@ -5,10 +5,9 @@ counts per bin. Smoothing runs along the time axis of each trial and neuron.
 
 - :class:`GaussianSmoothing`: smoothed spike counts as rates.
 - :class:`PoissonGLM`: multi-output Poisson regression from features to counts.
-- :class:`SmoothingBaseline` and :class:`GPFABaseline`: NLB's smoothing and
-  GPFA baselines, which map features of the held-in spikes (log smoothed
-  spikes, or GPFA latents) to held-out neurons and forward bins with Poisson GLMs
-  (see :class:`NLBBaseline`).
+- :class:`SmoothingBaseline`: NLB's smoothing baseline, which maps features of the held-in spikes (log
+  smoothed spikes) to held-out neurons and forward bins with Poisson GLMs (see :class:`NLBBaseline`);
+  the GPFA baseline (:mod:`pyro_lfads.evaluation.gpfa_baseline`) shares that read-out.
 """
 
 from __future__ import annotations
@@ -379,35 +378,3 @@ class SmoothingBaseline(NLBBaseline):
 
     def _heldin_rates(self, heldin: np.ndarray, features: np.ndarray) -> np.ndarray:
         return self.smoothing_.predict(heldin)
-
-
-class GPFABaseline(NLBBaseline):
-    """NLB's GPFA baseline: GPFA latents of the held-in spikes as GLM features.
-
-    The latents are the orthonormalised posterior means of
-    :class:`pyro_lfads.evaluation.gpfa.GPFA` fitted to the training held-in spikes. All
-    rates, held-in ones included, come from Poisson GLMs of the latents (GPFA's
-    own reconstruction lives in square-root-count space, not counts per bin).
-
-    Args:
-        n_latents: GPFA latent dimensions (<= N_in).
-        max_iter: the most GPFA EM iterations.
-        glm_alphas, max_selection_samples, seed: see :class:`NLBBaseline`; ``seed``
-            also seeds GPFA's initialisation.
-
-    Attributes (after ``fit``): gpfa_: the fitted GPFA model.
-    """
-
-    def __init__(self, n_latents: int = 8, max_iter: int = 200, glm_alphas: tuple[float, ...] = DEFAULT_GLM_ALPHAS,
-                 max_selection_samples: int = 20_000, seed: int = 0):
-        super().__init__(glm_alphas, max_selection_samples, seed)
-        self.n_latents = n_latents
-        self.max_iter = max_iter
-
-    def _fit_features(self, heldin: np.ndarray) -> None:
-        from pyro_lfads.evaluation.gpfa import GPFA  # imported here so that this module does not need gpfa
-
-        self.gpfa_ = GPFA(n_latents=self.n_latents, max_iter=self.max_iter, seed=self.seed, progress=False).fit(heldin)
-
-    def _features(self, heldin: np.ndarray) -> np.ndarray:
-        return self.gpfa_.transform(heldin)

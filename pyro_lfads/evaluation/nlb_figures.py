@@ -94,10 +94,12 @@ def baseline_rates(method: str, dataset: LFADSDataset, *, seed: int = 0) -> tupl
     """(train rates, valid rates) of an NLB baseline, each shaped like ``recon_data``, counts per bin.
 
     ``method``: "smoothing" (Gaussian-smoothed held-in spikes) or "gpfa"
-    (GPFA latents of the held-in spikes); both reach held-out neurons and
+    (GPFA latents of the held-in spikes, their dimension cross-validated; held-in rates left-neuron-out,
+    :mod:`pyro_lfads.evaluation.gpfa_baseline`); both reach held-out neurons and
     forward bins through Poisson GLMs fitted on the training trials.
     """
-    from pyro_lfads.evaluation.baselines import GPFABaseline, SmoothingBaseline
+    from pyro_lfads.evaluation.baselines import SmoothingBaseline
+    from pyro_lfads.evaluation.gpfa_baseline import GPFABaseline
 
     if method not in BASELINES:
         raise InputError(f"baseline: {method!r} is not one of {', '.join(BASELINES)}")
