@@ -150,7 +150,7 @@ class LFADSGuide(nn.Module):
         generator = self.generator
         masks = generator.dropout_mask((n_time + 1, *g.shape), g)  # m_0..m_T, or None
         ext = None if batch.ext_input is None else _rows(batch.ext_input, leading)  # (R, T, E)
-        if self.config.fused_recurrence:
+        if self.config.fused_recurrence and torch.is_grad_enabled():  # without gradients the plain loop is faster
             path = self._fused_scan(enc_gates, g, noise, ext, masks, w_factors)
         else:
             path = self._scan(enc_gates, g, noise, ext, masks, w_factors)

@@ -339,4 +339,5 @@ def test_evaluate_skips_a_baseline_that_cannot_run_with_a_note(tmp_path, capsys)
     assert main(["evaluate", run, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert "heldin_bps" in result["smoothing"]
-    assert result["gpfa"] == {"skipped": "GPFA's 8 latents need at least 8 held-in neurons, the data have 1"}
+    assert result["gpfa"] == {"skipped": "GPFA's smallest latent dimension, 2, needs at least 2 held-in neurons, "
+                                         "the data have 1"}

@@ -102,7 +102,7 @@ def test_behaviour_of_all_bins_is_decoded_on_the_observed_bins(small_nlb):
 RESULT = {"lfads": {"likelihood": "poisson", "elbo_per_trial": -310.5, "bits_per_spike": 0.2, "co_bps": 0.31,
                     "heldin_bps": 0.23},
           "smoothing": {"co_bps": 0.2, "heldin_bps": 0.83},
-          "gpfa": {"skipped": "GPFA's 8 latents need at least 8 held-in neurons, the data have 4"}}
+          "gpfa": {"skipped": "GPFA's smallest latent dimension, 2, needs at least 2 held-in neurons, the data have 1"}}
 
 
 def test_the_table_and_its_json_mark_the_same_in_sample_figures():

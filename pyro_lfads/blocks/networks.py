@@ -72,7 +72,7 @@ class ClippedGRUCell(nn.Module):
             for t in range(x.shape[1]):
                 states.append(self.forward(x[:, t], states[-1]))
             return torch.stack(states[1:], dim=1)
-        if x.is_cuda:
+        if x.is_cuda or not torch.is_grad_enabled():  # torch's GRU: cuDNN, or the C++ forward for posterior draws
             return self._cudnn_scan(x, h0)
         x_gates = self.project_inputs(x).transpose(0, 1)  # (T, B, 3H)
         return gru_sequence(x_gates, h0, self.weight_hh, self.bias_hh, self.clip).transpose(0, 1)
@@ -149,10 +149,10 @@ def _torch_gru(input_size: int, hidden_size: int) -> nn.GRU:
 
 def run_torch_gru(gru: nn.GRU, x: torch.Tensor, h0: torch.Tensor, fused: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """``gru(x, h0)`` for a one-layer batch-first GRU of D directions: x (B, T, I), h0 (D, B, H) ->
-    (sequence (B, T, D H), last states (D, B, H)). With ``fused`` on a CPU, each direction's weights run
-    in :func:`~pyro_lfads.blocks.fused_gru.gru_sequence`; else torch's own GRU (cuDNN on CUDA). The same
-    values and gradients."""
-    if not fused or x.is_cuda:
+    (sequence (B, T, D H), last states (D, B, H)). With ``fused`` on a CPU and gradients on, each direction's
+    weights run in :func:`~pyro_lfads.blocks.fused_gru.gru_sequence`; else torch's own GRU (cuDNN on CUDA; on
+    a CPU without gradients, posterior draws, its C++ forward is the faster). The same values and gradients."""
+    if not fused or x.is_cuda or not torch.is_grad_enabled():
         return gru(x, h0)
     suffixes = ("_l0", "_l0_reverse") if gru.bidirectional else ("_l0",)
     in_time = x.transpose(0, 1)  # (T, B, I)

@@ -117,7 +117,8 @@ def baseline_obstacle(method: str, dataset: LFADSDataset) -> str | None:
         return "the training trials hold no spike to smooth"
     n_latents = min(LATENT_CANDIDATES)
     if method == "gpfa" and heldin.shape[2] < n_latents:
-        return f"GPFA's {n_latents} latents need at least {n_latents} held-in neurons, the data have {heldin.shape[2]}"
+        return (f"GPFA's smallest latent dimension, {n_latents}, needs at least {n_latents} held-in neurons, the data "
+                f"have {heldin.shape[2]}")
     return None
 
 
