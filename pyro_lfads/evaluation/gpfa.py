@@ -205,16 +205,21 @@ class GPFA:
             log_det_prior += 2.0 * np.sum(np.log(np.diag(kernel_factor[0])))
         return precision, log_det_prior
 
-    def _precision(self, n_time: int) -> tuple[tuple[np.ndarray, bool], float]:
-        """Cholesky factor of the posterior precision P (pT, pT) for T = n_time, and sum_i log|K_i|."""
+    def _precision(self, n_time: int, keep=slice(None)) -> tuple[tuple[np.ndarray, bool], float]:
+        """Cholesky factor of the posterior precision P (pT, pT) for T = n_time given the neurons ``keep``
+        (all by default), and sum_i log|K_i|."""
         prior, log_det_prior = self._prior_precision(n_time)
-        precision = prior + np.kron(self.C_.T @ (self.C_ / self.R_[:, None]), np.eye(n_time))
+        loading = self.C_[keep]
+        precision = prior + np.kron(loading.T @ (loading / self.R_[keep][:, None]), np.eye(n_time))
         return cho_factor(precision, lower=True), log_det_prior
 
-    def _posterior_mean(self, y: np.ndarray, factor: tuple[np.ndarray, bool]) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior means (N, p*T), latent-major, and the projected data b (N, p*T) of y (N, T, q)."""
+    def _posterior_mean(self, y: np.ndarray, factor: tuple[np.ndarray, bool],
+                        keep=slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior means (N, p*T), latent-major, and the projected data b (N, p*T) of y (N, T, q), given the
+        neurons ``keep`` (all by default; ``factor`` from :meth:`_precision` with the same ``keep``)."""
         n_trials = y.shape[0]
-        projected = np.einsum("ntj,ji->nit", (y - self.d_) / self.R_, self.C_).reshape(n_trials, -1)
+        projected = np.einsum("ntj,ji->nit", (y[:, :, keep] - self.d_[keep]) / self.R_[keep], self.C_[keep])
+        projected = projected.reshape(n_trials, -1)
         return cho_solve(factor, projected.T).T, projected
 
     def _e_step(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -327,16 +332,12 @@ class GPFA:
         A rate of ``neuron`` read out of them is out of sample for its own spikes: it never saw them.
         """
         y = self._fitted_observations(spikes)
-        n_trials, n_time, n_neurons = y.shape
+        _, n_time, n_neurons = y.shape
         if not 0 <= neuron < n_neurons:
             raise InputError(f"neuron: must be in [0, {n_neurons}), got {neuron}")
         keep = np.arange(n_neurons) != neuron
-        loading, noise = self.C_[keep], self.R_[keep]
-        prior, _ = self._prior_precision(n_time)
-        precision = prior + np.kron(loading.T @ (loading / noise[:, None]), np.eye(n_time))
-        projected = np.einsum("ntj,ji->nit", (y[:, :, keep] - self.d_[keep]) / noise, loading)
-        mean = cho_solve(cho_factor(precision, lower=True), projected.reshape(n_trials, -1).T).T
-        return self._orthonormalised(mean)
+        factor, _ = self._precision(n_time, keep)
+        return self._orthonormalised(self._posterior_mean(y, factor, keep)[0])
 
     def score(self, spikes: np.ndarray) -> float:
         """Mean data log-likelihood per trial (nats, of the preprocessed observations) of spikes (N, T, q) under

@@ -7,8 +7,9 @@ GLMs, the latent dimension chosen by cross-validation, the held-in rates out of 
   (:data:`pyro_lfads.evaluation.gpfa.LOG_TAU_BOUNDS`).
 - Held-in rates: neuron j's rate is read out of the latents inferred without neuron j
   (:meth:`~pyro_lfads.evaluation.gpfa.GPFA.leave_neuron_out`) by a GLM fitted on such latents of the
-  training trials, so no held-in rate has seen its own spikes and GPFA's ``heldin_bps`` is out of sample. A latent inferred from all neurons can copy a neuron's
-  spikes into its rate, which scored above the true rates on sparse Lorenz data.
+  training trials, so no held-in rate has seen its own spikes and GPFA's ``heldin_bps`` is out of sample.
+  A latent inferred from all neurons can copy a neuron's spikes into its rate, which scored above the true
+  rates on sparse Lorenz data.
 - Held-out neurons and forward bins: GLMs of the latents of all held-in neurons, as in NLB.
 
 Spikes are (trials, time, neurons) counts per bin.
