@@ -7,7 +7,7 @@ dynamics). GPFA's held-in rates are left-neuron-out (out of sample); smoothing's
 
 One JSON line per (data set, method): ``dataset``, ``method``, ``seconds`` (fit and predict, both splits),
 ``heldin_bps`` and ``true_heldin_bps`` (the true rates' on the same spikes), ``in_sample``, ``rate_r2``,
-and for GPFA ``n_latents`` (chosen by cross-validation), ``cv_log_likelihood`` (per held-out trial for
+and for GPFA ``n_latents`` (chosen by cross-validation), ``cv_error`` (leave-neuron-out error per held-out trial for
 each candidate) and ``timescales_bins``.
 
 Run alone (timings): python benchmarks/baselines.py [--datasets lorenz_50x20ms,lorenz_low_rate,lorenz_high_rate]
@@ -44,7 +44,7 @@ def score_baseline(name: str, method: str) -> dict:
             "heldin_bps": scores["heldin_bps"], "true_heldin_bps": truth["heldin_bps"],
             "in_sample": is_in_sample(method, "heldin_bps"), "rate_r2": scores["rate_r2"]}
     if method == "gpfa":
-        line.update(n_latents=model.n_latents_, cv_log_likelihood=model.selection_scores_,
+        line.update(n_latents=model.n_latents_, cv_error=model.selection_scores_,
                     timescales_bins=[round(float(tau), 2) for tau in model.gpfa_.tau_])
     return line
 

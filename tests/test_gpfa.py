@@ -256,11 +256,38 @@ def test_timescales_never_fall_below_one_bin():
     assert np.all(model.tau_ >= 1.0 - 1e-9) and np.min(model.tau_) < 1.5
 
 
-def test_the_latent_dimension_is_chosen_by_held_out_likelihood(gaussian_data):
+def test_leave_neuron_out_error_is_the_gaussian_conditional_of_each_neuron(gaussian_data, gaussian_fit):
+    """C_j E[x | y_-j] + d_j is E[y_j | y_-j] under y ~ N(d, C Kbar C^T + R), computed here directly."""
     _, obs = gaussian_data
-    best, scores = select_n_latents(obs, candidates=(1, 3, 6), max_iter=30, preprocess="none")
-    assert best == 3 and set(scores) == {1, 3, 6} and scores[3] > scores[1]
+    trials, n_time, n_neurons = obs[:3], obs.shape[1], obs.shape[2]
+    model = gaussian_fit
+    kernels = [_se_kernel(np.log(tau), n_time)[0] for tau in model.tau_]
+    # covariance of y stacked neuron-major (q*T,): sum_i C_:,i C_:,i^T kron K_i + R kron I
+    cov = sum(np.kron(np.outer(model.C_[:, i], model.C_[:, i]), kernel) for i, kernel in enumerate(kernels))
+    cov += np.kron(np.diag(model.R_), np.eye(n_time))
+    flat = (trials - model.d_).transpose(0, 2, 1).reshape(3, -1)  # (N, q*T), neuron-major
+    error = 0.0
+    for j in range(n_neurons):
+        own = np.arange(j * n_time, (j + 1) * n_time)
+        rest = np.setdiff1d(np.arange(n_neurons * n_time), own)
+        predicted = cov[np.ix_(own, rest)] @ np.linalg.solve(cov[np.ix_(rest, rest)], flat[:, rest].T)
+        error += np.sum((flat[:, own].T - predicted) ** 2)
+    assert model.leave_neuron_out_error(trials) == pytest.approx(error / 3, rel=1e-5)
+
+
+@pytest.mark.parametrize("criterion", ["leave_neuron_out", "likelihood"])
+def test_the_latent_dimension_is_chosen_by_cross_validation(gaussian_data, criterion):
+    _, obs = gaussian_data
+    best, scores = select_n_latents(obs, candidates=(1, 3, 6), max_iter=30, preprocess="none", criterion=criterion)
+    assert best == 3 and set(scores) == {1, 3, 6}
+    assert (scores[3] > scores[1]) if criterion == "likelihood" else (scores[3] < scores[1])
+
+
+def test_the_latent_dimension_rejects_bad_requests(gaussian_data):
+    _, obs = gaussian_data
     with pytest.raises(InputError, match="needs at least as many neurons"):
         select_n_latents(obs[:, :, :2] + 10.0, candidates=(4, 8))
     with pytest.raises(InputError, match="at least 6 training trials"):
         select_n_latents(obs[:5] + 10.0)
+    with pytest.raises(InputError, match="criterion: 'aic' is not one of leave_neuron_out, likelihood"):
+        select_n_latents(obs, criterion="aic")

@@ -325,19 +325,36 @@ class GPFA:
         factor, _ = self._precision(y.shape[1])
         return self._orthonormalised(self._posterior_mean(y, factor)[0])
 
+    def _left_out_mean(self, y: np.ndarray, neuron: int) -> np.ndarray:
+        """Posterior means (N, p*T), latent-major, of observations y (N, T, q) given every neuron but ``neuron``."""
+        _, n_time, n_neurons = y.shape
+        if not 0 <= neuron < n_neurons:
+            raise InputError(f"neuron: must be in [0, {n_neurons}), got {neuron}")
+        keep = np.arange(n_neurons) != neuron
+        factor, _ = self._precision(n_time, keep)
+        return self._posterior_mean(y, factor, keep)[0]
+
     def leave_neuron_out(self, spikes: np.ndarray, neuron: int) -> np.ndarray:
         """Latents (N, T, p) of spikes (N, T, q) inferred from every neuron but ``neuron`` (Yu et al.'s
         leave-neuron-out prediction), in :meth:`transform`'s orthonormalised basis.
 
         A rate of ``neuron`` read out of them is out of sample for its own spikes: it never saw them.
         """
+        return self._orthonormalised(self._left_out_mean(self._fitted_observations(spikes), neuron))
+
+    def leave_neuron_out_error(self, spikes: np.ndarray) -> float:
+        """Yu et al.'s leave-neuron-out prediction error of spikes (N, T, q): the squared error of each
+        neuron's observation (preprocessed, see ``preprocess``) predicted as ``C_j x + d_j`` from the
+        latents inferred without it, summed over bins and neurons, mean per trial. Unlike :meth:`score`
+        it cannot be lowered by latents that copy a neuron's own noise, so it picks ``n_latents``."""
         y = self._fitted_observations(spikes)
-        _, n_time, n_neurons = y.shape
-        if not 0 <= neuron < n_neurons:
-            raise InputError(f"neuron: must be in [0, {n_neurons}), got {neuron}")
-        keep = np.arange(n_neurons) != neuron
-        factor, _ = self._precision(n_time, keep)
-        return self._orthonormalised(self._posterior_mean(y, factor, keep)[0])
+        n_trials, n_time, n_neurons = y.shape
+        error = 0.0
+        for j in range(n_neurons):
+            latents = self._left_out_mean(y, j).reshape(n_trials, self.n_latents, n_time)
+            predicted = np.einsum("npt,p->nt", latents, self.C_[j]) + self.d_[j]
+            error += float(np.sum((y[:, :, j] - predicted) ** 2))
+        return error / n_trials
 
     def score(self, spikes: np.ndarray) -> float:
         """Mean data log-likelihood per trial (nats, of the preprocessed observations) of spikes (N, T, q) under

@@ -2,8 +2,8 @@
 GLMs, the latent dimension chosen by cross-validation, the held-in rates out of sample.
 
 - Latent dimension: of :data:`LATENT_CANDIDATES` (those no larger than the held-in neurons), the one whose
-  GPFA, fitted on the other folds of the training trials, gives the held-out fold the highest data
-  log-likelihood, summed over :data:`SELECTION_FOLDS` folds of trials. Timescales are at least one bin
+  GPFA, fitted on the other folds of the training trials, predicts the held-out fold's neurons best from
+  the other neurons (Yu et al.'s leave-neuron-out error), averaged over :data:`SELECTION_FOLDS` folds. Timescales are at least one bin
   (:data:`pyro_lfads.evaluation.gpfa.LOG_TAU_BOUNDS`).
 - Held-in rates: neuron j's rate is read out of the latents inferred without neuron j
   (:meth:`~pyro_lfads.evaluation.gpfa.GPFA.leave_neuron_out`) by a GLM fitted on such latents of the
@@ -30,15 +30,26 @@ LATENT_CANDIDATES = (2, 4, 8, 12)
 SELECTION_FOLDS = 3
 
 
+#: How :func:`select_n_latents` scores a candidate on held-out trials: name -> (GPFA method, better is higher).
+CRITERIA = {"leave_neuron_out": ("leave_neuron_out_error", False), "likelihood": ("score", True)}
+
+
 def select_n_latents(spikes: np.ndarray, candidates: tuple[int, ...] = LATENT_CANDIDATES, *,
                      folds: int = SELECTION_FOLDS, max_iter: int = 100, seed: int = 0,
-                     preprocess: str = "sqrt") -> tuple[int, dict]:
-    """The latent dimension of GPFA for spikes (N, T, q) by cross-validated log-likelihood over trials.
+                     preprocess: str = "sqrt", criterion: str = "leave_neuron_out") -> tuple[int, dict]:
+    """The latent dimension of GPFA for spikes (N, T, q), cross-validated over folds of trials.
 
-    Returns ``(best, scores)``: scores maps each candidate (<= q) to the held-out data log-likelihood per
-    trial (nats of the observations GPFA models: see ``preprocess``, :class:`~pyro_lfads.evaluation.gpfa.GPFA`),
-    averaged over ``folds`` folds of trials.
+    ``criterion``: "leave_neuron_out" (Yu et al. 2009's: each neuron of a held-out trial predicted from the
+    latents of the others, :meth:`~pyro_lfads.evaluation.gpfa.GPFA.leave_neuron_out_error`; lower is
+    better) or "likelihood" (the held-out data log-likelihood per trial, higher is better; it rewards latents
+    that copy each neuron's noise when neurons are few, and picked 4 latents of 5 neurons, with
+    timescales of one bin, on sparse Lorenz data). Both are of the observations GPFA models (see
+    ``preprocess``, :class:`~pyro_lfads.evaluation.gpfa.GPFA`).
+
+    Returns ``(best, scores)``: scores maps each candidate (<= q) to the criterion averaged over ``folds``.
     """
+    if criterion not in CRITERIA:
+        raise InputError(f"criterion: {criterion!r} is not one of {', '.join(CRITERIA)}")
     n_trials, _, n_neurons = spikes.shape
     usable = [int(p) for p in candidates if p <= n_neurons]
     if not usable:
@@ -47,11 +58,12 @@ def select_n_latents(spikes: np.ndarray, candidates: tuple[int, ...] = LATENT_CA
     if n_trials < 2 * folds:
         raise InputError(f"spikes: choosing GPFA's latent dimension needs at least {2 * folds} training trials, "
                          f"got {n_trials}")
+    method, higher_is_better = CRITERIA[criterion]
     splits = list(KFold(folds, shuffle=True, random_state=seed).split(np.arange(n_trials)))
-    scores = {p: float(np.mean([GPFA(n_latents=p, max_iter=max_iter, seed=seed, preprocess=preprocess)
-                                .fit(spikes[fit]).score(spikes[held]) for fit, held in splits]))
+    scores = {p: float(np.mean([getattr(GPFA(n_latents=p, max_iter=max_iter, seed=seed, preprocess=preprocess)
+                                        .fit(spikes[fit]), method)(spikes[held]) for fit, held in splits]))
               for p in usable}
-    return max(scores, key=scores.get), scores
+    return (max if higher_is_better else min)(scores, key=scores.get), scores
 
 
 class GPFABaseline(NLBBaseline):
@@ -67,7 +79,7 @@ class GPFABaseline(NLBBaseline):
             initialisation and the folds.
 
     Attributes (after ``fit``): gpfa_: the fitted GPFA model; n_latents_: its latent dimension;
-        selection_scores_: the cross-validation's {candidate: log-likelihood per held-out trial}, empty
+        selection_scores_: the cross-validation's {candidate: leave-neuron-out error per held-out trial}, empty
         when ``n_latents`` was given; heldin_glms_: one single-output GLM per held-in neuron.
     """
 
