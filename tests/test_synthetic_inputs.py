@@ -60,7 +60,7 @@ def test_same_seed_identical_different_seed_differs(make):
 
 @pytest.mark.parametrize("name, extras", [
     ("chaotic-rnn", {"conditions": (), "latents": (100, 50)}),
-    ("pulses", {"conditions": (), "latents": (100, 50), "pulse_times_ms": (), "inputs": (100, 1)}),
+    ("pulses", {"conditions": (), "latents": (100, 50), "pulse_times_ms": (), "pulsed": (), "inputs": (100, 1)}),
     ("integrate-to-bound", {"conditions": (), "latents": (100, 50), "inputs": (100, 1), "target": (100, 1)}),
 ])
 @pytest.mark.slow
@@ -130,6 +130,20 @@ def test_one_pulse_per_trial_in_the_window(datasets):
     np.testing.assert_array_equal(inputs.argmax(axis=1) * 10.0, times)
     assert times.min() >= 250.0 and times.max() <= 750.0
     assert len(np.unique(times)) > 20  # drawn per trial, spread over the window
+    assert np.all(np.concatenate([ds.extras["train_pulsed"], ds.extras["valid_pulsed"]]) == 1)
+
+
+def test_pulse_fraction_leaves_the_other_trials_unpulsed():
+    ds = pulses(pulse_fraction=0.5)
+    pulsed = np.concatenate([ds.extras["train_pulsed"], ds.extras["valid_pulsed"]]).astype(bool)
+    times = np.concatenate([ds.extras["train_pulse_times_ms"], ds.extras["valid_pulse_times_ms"]])
+    inputs = np.concatenate([ds.extras["train_inputs"], ds.extras["valid_inputs"]])[..., 0]
+    assert 0.3 < pulsed.mean() < 0.7
+    assert np.all(np.count_nonzero(inputs, axis=1) == pulsed)
+    assert np.isnan(times[~pulsed]).all()
+    np.testing.assert_array_equal(inputs[pulsed].argmax(axis=1) * 10.0, times[pulsed])
+    with pytest.raises(InputError, match="pulse_fraction: must be a number from 0 to 1, got 1.5"):
+        pulses(pulse_fraction=1.5)
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
 """The ``pyro-lfads`` command: synth, from-nwb, from-continuous, fit, tune, posterior, evaluate, nlb-submission,
-decode, diagnose, report, demo.
+decode, analyze, diagnose, report, demo.
 
 Bad input gives one line on stderr (``pyro-lfads: error: ...``) and exit status 2. The library's
 messages name its arguments; :func:`in_flags` words them as this command's flags.
@@ -38,6 +38,8 @@ def cmd_synth(args) -> None:
         raise InputError(f"--format: applies to 'synth nlb-lorenz' only, not {args.system}")
     if args.gamma != 1.5 and args.system not in ("chaotic-rnn", "pulses"):
         raise InputError(f"--gamma: applies to 'synth chaotic-rnn' and 'synth pulses' only, not {args.system}")
+    if args.pulse_fraction != 1.0 and args.system != "pulses":
+        raise InputError(f"--pulse-fraction: applies to 'synth pulses' only, not {args.system}")
     if args.system == "calcium":
         dataset = make_calcium_dataset(seed=args.seed)
     elif args.system == "nlb-lorenz":
@@ -45,7 +47,7 @@ def cmd_synth(args) -> None:
     elif args.system == "chaotic-rnn":
         dataset = make_chaotic_rnn_dataset(seed=args.seed, gamma=args.gamma)
     elif args.system == "pulses":
-        dataset = make_pulse_dataset(seed=args.seed, gamma=args.gamma)
+        dataset = make_pulse_dataset(seed=args.seed, gamma=args.gamma, pulse_fraction=args.pulse_fraction)
     elif args.system == "integrate-to-bound":
         dataset = make_integrate_to_bound_dataset(seed=args.seed)
     elif args.system == "multisession":
@@ -249,6 +251,14 @@ def cmd_decode(args) -> None:
                                 session=args.session)))
 
 
+def cmd_analyze(args) -> None:
+    from pyro_lfads.analysis.run_analysis import ANALYSES, analyze_run
+
+    chosen = tuple(name for name, flag in zip(ANALYSES, (args.jpca, args.inputs_embedding)) if flag) or ANALYSES
+    print(json.dumps(analyze_run(args.run_dir, chosen, split=args.split, labels=args.labels, source=args.source,
+                                 k=args.k, window=args.window, out=args.out, session=args.session)))
+
+
 def cmd_diagnose(args) -> None:
     from pyro_lfads.diagnostics.summary import diagnose_run
     from pyro_lfads.fitting.run import Run
@@ -283,7 +293,8 @@ def cmd_demo(args) -> None:
 
 COMMANDS = {"synth": cmd_synth, "from-nwb": cmd_from_nwb, "from-continuous": cmd_from_continuous, "fit": cmd_fit,
             "tune": cmd_tune, "posterior": cmd_posterior, "evaluate": cmd_evaluate,
-            "nlb-submission": cmd_nlb_submission, "decode": cmd_decode, "diagnose": cmd_diagnose,
+            "nlb-submission": cmd_nlb_submission, "decode": cmd_decode, "analyze": cmd_analyze,
+            "diagnose": cmd_diagnose,
             "report": cmd_report, "demo": cmd_demo}
 
 
@@ -305,6 +316,8 @@ FLAG_WORDS = {
     "nlb-submission": _DEVICE + ((r"^(samples|name|session):", r"--\1:"), (r"\(data\)$", "(--data)")),
     "decode": _RERUN + ((r"^source:", "--from:"), (r"^session:", "--session:"), (r"^method:", "--method:"),
                         (r"use method '(\w+)'", r"use --method \1")),
+    "analyze": _RERUN + ((r"^(labels|source|session|window|k):", lambda m: f"--{m[1]}:".replace("source", "from")),
+                         (r"^inputs_embedding:", "--inputs-embedding:")),
     "diagnose": _DEVICE + _BIN_MS,
     "report": _DEVICE + _RERUN + _BIN_MS,
     "demo": _DEVICE,

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--gamma", type=float, default=1.5,
                        help="chaotic-rnn and pulses only: gain of the recurrent weights (default 1.5; the paper "
                             "also uses 2.5)")
+    synth.add_argument("--pulse-fraction", type=float, default=1.0,
+                       help="pulses only: the chance that a trial gets its pulse, 0 to 1 (default 1: every trial); "
+                            "*_pulsed marks the trials that do, the labels 'analyze --labels pulsed' separates")
     synth.add_argument("--format", default="lfads", choices=["lfads", "nlb"],
                        help="nlb-lorenz only: LFADS HDF5 keys (default) or NLB tensor keys "
                             "(train_spikes_heldin, ...); both load with 'fit'")
@@ -263,6 +266,27 @@ def build_parser() -> argparse.ArgumentParser:
                      help="behaviour at bin t is decoded from bin t - LAG (default 0)")
     dec.add_argument("--session", type=_nonnegative_int, default=0,
                      help="stitched runs: the session to decode (default 0)")
+
+    ana = sub.add_parser("analyze", help="the paper's analyses of a run's posterior means: jPCA of condition-averaged "
+                                         "factors (Fig. 3) and a t-SNE of single-trial inferred inputs (Fig. 6); "
+                                         "figures and analysis.json in RUN_DIR/analysis")
+    ana.add_argument("run_dir", type=Path, help="run directory with a posterior ('pyro-lfads posterior' first)")
+    ana.add_argument("--jpca", action="store_true", help="jPCA (with neither flag: both analyses)")
+    ana.add_argument("--inputs-embedding", action="store_true",
+                     help="t-SNE of the inferred inputs, coloured by label, with silhouette and nearest-neighbour "
+                          "scores of how well the labels separate (needs co_dim > 0)")
+    ana.add_argument("--split", choices=["valid", "train"], default="valid", help="trials analysed (default valid)")
+    ana.add_argument("--labels", default="conditions",
+                     help="the data file's {split}_LABELS key, one label per trial: jPCA's conditions and the "
+                          "embedding's classes (default conditions; pulses data also has pulsed)")
+    ana.add_argument("--from", dest="source", choices=["factors", "rates"], default="factors",
+                     help="what jPCA averages: factors (default) or rates (spikes/s, soft-normalised by 5 spikes/s)")
+    ana.add_argument("--k", type=_int_at_least(2), default=6,
+                     help="jPCA's principal components, even (default 6, or fewer when there are fewer dims)")
+    ana.add_argument("--window", type=_nonnegative_int, nargs=2, metavar=("START", "STOP"),
+                     help="bins [START, STOP) of the inputs the embedding reads (default all)")
+    ana.add_argument("--out", type=Path, help="folder of the outputs (default RUN_DIR/analysis)")
+    ana.add_argument("--session", type=_nonnegative_int, default=0, help="stitched runs: the session (default 0)")
 
     diag = sub.add_parser("diagnose", help="PSIS k-hat, IWAE and posterior predictive checks of a run; "
                                            "writes RUN_DIR/inference_data.nc and diagnostics.json (a stitched "

@@ -138,6 +138,7 @@ def make_pulse_dataset(
     train_fraction: float = 0.8,
     pulse_magnitude: float = 50.0,
     pulse_window_ms: tuple[float, float] = (250.0, 750.0),
+    pulse_fraction: float = 1.0,
 ) -> LFADSDataset:
     """Simulate the chaotic RNN with one input pulse per trial (Methods 2.3).
 
@@ -148,11 +149,15 @@ def make_pulse_dataset(
         pulse_magnitude: q in the pulse's bin (> 0).
         pulse_window_ms: (start, end), ms: the pulse's bin starts at a time in
             [start, end], uniformly over the bins that do.
+        pulse_fraction: the chance that a trial gets its pulse (0 to 1; 1, the default, pulses every trial
+            and draws nothing more, so its data sets are those of earlier versions). Trials without a pulse
+            are the paper's controls for the inputs embedding (Fig. 6).
 
     Returns:
         As :func:`make_chaotic_rnn_dataset`, with ``truth`` and ``{split}_latents``
         per trial, and extras per split ``{split}_pulse_times_ms`` (trials,)
-        float64, the start of the pulse's bin in ms, and ``{split}_inputs``
+        float64, the start of the pulse's bin in ms (NaN without a pulse), ``{split}_pulsed`` (trials,)
+        int64, 1 for a trial with a pulse and 0 without, and ``{split}_inputs``
         (trials, n_time, 1) float32, the input q.
 
     Raises:
@@ -163,14 +168,17 @@ def make_pulse_dataset(
                             max_rate_hz, train_fraction)
     check_float("pulse_magnitude", pulse_magnitude)
     pulse_bins = _window_bins(pulse_window_ms, n_time, bin_ms)
+    if not (isinstance(pulse_fraction, (int, float)) and 0.0 <= pulse_fraction <= 1.0):
+        raise InputError(f"pulse_fraction: must be a number from 0 to 1, got {pulse_fraction!r}")
     rng = np.random.default_rng(seed)
     weights, y_start = _network(rng, n_units, n_conditions)
     input_weights = rng.normal(size=(n_units, 1))
     shape = (n_conditions, trials_per_condition)
     pulse_bin = rng.choice(pulse_bins, size=shape)
+    pulsed = np.ones(shape, bool) if pulse_fraction == 1.0 else rng.random(shape) < pulse_fraction
     inputs = np.zeros((*shape, n_time, 1))
     condition, repeat = np.indices(shape)
-    inputs[condition, repeat, pulse_bin, 0] = pulse_magnitude
+    inputs[condition[pulsed], repeat[pulsed], pulse_bin[pulsed], 0] = pulse_magnitude
     y_trials = torch.from_numpy(y_start)[:, None].expand(*shape, n_units)
     states = rnn_states(y_trials, torch.from_numpy(gamma * weights), bin_ms / tau_ms, n_time,
                         torch.from_numpy(inputs), torch.from_numpy(input_weights)).numpy()
@@ -179,8 +187,8 @@ def make_pulse_dataset(
     is_train = split_trials(rng, n_conditions, trials_per_condition, n_train)
     return assemble_dataset(spikes, rates, states, is_train, 1000.0 / bin_ms,
                             source=f"pulses(seed={seed}, gamma={gamma})", bin_width_s=bin_ms / 1000.0,
-                            trial_extras={"pulse_times_ms": pulse_bin * float(bin_ms),
-                                          "inputs": inputs.astype(np.float32)})
+                            trial_extras={"pulse_times_ms": np.where(pulsed, pulse_bin * float(bin_ms), np.nan),
+                                          "pulsed": pulsed.astype(np.int64), "inputs": inputs.astype(np.float32)})
 
 
 def _network(rng: np.random.Generator, n_units: int, n_conditions: int) -> tuple[np.ndarray, np.ndarray]:
