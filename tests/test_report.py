@@ -113,12 +113,13 @@ def test_report_writes_every_figure_and_a_page_that_shows_them(tiny_run, tmp_pat
     assert str(out / "index.html") in capsys.readouterr().out
     page = _page(out / "index.html")
     expected = {"training.png", "raster.png", "rates.png", "rate_scatter.png", "rate_r2_by_bin.png", "factors.png",
-                "inputs.png", "ppc.png", "khat.png"}
+                "inputs.png", "inputs_embedding.png", "ppc.png", "khat.png"}
     assert set(page.sources) == expected
     for name in expected:
         assert (out / name).read_bytes()[:4] == b"\x89PNG", name
     text = " ".join(page.text)
-    for number in ("khat_fraction_below_0_7", "iwae_minus_elbo", "rate R2 vs truth", "ppc_psth_coverage"):
+    for number in ("khat_fraction_below_0_7", "iwae_minus_elbo", "rate R2 vs truth", "ppc_psth_coverage",
+                   "inputs embedding: k-NN accuracy of conditions (chance)"):
         assert number in text, number
 
 

@@ -21,7 +21,9 @@ from pyro_lfads.analysis.jpca_figure import plot_jpca
 from pyro_lfads.data.atomic_files import write_atomically
 from pyro_lfads.errors import InputError
 from pyro_lfads.fitting.posterior import read_posterior
+from pyro_lfads.fitting.derived_files import ANALYSIS_DIR
 from pyro_lfads.fitting.run import Run, dataset_sha256
+from pyro_lfads.fitting.run_lock import writes_into
 
 ANALYSES = ("jpca", "inputs_embedding")
 #: What jPCA averages: posterior key and whether to soft-normalise (rates, by 5 spikes/s as Churchland et al.).
@@ -78,6 +80,7 @@ def _embedding(run: Run, posterior: dict, labels: np.ndarray, window, out: Path)
             "n_neighbors": result.n_neighbors, "figure": str(figure)}
 
 
+@writes_into("run")
 def analyze_run(run: Run | str | Path, analyses: tuple[str, ...] = ANALYSES, dataset=None, *, split: str = "valid",
                 labels: str = "conditions", source: str = "factors", k: int = 6,
                 window: tuple[int, int] | None = None, out: str | Path | None = None, session: int = 0) -> dict:
@@ -105,7 +108,7 @@ def analyze_run(run: Run | str | Path, analyses: tuple[str, ...] = ANALYSES, dat
     if source not in JPCA_SOURCES:
         raise InputError(f"source: {source!r} is not one of {', '.join(JPCA_SOURCES)}")
     run = Run.open(run)
-    out = Path(out) if out is not None else run.directory / "analysis"
+    out = Path(out) if out is not None else run.directory / ANALYSIS_DIR
     data_sha256 = None if dataset is None else dataset_sha256(dataset)
     label_values = _labels(run.scored_data(dataset, session), split, labels)
     posterior = read_posterior(run, split, session, data_sha256=data_sha256)

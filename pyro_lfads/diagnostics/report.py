@@ -12,7 +12,8 @@ chose best.pt, :func:`best_epoch`, and the training curves; for a stitched run t
 plane), then one section per session: the diagnostics' key numbers; the evaluation of LFADS next to the smoothing
 baseline on the validation trials (:func:`~pyro_lfads.evaluation.table.evaluate_run`; GPFA, which takes minutes
 on large data, is left to ``pyro-lfads evaluate``), its in-sample figures marked; and the figures of rates,
-factors, inputs, predictive checks and k-hat, whose posterior means are the means over the InferenceData's draws.
+factors, inputs (with a t-SNE of each trial's inferred inputs coloured by condition, where the data has
+conditions), predictive checks and k-hat, whose posterior means are the means over the InferenceData's draws.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pyro_lfads.analysis.input_embedding import embed_inputs, plot_input_embedding
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, as_sessions
 from pyro_lfads.data.atomic_files import atomic_path
@@ -146,6 +148,11 @@ def session_section(run: Run, session: int, dataset: LFADSDataset | None, data_s
         figures.append(plot_inputs(mean["u"], out / f"{prefix}inputs.png",
                                    inputs_std=posterior["u"].std(("chain", "draw")).values,
                                    truth=scored.extras.get(f"{split}_inputs"), trials=trials, bin_ms=bin_ms))
+        if conditions is not None and 2 <= len(set(conditions.tolist())) < len(conditions):
+            embedding = embed_inputs(mean["u"], conditions)
+            figures.append(plot_input_embedding(embedding, out / f"{prefix}inputs_embedding.png"))
+            numbers["inputs embedding: k-NN accuracy of conditions (chance)"] = (
+                f"{embedding.knn_accuracy:.2f} ({embedding.chance_accuracy:.2f})")
     figures.append(plot_ppc(predictive_checks(inference_data), out / f"{prefix}ppc.png"))
     figures.append(plot_khat(np.asarray(diagnostics["per_trial"]["khat"]), out / f"{prefix}khat.png"))
     numbers.update(summary)

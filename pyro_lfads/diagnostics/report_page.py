@@ -36,6 +36,10 @@ CAPTIONS = {
     "factors.png": "Single-trial factor trajectories in their top principal components, coloured by condition. "
                    "Trials of a condition should follow one path.",
     "inputs.png": "Inferred inputs u (posterior mean and one standard deviation), with the true inputs when known.",
+    "inputs_embedding.png": "Each validation trial's inferred inputs (all bins) embedded in 2-D by t-SNE, coloured "
+                            "by condition (the paper's Fig. 6): trials whose inputs differ by condition fall "
+                            "apart. The title's k-NN accuracy is read against chance, the share of the largest "
+                            "condition.",
     "ppc.png": "Posterior predictive checks: data simulated from the posterior against the data. Spike-count "
                "distribution, Fano factor per neuron and condition PSTHs; the band is the central predictive "
                "interval.",

@@ -17,18 +17,21 @@ from pyro_lfads.data.atomic_files import check_inside_run
 
 POSTERIOR_FILE, DECODING_FILE = "posterior.h5", "decoding.h5"
 INFERENCE_DATA_FILE, DIAGNOSTICS_FILE, REPORT_DIR = "inference_data.nc", "diagnostics.json", "report"
+#: ``analyze``'s folder and what it writes there (:mod:`pyro_lfads.analysis.run_analysis`).
+ANALYSIS_DIR, ANALYSIS_FILES = "analysis", ("analysis.json", "jpca.png", "inputs_embedding.png")
 #: The report's figures of the whole run, and those it draws once per session (for session k of a stitched run
 #: ``session{k}_{name}``); :data:`pyro_lfads.diagnostics.report_page.CAPTIONS` says what each shows.
 RUN_FIGURES = ("training.png", "sessions.png")
 SESSION_FIGURES = ("raster.png", "rates.png", "rate_scatter.png", "rate_r2_by_bin.png",
-                   "factors.png", "inputs.png", "ppc.png", "khat.png")
+                   "factors.png", "inputs.png", "inputs_embedding.png", "ppc.png", "khat.png")
 #: What ``report`` writes into its folder: the page and its figures.
 REPORT_FILES = ("index.html", *RUN_FIGURES, *SESSION_FIGURES)
 #: The derived files of a run directory, as patterns (a stitched run's are ``{stem}_session{k}{suffix}``).
 DERIVED_PATTERNS = ("posterior.h5", "posterior_session*.h5", "decoding.h5", "decoding_session*.h5",
                     DIAGNOSTICS_FILE, "diagnostics_session*.json", INFERENCE_DATA_FILE, "inference_data_session*.nc",
                     *(f"{REPORT_DIR}/{name}" for name in REPORT_FILES),
-                    *(f"{REPORT_DIR}/session*_{name}" for name in SESSION_FIGURES))
+                    *(f"{REPORT_DIR}/session*_{name}" for name in SESSION_FIGURES),
+                    *(f"{ANALYSIS_DIR}/{name}" for name in ANALYSIS_FILES))
 SOURCE_PREFIX = "source_"
 
 
@@ -76,11 +79,12 @@ def derived_paths(directory: Path) -> list[Path]:
 
 
 def remove_derived_files(directory: Path) -> None:
-    """Remove ``directory``'s derived files, and its report folder when that is empty after."""
+    """Remove ``directory``'s derived files, and its report and analysis folders when they are empty after."""
     for path in derived_paths(directory):
         check_inside_run(path)  # never delete through a link out of the run
         path.unlink(missing_ok=True)
-    try:
-        (directory / REPORT_DIR).rmdir()
-    except OSError:  # absent, or holding files the report did not write
-        pass
+    for folder in (REPORT_DIR, ANALYSIS_DIR):
+        try:
+            (directory / folder).rmdir()
+        except OSError:  # absent, or holding files the report or analyze did not write
+            pass
