@@ -215,7 +215,12 @@ class LFADSModel(nn.Module):
             if batch.recon_weight is not None:  # coordinated dropout, sample validation
                 likelihood = WeightedElements(likelihood, batch.recon_weight)
             pyro.sample("obs", likelihood.to_event(2), obs=batch.recon_data)
+            self.observe_more(batch, factors)
         return observation.rates
+
+    def observe_more(self, batch, factors: torch.Tensor) -> None:
+        """Observations beyond the spikes, made from the factors (B, T, F) inside the trials plate: none in
+        LFADS. A variant of the model adds its sites here (:mod:`pyro_lfads.models.behavior`)."""
 
 
 def _sample_with_hand_off(name: str, prior) -> tuple[torch.Tensor, GeneratorRun | None]:

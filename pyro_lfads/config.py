@@ -30,6 +30,8 @@ from pyro_lfads.models.likelihood_spec import SPEC_FORM, import_likelihood, is_s
 #: names, so that the config need not import the models.
 LIKELIHOOD_NAMES = ["poisson", "gaussian", "negbinom", "gamma", "zig", "calcium"]
 ELBOS = ("trace", "meanfield")
+#: The generative programs ``model`` may name: LFADS, and LFADS with a behaviour site (pyro_lfads.models.behavior).
+MODELS = ("lfads", "behavior")
 CHECKPOINT_METRICS = ("elbo", "recon")
 DEFAULT_CD_RATE = 0.3
 #: Bins a causal model's initial-condition encoder reads when ``ic_enc_seq_len`` is None.
@@ -96,6 +98,14 @@ class LFADSConfig:
             principal-components initialisation (True, the paper's), or keep
             them fixed there (False).
     Model:
+        model: "lfads" (the paper's) or "behavior" (:mod:`pyro_lfads.models.behavior`: behaviour
+            ``{split}_behavior`` observed through the first ``behavior_factors`` factors as well).
+        behavior_factors: the behaviourally relevant factors, the first ones, that the behaviour model's
+            read-out of behaviour sees (1 to fac_dim); the others explain the spikes only.
+        behavior_weight: weight of the behaviour term in the objective, 1 being the ELBO. The spikes of
+            one bin are N counts and its behaviour a few numbers, so with the weight 1 the factors may
+            explain behaviour no better than plain LFADS's do; a larger weight trades spike likelihood for
+            behaviour (TNDM weighs its behaviour term likewise).
         likelihood: observation model of the ``obs`` site: poisson, gaussian,
             negbinom, gamma, zig (zero-inflated Gamma) or calcium, a name
             given to ``register_likelihood``, or a class of your own as
@@ -185,6 +195,9 @@ class LFADSConfig:
     g0_map: bool = True
     train_read_in: bool = True
 
+    model: str = "lfads"
+    behavior_factors: int = 4
+    behavior_weight: float = 1.0
     likelihood: str = "poisson"
     calcium_tau_init: float = 10.0
     ic_prior_var: float = 0.1
@@ -264,6 +277,17 @@ class LFADSConfig:
                              f"{', '.join(CHECKPOINT_METRICS)}")
         if self.elbo not in ELBOS:
             raise InputError(f"{source}: elbo: {self.elbo!r} is not one of {', '.join(ELBOS)}")
+        self._check_behavior(source)
+
+    def _check_behavior(self, source: str) -> None:
+        """A known ``model``; for the behaviour model, relevant factors among the factors and a weight > 0
+        (plain LFADS ignores both keys)."""
+        if self.model not in MODELS:
+            raise InputError(f"{source}: model: {self.model!r} is not one of {', '.join(MODELS)}")
+        if self.model == "behavior":
+            _check(source, "behavior_weight", self.behavior_weight, float, lambda v: v > 0, "must be a number > 0")
+            _check(source, "behavior_factors", self.behavior_factors, int, lambda v: 1 <= v <= self.fac_dim,
+                   f"must be an integer from 1 to fac_dim ({self.fac_dim})")
 
     def _check_likelihood(self, source: str) -> None:
         """A registered name, or a ``package.module:ClassName`` whose module imports and holds the class."""

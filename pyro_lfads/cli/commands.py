@@ -25,6 +25,7 @@ from pyro_lfads.errors import InputError
 def cmd_synth(args) -> None:
     from pyro_lfads.data import save_dataset
     from pyro_lfads.data.nlb_writing import save_nlb_tensors
+    from pyro_lfads.synthetic.behavior_lorenz import make_behavior_lorenz_dataset
     from pyro_lfads.synthetic.calcium import make_calcium_dataset
     from pyro_lfads.synthetic.chaotic_rnn import make_chaotic_rnn_dataset, make_pulse_dataset
     from pyro_lfads.synthetic.integrate_to_bound import make_integrate_to_bound_dataset
@@ -50,6 +51,8 @@ def cmd_synth(args) -> None:
         dataset = make_pulse_dataset(seed=args.seed, gamma=args.gamma, pulse_fraction=args.pulse_fraction)
     elif args.system == "integrate-to-bound":
         dataset = make_integrate_to_bound_dataset(seed=args.seed)
+    elif args.system == "behavior-lorenz":
+        dataset = make_behavior_lorenz_dataset(seed=args.seed)
     elif args.system == "multisession":
         _write_sessions(make_multisession_datasets(seed=args.seed), args.out)
         return

@@ -97,14 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     synth = sub.add_parser("synth", help="write a synthetic data set with known ground truth")
     synth.add_argument("system", choices=["lorenz", "calcium", "nlb-lorenz", "chaotic-rnn", "pulses",
-                                          "integrate-to-bound", "multisession"],
+                                          "integrate-to-bound", "multisession", "behavior-lorenz"],
                        help="lorenz: the paper's Lorenz benchmark (Methods 2.1); calcium: dF/F imaging of it; "
                             "nlb-lorenz: Lorenz with held-out neurons, forward bins, conditions and behaviour; "
                             "chaotic-rnn: a chaotic RNN's units (Methods 2.2); pulses: the same RNN kicked by one "
                             "input pulse per trial (Methods 2.3); integrate-to-bound: an RNN trained to integrate "
                             "white noise to a bound, about 20 s of training (Methods 2.4); the last two keep their "
                             "true inputs as *_inputs; multisession: 5 sessions of different neurons recording "
-                            "the same Lorenz conditions, one file per session (for stitching)")
+                            "the same Lorenz conditions, one file per session (for stitching); behavior-lorenz: "
+                            "two independent Lorenz systems, one driving *_behavior and half the neurons, the "
+                            "other the rest (for model: behavior; *_latents and *_irrelevant_latents)")
     synth.add_argument("--out", required=True, type=Path,
                        help="output file, .h5 or .npz (LFADS format); multisession writes OUT's stem + "
                             "_session0, _session1, ...")

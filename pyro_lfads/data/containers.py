@@ -50,6 +50,9 @@ class Split:
             the likelihood scores; None scores all. Never read from or
             written to files: training sets it for sample validation
             (:mod:`pyro_lfads.fitting.masking`).
+        behavior: (trials, time, dims) the behaviour a behaviour model observes, or None. Never read
+            from or written to files under this name (the file's ``{split}_behavior`` is an extra):
+            training sets it for ``model: behavior`` (:mod:`pyro_lfads.fitting.masking`).
     """
 
     encod_data: np.ndarray
@@ -58,6 +61,7 @@ class Split:
     truth: np.ndarray | None = None
     inds: np.ndarray | None = None
     recon_mask: np.ndarray | None = None
+    behavior: np.ndarray | None = None
 
     @property
     def n_trials(self) -> int:

@@ -11,6 +11,7 @@ from sklearn.metrics import r2_score
 from pyro_lfads.data import LFADSDataset
 from pyro_lfads.errors import InputError
 from pyro_lfads.models.likelihoods import data_support
+from pyro_lfads.evaluation.linear_decoders import behavior_r2
 from pyro_lfads.evaluation.metrics import bits_per_spike, poisson_nll, rate_r2, rate_r2_per_neuron
 from pyro_lfads.evaluation.per_bin import first_bins_r2_gap, rate_r2_by_bin
 from pyro_lfads.fitting.posterior import read_posterior
@@ -63,9 +64,11 @@ def evaluate_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *,
     nats), for count data ``bits_per_spike`` and ``poisson_nll_per_trial``
     over all reconstructed entries; for other data ``rate_r2`` and
     ``rate_r2_per_neuron`` of the mean signal against the truth (with ``rate_r2_by_bin`` and
-    ``first_bins_r2_gap``, :mod:`pyro_lfads.evaluation.per_bin`); and, where
+    ``first_bins_r2_gap``, :mod:`pyro_lfads.evaluation.per_bin`); where
     the model predicts observations other than its rates (calcium),
-    ``obs_mean_r2``.
+    ``obs_mean_r2``; and for a behaviour model (``model: behavior``) on data with behaviour,
+    ``behavior_r2``, the R2 of the behaviour it decodes from the spikes (``vel_r2`` is a ridge
+    decoder's of its rates, as for any run).
     """
     run = Run.open(run)
     config = run.config
@@ -79,6 +82,10 @@ def evaluate_run(run: Run | str | Path, dataset: LFADSDataset | None = None, *,
              "elbo_per_trial": heldout_elbo(run, dataset, session=session)}
     if "obs_mean" in posterior:
         lfads["obs_mean_r2"] = float(r2_score(observed.ravel(), posterior["obs_mean"].ravel()))
+    behavior = dataset.extras.get("valid_behavior")
+    if "behavior_pred" in posterior and behavior is not None:  # the behaviour model's own decoding
+        n_bins = min(behavior.shape[1], posterior["behavior_pred"].shape[1])
+        lfads["behavior_r2"] = behavior_r2(behavior[:, :n_bins], posterior["behavior_pred"][:, :n_bins])
     if not counts:
         truth = dataset.truth_counts("valid")
         if truth is not None:

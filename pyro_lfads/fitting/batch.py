@@ -48,6 +48,9 @@ class Batch:
         noise: the standard normal draws the guide's samples are made of, one row
             per trial (:func:`trial_noise`); None draws fresh ones from torch's
             generator.
+        behavior: (B, T, D) behaviour a behaviour model observes
+            (:mod:`pyro_lfads.models.behavior`); None when it observes none. The
+            guide never reads it.
     """
 
     encod_data: torch.Tensor
@@ -58,6 +61,7 @@ class Batch:
     session: int = 0
     encoder_repeats: int = 1
     noise: LatentNoise | None = None
+    behavior: torch.Tensor | None = None
 
     @property
     def n_trials(self) -> int:
@@ -72,7 +76,7 @@ class Batch:
         def rep(x):
             return None if x is None else x.repeat_interleave(times, dim=0)
         return Batch(self.encod_data, rep(self.recon_data), rep(self.ext_input), self.n_time,
-                     rep(self.recon_weight), self.session, self.encoder_repeats * times)
+                     rep(self.recon_weight), self.session, self.encoder_repeats * times, behavior=rep(self.behavior))
 
     def replace(self, **changes) -> "Batch":
         """A copy with some fields changed."""
@@ -115,7 +119,8 @@ def split_batch(split: Split, index, device: torch.device | str = "cpu", time_bi
     encod = tensor(split.encod_data, time_bins)
     ext = tensor(split.ext_input, time_bins)
     weight = tensor(split.recon_mask, time_bins)  # scored entries weigh 1, the others 0
-    return Batch(encod, recon, ext, int(recon.shape[1]), weight, session)
+    behavior = tensor(split.behavior, recon.shape[1])
+    return Batch(encod, recon, ext, int(recon.shape[1]), weight, session, behavior=behavior)
 
 
 def iterate_batches(split: Split, batch_size: int, generator: torch.Generator | None,

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from pyro_lfads.fitting.batch import Batch
+from pyro_lfads.fitting.behavior_data import behavior_dims, with_behavior
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split
 from pyro_lfads.errors import InputError
@@ -100,6 +101,9 @@ class TrainingSplits:
         valid_held: validation trials scoring only the hidden entries, or None
             when sv_rate = 0.
         n_held: number of hidden validation entries.
+
+    With ``model: behavior`` train and valid carry their split's behaviour (``Split.behavior``): the
+    validation objective scores it too; valid_held, a score of hidden spikes, does not.
     """
 
     def __init__(self, dataset: LFADSDataset, config: LFADSConfig):
@@ -110,3 +114,7 @@ class TrainingSplits:
             self.train, _ = hide_for_validation(dataset.train, held_train, config.sv_rate)
             self.valid, self.valid_held = hide_for_validation(dataset.valid, held_valid, config.sv_rate)
             self.n_held = int(held_valid.sum())
+        if config.model == "behavior":
+            behavior_dims(dataset)
+            self.train = with_behavior(self.train, dataset, "train")
+            self.valid = with_behavior(self.valid, dataset, "valid")

@@ -28,7 +28,9 @@ G generator units, U inferred inputs, E external inputs, C controller units):
     {split}_ic_std              (B, G)     standard deviation of q(g0 | x)
 A model without inferred inputs writes the inputs' keys with U = 0 (and C = 0). This project adds
 ``{split}_output_params_std`` and ``{split}_factors_std``, the standard deviations over the draws, and, where
-the predicted observation is not the rates (calcium), ``{split}_obs_mean`` and its ``_std``.
+the predicted observation is not the rates (calcium), ``{split}_obs_mean`` and its ``_std``, and for a
+behaviour model (``model: behavior``) ``{split}_behavior_pred`` (B, T, D), the behaviour it decodes from the
+spikes (the mean of W_b f_t^rel + b_b over the draws), and its ``_std``.
 
 As lfads-torch's output file starts as a copy of its data file, the file also holds the data set's arrays
 under their own keys (``{split}_encod_data``, ``{split}_recon_data``, ``{split}_ext_input``, ``{split}_truth``,
@@ -75,7 +77,8 @@ from pyro_lfads.fitting.devices import resolve_device
 
 #: Model sites averaged over the draws: output key of their mean (with a ``_std`` companion where named).
 AVERAGED_SITES = {"rates": ("output_params", True), "factors": ("factors", True), "obs_mean": ("obs_mean", True),
-                  "gen_states": ("gen_states", False), "g0": ("gen_init", False)}
+                  "gen_states": ("gen_states", False), "g0": ("gen_init", False),
+                  "behavior_mean": ("behavior_pred", True)}
 
 #: The posterior means merged into ``continuous_{key}`` for a data set of a continuous recording's windows.
 CONTINUOUS_KEYS = ("output_params", "factors", "gen_states", "co_means")

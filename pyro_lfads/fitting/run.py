@@ -37,11 +37,13 @@ from pyro_lfads.config import BEFORE_THE_KEY, LFADSConfig
 from pyro_lfads.data import LFADSDataset, Split, as_sessions, load_dataset
 from pyro_lfads.errors import InputError
 from pyro_lfads.data.atomic_files import atomic_path, check_inside_run, remove_leftover_temporaries
+from pyro_lfads.fitting.behavior_data import behavior_dims
 from pyro_lfads.fitting.checkpoints import load_checkpoint, load_weights
 from pyro_lfads.fitting.derived_files import Source, file_sha256, remove_derived_files
 from pyro_lfads.fitting.run_lock import LOCK_FILE
 from pyro_lfads.fitting.tensorboard_log import EVENT_FILES
 from pyro_lfads.guides.lfads import LFADSGuide
+from pyro_lfads.models.behavior import BehaviorModel
 from pyro_lfads.models.lfads import LFADSModel
 from pyro_lfads.models.likelihoods import data_support
 
@@ -57,7 +59,8 @@ class RunInfo:
     memory), ``data_relative`` the same file's path relative to the run directory: tried second, it
     finds the data of a project folder moved as a whole. ``bin_width_s`` is the data's bin width in
     seconds, None when the data did not record one; ``n_encod_time`` the bins its encoders read (None in
-    a run.json written before it was recorded).
+    a run.json written before it was recorded); ``n_behavior`` the dimensions of the behaviour a behaviour
+    model observes (None for LFADS).
 
     A stitched run (several sessions) lists every session's own RunInfo in
     ``sessions``; its top-level fields are session 0's but ``data_sha256``,
@@ -75,6 +78,7 @@ class RunInfo:
     data_relative: str | None = None
     bin_width_s: float | None = None
     n_encod_time: int | None = None
+    n_behavior: int | None = None
 
     @classmethod
     def describe(cls, data: LFADSDataset | Sequence[LFADSDataset], config: LFADSConfig) -> "RunInfo":
@@ -92,8 +96,10 @@ class RunInfo:
                     "numpy": np.__version__, "python": platform.python_version()}
         source = str(Path(dataset.source).resolve()) if Path(dataset.source).is_file() else dataset.source
         width = None if dataset.bin_width_s is None else float(dataset.bin_width_s)
+        n_behavior = behavior_dims(dataset) if config.model == "behavior" else None
         return cls(source, dataset_sha256(dataset), train.n_neurons, int(train.encod_data.shape[2]),
-                   ext, n_time, versions, bin_width_s=width, n_encod_time=int(train.encod_data.shape[1]))
+                   ext, n_time, versions, bin_width_s=width, n_encod_time=int(train.encod_data.shape[1]),
+                   n_behavior=n_behavior)
 
     def session_infos(self) -> list["RunInfo"]:
         """One RunInfo per session: ``[self]`` for a single-session run."""
@@ -131,8 +137,14 @@ def dataset_sha256(dataset: LFADSDataset) -> str:
 
 
 def build_model_and_guide(config: LFADSConfig, info: RunInfo):
-    """A fresh (model, guide) pair for data of the shapes in ``info``."""
+    """A fresh (model, guide) pair for data of the shapes in ``info``: ``config.model``'s program
+    (LFADS, or LFADS with behaviour: :class:`~pyro_lfads.models.behavior.BehaviorModel`)."""
     sessions = info.session_infos()
+    if config.model == "behavior":
+        if len(sessions) > 1:
+            raise InputError("model: behavior fits one session; stitching sessions takes model: lfads")
+        model = BehaviorModel(config, info.n_neurons, info.n_ext_inputs, n_behavior=info.n_behavior)
+        return model, LFADSGuide(model, info.n_encod_neurons)
     if len(sessions) == 1:
         model = LFADSModel(config, info.n_neurons, info.n_ext_inputs)
         return model, LFADSGuide(model, info.n_encod_neurons)
