@@ -50,6 +50,10 @@ STEPS = {
                                 < v["Trace_ELBO"]["relative_gradient_variance"]),
         "fitted": lambda v: all(r["loss_sd"] >= 0 and r["relative_gradient_variance"] > 0 for r in v.values()),
         "iwae": lambda v: v["10"] >= v["1"]}),
+    "08_behavior_in_the_model.py": (["behavior.png"], {
+        "behavior_r2": in_unit,
+        "lfads": lambda v: in_unit(v["system_A_r2"]) and in_unit(v["system_B_r2"]),
+        "behavior_model": lambda v: in_unit(v["system_A_r2"]) and in_unit(v["system_B_r2"])}),
 }
 
 
