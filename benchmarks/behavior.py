@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -36,10 +35,10 @@ from sklearn.metrics import r2_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from defaults import M1_FILE, m1_windows, pyro_lfads  # noqa: E402
+from defaults import M1_FILE, m1_windows, pyro_lfads, saved_datasets  # noqa: E402
 
 from pyro_lfads.config import LFADSConfig  # noqa: E402
-from pyro_lfads.data import LFADSDataset, save_dataset  # noqa: E402
+from pyro_lfads.data import LFADSDataset  # noqa: E402
 from pyro_lfads.evaluation.table import evaluate_run  # noqa: E402
 from pyro_lfads.fitting.posterior import read_posterior  # noqa: E402
 from pyro_lfads.fitting.run import read_training_curve  # noqa: E402
@@ -100,19 +99,11 @@ def main() -> None:
         parser.error(f"--data of {', '.join(DATA)}; --models of {', '.join(MODELS)}")
     behavior_keys = {key: value for key, value in (("behavior_weight", args.behavior_weight),
                                                     ("behavior_factors", args.behavior_factors)) if value is not None}
-    with tempfile.TemporaryDirectory() as tmp:
-        out = args.out or Path(tmp)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in names:
-            dataset = make_data(name)
-            if dataset is None:
-                continue
-            data_path = out / f"{name}.h5"
-            save_dataset(dataset, data_path)
-            for model in models:
-                keys = {"model": model, **(behavior_keys if model == "behavior" else {})}
-                row = fit_model(dataset, data_path, out / f"{name}_{model}", keys)
-                print(json.dumps({"data": name, **row, **(behavior_keys if model == "behavior" else {})}), flush=True)
+    for name, dataset, data_path, out in saved_datasets(names, make_data, args.out):
+        for model in models:
+            keys = {"model": model, **(behavior_keys if model == "behavior" else {})}
+            row = fit_model(dataset, data_path, out / f"{name}_{model}", keys)
+            print(json.dumps({"data": name, **row, **(behavior_keys if model == "behavior" else {})}), flush=True)
 
 
 if __name__ == "__main__":

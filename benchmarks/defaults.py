@@ -95,6 +95,19 @@ def m1_windows(path: Path) -> LFADSDataset:
     return LFADSDataset(splits["train"], splits["valid"], 20.0, str(path), extras)
 
 
+def saved_datasets(names, make, out: Path | None):
+    """Yield (name, data set, its file, the folder) for each of ``names`` whose ``make(name)`` is not None, each
+    data set written to ``{folder}/{name}.h5``; the folder is ``out`` (created) or a temporary one."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = out or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            dataset = make(name)
+            if dataset is not None:
+                save_dataset(dataset, folder / f"{name}.h5")
+                yield name, dataset, folder / f"{name}.h5", folder
+
+
 def pyro_lfads(*args: str) -> float:
     """Run the ``pyro-lfads`` command; returns its wall time in seconds (raises on failure)."""
     start = time.perf_counter()
@@ -145,26 +158,18 @@ def main() -> None:
     unknown = sorted(set(names) - set(DATASETS))
     if unknown:
         parser.error(f"--datasets: unknown {unknown}; choose from {', '.join(DATASETS)}")
-    with tempfile.TemporaryDirectory() as tmp:
-        out = args.out or Path(tmp)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in names:
-            dataset = make_dataset(name)
-            if dataset is None:
-                continue
-            data_path = out / f"{name}.h5"
-            save_dataset(dataset, data_path)
-            spikes = dataset.train.recon_data
-            row = {"dataset": name, "trials": dataset.train.n_trials + dataset.valid.n_trials,
-                   "bins": dataset.train.n_time, "neurons": dataset.train.n_neurons,
-                   "spikes_per_s": round(float(spikes.mean() * dataset.conversion_factor), 2)}
-            row.update(fit_and_score(dataset, data_path, out / name, args.config))
-            small = row["trials"] < 1000 or row["neurons"] < 30
-            if args.tuned and small and "rate_r2" in row:
-                config = tuned_config(args.config, row["epochs"], out / f"{name}_tuned.yaml")
-                tuned = fit_and_score(dataset, data_path, out / f"{name}_tuned", config)
-                row.update(tuned_rate_r2=tuned["rate_r2"], tuned_epochs=tuned["epochs"])
-            print(json.dumps(row), flush=True)
+    for name, dataset, data_path, out in saved_datasets(names, make_dataset, args.out):
+        spikes = dataset.train.recon_data
+        row = {"dataset": name, "trials": dataset.train.n_trials + dataset.valid.n_trials,
+               "bins": dataset.train.n_time, "neurons": dataset.train.n_neurons,
+               "spikes_per_s": round(float(spikes.mean() * dataset.conversion_factor), 2)}
+        row.update(fit_and_score(dataset, data_path, out / name, args.config))
+        small = row["trials"] < 1000 or row["neurons"] < 30
+        if args.tuned and small and "rate_r2" in row:
+            config = tuned_config(args.config, row["epochs"], out / f"{name}_tuned.yaml")
+            tuned = fit_and_score(dataset, data_path, out / f"{name}_tuned", config)
+            row.update(tuned_rate_r2=tuned["rate_r2"], tuned_epochs=tuned["epochs"])
+        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":
