@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 import pyro
 import pyro.distributions as dist
@@ -14,11 +15,13 @@ from pyro_lfads.errors import InputError
 from pyro_lfads.evaluation.table import evaluate_run
 from pyro_lfads.fitting.batch import Batch
 from pyro_lfads.fitting.objective import guide_and_model_traces
+from pyro_lfads.fitting.new_data import write_posterior_of
 from pyro_lfads.fitting.posterior import read_posterior, write_posterior
 from pyro_lfads.fitting.run import RunInfo, build_model_and_guide
 from pyro_lfads.fitting.train import fit
 from pyro_lfads.models.behavior import BehaviorModel
 from pyro_lfads.synthetic.behavior_lorenz import make_behavior_lorenz_dataset
+from pyro_lfads.synthetic.lorenz import make_lorenz_dataset
 
 CONFIG = LFADSConfig(gen_dim=16, fac_dim=6, ic_enc_dim=8, ci_enc_dim=8, con_dim=8, co_dim=1, batch_size=16,
                      max_epochs=3, posterior_samples=4, model="behavior", behavior_factors=2, behavior_weight=3.0)
@@ -101,6 +104,11 @@ def test_a_behaviour_fit_writes_its_decoded_behaviour_and_evaluate_scores_it(tmp
     residual = ((truth - predicted) ** 2).sum((0, 1)) / ((truth - truth.mean((0, 1))) ** 2).sum((0, 1))
     assert result["lfads"]["behavior_r2"] == pytest.approx(float(np.mean(1 - residual)), rel=1e-5)
     assert "vel_r2" in result["lfads"]  # the ridge decoder of its rates, as for any run
+    new = make_lorenz_dataset(seed=9, n_conditions=3, trials_per_condition=4, n_neurons=10, n_time=20, bin_ms=20.0)
+    assert not any("behavior" in key for key in new.extras)  # new trials without behaviour: decoded from spikes
+    write_posterior_of(tmp_path / "run", new, tmp_path / "new.h5", progress=False)
+    with h5py.File(tmp_path / "new.h5") as h5:
+        assert h5["valid_behavior_pred"].shape == (new.valid.n_trials, 20, 2)
 
 
 def test_a_behaviour_model_needs_behaviour_to_fit(tiny_lorenz, tmp_path):
