@@ -85,7 +85,7 @@ def embed_inputs(inputs: object, labels: object, *, window: tuple[int, int] | No
     x = real_array("inputs", inputs, ("trials", "time", "inputs"))
     n_trials, n_time, _ = x.shape
     label_list = _label_list(labels, n_trials)
-    classes = _classes(label_list)
+    classes = label_classes(label_list)
     if len(classes) < 2:
         raise InputError(f"labels: all {n_trials} trials have the one label {classes[0]!r}; need 2 or more")
     if len(classes) >= n_trials:
@@ -155,7 +155,7 @@ def _label_list(labels: object, n_trials: int) -> list:
     return label_list
 
 
-def _classes(label_list: list) -> list:
+def label_classes(label_list: list) -> list:
     """The distinct labels, sorted where they compare, else in order of first appearance."""
     distinct = list(dict.fromkeys(label_list))
     try:

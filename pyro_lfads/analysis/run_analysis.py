@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pyro_lfads.analysis.input_embedding import embed_inputs, plot_input_embedding
+from pyro_lfads.analysis.input_embedding import embed_inputs, label_classes, plot_input_embedding
 from pyro_lfads.analysis.jpca import jpca
 from pyro_lfads.analysis.jpca_figure import plot_jpca
 from pyro_lfads.data.atomic_files import write_atomically
@@ -33,7 +33,7 @@ SOFT_NORMALIZE_HZ = 5.0
 
 def condition_means(values: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, list]:
     """(conditions, time, dims) means over the trials of each label of values (trials, time, dims), and the labels."""
-    classes = sorted(set(labels.tolist()), key=str)
+    classes = label_classes(labels.tolist())
     return np.stack([values[labels == label].mean(axis=0) for label in classes]), classes
 
 
