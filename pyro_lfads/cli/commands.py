@@ -319,7 +319,7 @@ FLAG_WORDS = {
     "nlb-submission": _DEVICE + ((r"^(samples|name|session):", r"--\1:"), (r"\(data\)$", "(--data)")),
     "decode": _RERUN + ((r"^source:", "--from:"), (r"^session:", "--session:"), (r"^method:", "--method:"),
                         (r"use method '(\w+)'", r"use --method \1")),
-    "analyze": _RERUN + ((r"^(labels|source|session|window|k):", lambda m: f"--{m[1]}:".replace("source", "from")),
+    "analyze": _RERUN + ((r"^(labels|session|window|k):", r"--\1:"), (r"^source:", "--from:"),
                          (r"^inputs_embedding:", "--inputs-embedding:")),
     "diagnose": _DEVICE + _BIN_MS,
     "report": _DEVICE + _RERUN + _BIN_MS,
