@@ -29,7 +29,7 @@ from pyro_lfads.models.likelihood_spec import SPEC_FORM, import_likelihood, is_s
 #: (``pyro_lfads.models.likelihoods.LIKELIHOODS``), whose ``register_likelihood`` appends here. A list of
 #: names, so that the config need not import the models.
 LIKELIHOOD_NAMES = ["poisson", "gaussian", "negbinom", "gamma", "zig", "calcium"]
-ELBOS = ("trace", "meanfield")
+ELBOS = ("trace", "meanfield", "iwae")
 #: The generative programs ``model`` may name: LFADS, and LFADS with a behaviour site (pyro_lfads.models.behavior).
 MODELS = ("lfads", "behavior")
 CHECKPOINT_METRICS = ("elbo", "recon")
@@ -175,8 +175,12 @@ class LFADSConfig:
         l2_gen_scale, l2_con_scale: L2 on the hidden-to-hidden weights of the
             generator and controller, 0.5 * scale * sum(w^2) / numel(w), in
             nats per trial.
-        elbo: "trace" (Trace_ELBO) or "meanfield" (TraceMeanField_ELBO,
-            analytic KL for g0).
+        elbo: "trace" (Trace_ELBO), "meanfield" (TraceMeanField_ELBO,
+            analytic KL for g0) or "iwae" (RenyiELBO with alpha 0: the
+            importance-weighted bound of iwae_particles draws per trial, the
+            particles vectorised; a guide that covers the posterior better,
+            see the README's diagnostics section).
+        iwae_particles: K, the draws per trial of elbo "iwae" (1 is the ELBO).
         seed: seed for initialisation, batching and sampling.
         posterior_samples: samples of (g0, u) per trial for posterior averages.
     """
@@ -229,6 +233,7 @@ class LFADSConfig:
     l2_gen_scale: float = 2000.0
     l2_con_scale: float = 0.0
     elbo: str = "trace"
+    iwae_particles: int = 5
     seed: int = 0
     posterior_samples: int = 50
 
@@ -238,7 +243,8 @@ class LFADSConfig:
     def validate(self, source: str = "config") -> None:
         """Raise InputError naming the first field whose value is impossible."""
         positive_ints = ("gen_dim", "fac_dim", "ic_enc_dim", "batch_size",
-                         "lr_patience", "max_epochs", "kl_ramp_epochs", "posterior_samples")
+                         "lr_patience", "max_epochs", "kl_ramp_epochs", "posterior_samples",
+                         "iwae_particles")
         for name in positive_ints:
             _check(source, name, getattr(self, name), int, lambda v: v >= 1, "must be an integer >= 1")
         for name in ("co_dim", "ci_lag", "patience"):

@@ -213,10 +213,11 @@ def cmd_posterior(args) -> None:
         raise InputError("--session: applies with --data only (without it every session is written)")
     device = resolve_device(args.device)
     if args.data is None:
-        paths = write_posterior(args.run_dir, samples=args.samples, device=device, progress=not args.quiet)
+        paths = write_posterior(args.run_dir, samples=args.samples, means=args.means, device=device,
+                                progress=not args.quiet)
     else:
         paths = [write_posterior_of(args.run_dir, args.data, args.out, session=args.session, samples=args.samples,
-                                    device=device, progress=not args.quiet)]
+                                    means=args.means, device=device, progress=not args.quiet)]
     print("wrote " + ", ".join(str(path) for path in paths))
 
 

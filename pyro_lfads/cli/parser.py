@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     post.add_argument("--session", type=_nonnegative_int, default=0,
                       help="with --data, a stitched run: the session the new trials were recorded in (default 0)")
     post.add_argument("--samples", type=_positive_int, help="samples of (g0, u) per trial (default: config, 50)")
+    post.add_argument("--means", choices=("average", "psis"), default="average",
+                      help="average the draws equally (default) or, where a trial's k-hat is below 0.7, weighed by "
+                           "PSIS importance weights (records {split}_khat and {split}_importance_weighted)")
     post.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device(post)
 

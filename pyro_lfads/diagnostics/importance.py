@@ -12,6 +12,8 @@ how well the guide matches the true posterior of each trial:
 
 from __future__ import annotations
 
+import warnings
+
 import arviz as az
 import numpy as np
 import torch
@@ -64,6 +66,20 @@ def pareto_khat(log_weights: np.ndarray) -> np.ndarray:
     """PSIS Pareto shape k-hat of each trial's weights (arviz): (trials,). Below 0.7 is reliable."""
     _, khat = az.psislw(np.asarray(log_weights, dtype=np.float64))
     return np.asarray(khat)
+
+
+def psis_weights(log_weights: np.ndarray, khat_limit: float = 0.7) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Self-normalised PSIS weights of each trial's K draws where its k-hat is below ``khat_limit``, equal
+    weights 1 / K elsewhere: (weights (trials, K) summing to 1 per trial, k-hat (trials,), whether the
+    trial's weights are PSIS's (trials,) bool), from log weights (trials, K), nats."""
+    log_weights = np.asarray(log_weights, dtype=np.float64)
+    with warnings.catch_warnings():  # a large k-hat is the finding, returned, not a warning
+        warnings.filterwarnings("ignore", "Estimated shape parameter", UserWarning)
+        smoothed, khat = az.psislw(log_weights)
+    khat = np.asarray(khat)
+    weighted = khat < khat_limit
+    weights = np.where(weighted[:, None], np.exp(smoothed), 1.0 / log_weights.shape[-1])
+    return weights / weights.sum(-1, keepdims=True), khat, weighted
 
 
 #: dims of every variable of the InferenceData, after (chain, draw).

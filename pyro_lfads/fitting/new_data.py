@@ -31,7 +31,7 @@ from pyro_lfads.data.lfads_files import HDF5_SUFFIXES
 from pyro_lfads.data.loading import load_trials
 from pyro_lfads.errors import InputError
 from pyro_lfads.fitting.derived_files import DERIVED_PATTERNS
-from pyro_lfads.fitting.posterior import check_samples, write_posterior_file
+from pyro_lfads.fitting.posterior import check_means, check_samples, write_posterior_file
 from pyro_lfads.fitting.run import BEST, CONFIG_FILE, CURVE_FILE, INFO_FILE, LAST, Run, RunInfo, dataset_sha256
 from pyro_lfads.models.likelihoods import data_support
 from pyro_lfads.fitting.devices import resolve_device
@@ -42,7 +42,7 @@ RUN_FILES = (CONFIG_FILE, INFO_FILE, CURVE_FILE, LAST, BEST, *DERIVED_PATTERNS)
 
 def write_posterior_of(run: Run | str | Path, data: LFADSDataset | str | os.PathLike[str],
                        out: str | os.PathLike[str], *, session: int = 0, samples: int | None = None,
-                       device: str = "cpu", max_rows: int = 4096,
+                       means: str = "average", device: str = "cpu", max_rows: int = 4096,
                        progress: bool = True) -> Path:
     """Posterior averages of the run's best checkpoint for the trials of ``data``, written to ``out``.
 
@@ -52,7 +52,7 @@ def write_posterior_of(run: Run | str | Path, data: LFADSDataset | str | os.Path
         out: the HDF5 file to write (``.h5``/``.hdf5``); not the data file, nor a file of the run.
         session: the session the trials were recorded in (a stitched run's; 0 otherwise).
         samples: draws per trial (default: the run's ``config.posterior_samples``).
-        device, max_rows, progress: as in :func:`~pyro_lfads.fitting.posterior.write_posterior`.
+        means, device, max_rows, progress: as in :func:`~pyro_lfads.fitting.posterior.write_posterior`.
 
     Returns:
         ``Path(out)``.
@@ -63,7 +63,7 @@ def write_posterior_of(run: Run | str | Path, data: LFADSDataset | str | os.Path
     """
     run, device = Run.open(run), resolve_device(device)
     run.session_info(session)  # refuses a session the run does not have
-    samples = check_samples(run, samples)
+    samples, means = check_samples(run, samples), check_means(means)
     out = Path(out)
     check_out(run, out, data)
     support = data_support(run.config.likelihood)
@@ -77,7 +77,7 @@ def write_posterior_of(run: Run | str | Path, data: LFADSDataset | str | os.Path
     total = sum(getattr(dataset, name).n_trials for name in splits)
     with tqdm(total=total, desc="posterior", unit="trial", disable=not progress, dynamic_ncols=True) as bar:
         write_posterior_file(out, run, dataset, source=source, splits=splits, session=session, samples=samples,
-                             device=device, max_rows=max_rows, bar=bar)
+                             means=means, device=device, max_rows=max_rows, bar=bar)
     return out
 
 

@@ -4,8 +4,8 @@ One draw of the latents per trial (per row of the batch): the guide samples g0 a
 model is replayed on those very values (:func:`guide_and_model_traces`, the only place where
 this happens). From the pair of traces come
 
-- the loss that training minimises is Pyro's ``Trace_ELBO`` (or ``TraceMeanField_ELBO``), run on a
-  :class:`TracedPair` so that the draw it used is kept for the report;
+- the loss that training minimises is Pyro's ``Trace_ELBO`` (or ``TraceMeanField_ELBO``, or
+  ``RenyiELBO``'s importance-weighted bound: :func:`make_elbo`), run on a :class:`TracedPair` so that the draw it used is kept for the report;
 - the terms that training reports, :func:`elbo_terms` (reconstruction and KL, unscaled);
 - the log importance weights log p(x, z) - log q(z | x) per row, :func:`log_importance_weights`;
 - the posterior draws, :func:`sampled_values`, one per row, which
@@ -20,9 +20,19 @@ from collections.abc import Iterator
 
 import torch
 from pyro import poutine
+from pyro.infer import RenyiELBO, Trace_ELBO, TraceMeanField_ELBO
 from pyro.infer.util import is_validation_enabled
 from pyro.poutine.util import prune_subsample_sites
 from pyro.util import check_model_guide_match
+
+
+def make_elbo(config) -> Trace_ELBO | TraceMeanField_ELBO | RenyiELBO:
+    """The Pyro ELBO object ``config.elbo`` names. The IWAE's particles are a plate left of ``trials``
+    (the model and guide take latents with dimensions left of the trials)."""
+    if config.elbo == "iwae":
+        return RenyiELBO(alpha=0.0, num_particles=config.iwae_particles, vectorize_particles=True,
+                         max_plate_nesting=1)
+    return TraceMeanField_ELBO() if config.elbo == "meanfield" else Trace_ELBO()
 
 
 def guide_and_model_traces(model, guide, batch, kl_scale: float = 1.0, *, log_densities: bool = True):

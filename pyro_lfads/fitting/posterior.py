@@ -30,7 +30,11 @@ A model without inferred inputs writes the inputs' keys with U = 0 (and C = 0). 
 ``{split}_output_params_std`` and ``{split}_factors_std``, the standard deviations over the draws, and, where
 the predicted observation is not the rates (calcium), ``{split}_obs_mean`` and its ``_std``, and for a
 behaviour model (``model: behavior``) ``{split}_behavior_pred`` (B, T, D), the behaviour it decodes from the
-spikes (the mean of W_b f_t^rel + b_b over the draws), and its ``_std``.
+spikes (the mean of W_b f_t^rel + b_b over the draws), and its ``_std``. With ``means="psis"`` each trial's
+draws are weighed by their PSIS-smoothed, self-normalised importance weights p(x, z) / q(z | x) where the
+trial's k-hat is below 0.7 (the plain average elsewhere), and the choice is recorded per trial:
+    {split}_khat                (B,)       PSIS k-hat of the trial's S draws
+    {split}_importance_weighted (B,)       1 where its averages are importance-weighted, 0 where plain
 
 As lfads-torch's output file starts as a copy of its data file, the file also holds the data set's arrays
 under their own keys (``{split}_encod_data``, ``{split}_recon_data``, ``{split}_ext_input``, ``{split}_truth``,
@@ -42,7 +46,7 @@ windows of both splits merged back into one series, L bins of the recording:
     continuous_factors          (L, F)
     continuous_gen_states       (L, G)
     continuous_co_means         (L, U)     where the model has inferred inputs
-Attributes: ``samples``, ``time_bins`` and the record of what the file was made from
+Attributes: ``samples``, ``means`` ("average" or "psis"), ``time_bins`` and the record of what the file was made from
 (``source_checkpoint_sha256``, ``source_data_sha256``, ``source_epoch``:
 :class:`~pyro_lfads.fitting.derived_files.Source`); :func:`read_posterior` refuses a file whose record
 is not the run's best checkpoint as it is now.
@@ -66,6 +70,7 @@ from pyro_lfads.data.atomic_files import atomic_hdf5
 from pyro_lfads.data.containers import SPLITS
 from pyro_lfads.data.continuous import is_continuous, merge_splits
 from pyro_lfads.data.lfads_files import file_arrays, fill_hdf5
+from pyro_lfads.diagnostics.importance import psis_weights
 from pyro_lfads.errors import InputError
 from pyro_lfads.fitting.batch import Batch, trial_chunks
 from pyro_lfads.fitting.derived_files import POSTERIOR_FILE, Source
@@ -80,6 +85,9 @@ AVERAGED_SITES = {"rates": ("output_params", True), "factors": ("factors", True)
                   "gen_states": ("gen_states", False), "g0": ("gen_init", False),
                   "behavior_mean": ("behavior_pred", True)}
 
+#: How the draws of a trial are averaged: equally, or by PSIS importance weights where k-hat allows.
+MEANS = ("average", "psis")
+
 #: The posterior means merged into ``continuous_{key}`` for a data set of a continuous recording's windows.
 CONTINUOUS_KEYS = ("output_params", "factors", "gen_states", "co_means")
 
@@ -90,19 +98,27 @@ def posterior_path(run: Run | str | Path, session: int = 0) -> Path:
 
 
 def posterior_chunks(model, guide, split: Split, *, samples: int, time_bins: int | None = None,
-                     device: str = "cpu", max_rows: int = 4096, session: int = 0, seed: int | None = None):
+                     device: str = "cpu", max_rows: int = 4096, session: int = 0, seed: int | None = None,
+                     means: str = "average"):
     """Yield (trial slice, {output key: array}) for consecutive chunks of ``split``'s trials
     (of session ``session``).
 
     Keys are those of the module docstring without the ``{split}_`` prefix, from :func:`posterior_averages`.
     Each chunk is one pass of :class:`PosteriorPredictive`; ``seed`` seeds each trial's draws by the trial
-    (None: torch's generator).
+    (None: torch's generator). ``means`` (:data:`MEANS`): "psis" weighs each trial's draws by their PSIS
+    importance weights where its k-hat is below 0.7 and adds ``khat`` and ``importance_weighted`` (B,).
     """
+    check_means(means)
     predictive = PosteriorPredictive(model, guide, samples, return_sites=["u", *AVERAGED_SITES], seed=seed)
     for trials, batch in trial_chunks(split, max_rows=max(1, max_rows // samples), device=device,
                                       time_bins=time_bins, session=session):
-        draws, guide_trace = predictive.draw(batch)  # {site: (S, chunk trials, ...)}
-        averages = posterior_averages(draws, guide_trace, batch, samples)
+        draws, guide_trace = predictive.draw(batch, log_weights=means == "psis")  # {site: (S, chunk trials, ...)}
+        weights, extra = None, {}
+        if means == "psis":
+            trial_weights, khat, weighted = psis_weights(draws.pop("log_weight").T.cpu().numpy())
+            weights = torch.as_tensor(trial_weights.T, dtype=torch.float32, device=batch.encod_data.device)
+            extra = {"khat": khat.astype(np.float32), "importance_weighted": weighted.astype(np.uint8)}
+        averages = {**posterior_averages(draws, guide_trace, batch, samples, weights), **extra}
         if model.generator.initial_map is not None:  # the state before bin 1, W_0 g0 + b_0: the map of the mean
             with torch.no_grad():
                 state = model.generator.initial_state(torch.as_tensor(averages["gen_init"], device=device))
@@ -110,43 +126,53 @@ def posterior_chunks(model, guide, split: Split, *, samples: int, time_bins: int
         yield trials, averages
 
 
-def posterior_averages(draws: dict[str, torch.Tensor], guide_trace, batch: Batch,
-                       samples: int) -> dict[str, np.ndarray]:
+def posterior_averages(draws: dict[str, torch.Tensor], guide_trace, batch: Batch, samples: int,
+                       weights: torch.Tensor | None = None) -> dict[str, np.ndarray]:
     """The output keys (module docstring, without the split prefix) of one pass of ``samples`` = S draws of
     each trial of ``batch`` (B trials, one row each): ``draws`` {site: (S, B, ...)} and the guide's trace of
-    the B * S rows, trial-major (row b * S + s: draw s of trial b)."""
+    the B * S rows, trial-major (row b * S + s: draw s of trial b). ``weights`` (S, B), each trial's summing
+    to 1, weigh the draws' means and spreads (None: equal weights); the guide's own keys stay plain means."""
     def per_trial(rows: torch.Tensor) -> torch.Tensor:
         """(B * S, ...) rows -> (B, ...), the mean of each trial's S rows."""
         return rows.reshape(batch.n_trials, samples, *rows.shape[1:]).mean(1)
+
+    def mean_and_std(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S, B, ...) -> the weighted mean and standard deviation over the draws, each (B, ...)."""
+        if weights is None:
+            return values.mean(0), values.std(0, correction=0)
+        w = weights.reshape(*weights.shape, *[1] * (values.dim() - 2))
+        mean = (w * values).sum(0)
+        return mean, (w * (values - mean) ** 2).sum(0).sqrt()
 
     q_g0 = guide_trace.nodes["g0"]["fn"]
     out = {"ic_mean": q_g0.mean[::samples], "ic_std": q_g0.stddev[::samples]}
     for site, (key, spread) in AVERAGED_SITES.items():
         if site in draws:
-            out[key] = draws[site].mean(0)
+            out[key], std = mean_and_std(draws[site])
             if spread:
-                out[f"{key}_std"] = draws[site].std(0, correction=0)
+                out[f"{key}_std"] = std
     none = batch.encod_data.new_zeros(batch.n_trials, batch.n_time, 0)
     inputs = none
     out["co_means"] = out["co_stds"] = out["con_states"] = none
     if "u" in guide_trace.nodes:
         q_u, run = guide_trace.nodes["u"]["fn"], guide_trace.nodes["u"]["infer"][GENERATOR_RUN]
         out["co_means"], out["co_stds"] = per_trial(q_u.loc), per_trial(q_u.scale)
-        out["con_states"], inputs = per_trial(run.controller_states), draws["u"].mean(0)
+        out["con_states"], inputs = per_trial(run.controller_states), mean_and_std(draws["u"])[0]
     out["gen_inputs"] = torch.cat([inputs, none if batch.ext_input is None else batch.ext_input], dim=-1)
     return {key: value.cpu().numpy() for key, value in out.items()}
 
 
 @writes_into("run")
 def write_posterior(run: Run | str | Path, data: LFADSDataset | Sequence[LFADSDataset] | None = None, *,
-                    samples: int | None = None, device: str = "cpu", max_rows: int = 4096,
+                    samples: int | None = None, means: str = "average", device: str = "cpu", max_rows: int = 4096,
                     progress: bool = True) -> list[Path]:
     """Posterior averages of the run's best checkpoint for both splits of every session in ``data``
     (one data set, or a stitched run's list of sessions; default: the run's own, read again), into
-    RUN_DIR; returns the files written. New trials go to a file of their own:
-    :func:`~pyro_lfads.fitting.new_data.write_posterior_of`."""
+    RUN_DIR; returns the files written. ``means``: "average" (equal weights) or "psis" (each trial's draws
+    weighed by PSIS importance weights where its k-hat is below 0.7; :func:`posterior_chunks`). New trials
+    go to a file of their own: :func:`~pyro_lfads.fitting.new_data.write_posterior_of`."""
     run, device = Run.open(run), resolve_device(device)
-    samples = check_samples(run, samples)
+    samples, means = check_samples(run, samples), check_means(means)
     sessions = run.sessions() if data is None else as_sessions(data)
     if len(sessions) != run.n_sessions:
         raise InputError(f"{run.directory}: was fitted on {run.n_sessions} sessions, got {len(sessions)} data sets")
@@ -156,7 +182,7 @@ def write_posterior(run: Run | str | Path, data: LFADSDataset | Sequence[LFADSDa
     with tqdm(total=total, desc="posterior", unit="trial", disable=not progress, dynamic_ncols=True) as bar:
         for session, dataset in enumerate(sessions):
             write_posterior_file(posterior_path(run, session), run, dataset, source=sources[session], session=session,
-                                 samples=samples, device=device, max_rows=max_rows, bar=bar)
+                                 samples=samples, means=means, device=device, max_rows=max_rows, bar=bar)
     return [posterior_path(run, session) for session in range(len(sessions))]
 
 
@@ -168,21 +194,29 @@ def check_samples(run: Run, samples: int | None) -> int:
     return samples
 
 
+def check_means(means: str) -> str:
+    """``means``, refused unless one of :data:`MEANS`."""
+    if means not in MEANS:
+        raise InputError(f"means: one of {', '.join(MEANS)}, got {means!r}")
+    return means
+
+
 def write_posterior_file(path: Path, run: Run, dataset: LFADSDataset, *, source: Source,
-                         splits: Sequence[str] = SPLITS, session: int = 0, samples: int, device: str,
-                         max_rows: int, bar) -> None:
+                         splits: Sequence[str] = SPLITS, session: int = 0, samples: int, means: str = "average",
+                         device: str, max_rows: int, bar) -> None:
     """The posterior averages of ``splits`` of ``dataset`` (session ``session``'s trials) under the run's best
     checkpoint, and the data's arrays of those splits, written to ``path`` atomically; ``bar`` counts trials."""
     model, guide = run.fitted("best", device)
     with atomic_hdf5(path) as h5:
-        h5.attrs["samples"] = samples
+        h5.attrs["samples"], h5.attrs["means"] = samples, means
         h5.attrs["time_bins"] = run.session_info(session).n_time
         h5.attrs.update(source.as_attrs())
         for name in splits:
             split = getattr(dataset, name)
             for trials, arrays in posterior_chunks(model, guide, split, samples=samples,
                                                    time_bins=run.config.time_bins, device=device,
-                                                   max_rows=max_rows, session=session, seed=run.config.seed):
+                                                   max_rows=max_rows, session=session, seed=run.config.seed,
+                                                   means=means):
                 for key, values in arrays.items():
                     full = f"{name}_{key}"
                     if full not in h5:

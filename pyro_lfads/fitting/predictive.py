@@ -39,7 +39,7 @@ from pyro.infer import Predictive
 from pyro_lfads.data import Split
 from pyro_lfads.errors import InputError
 from pyro_lfads.fitting.batch import Batch, split_batch, trial_noise
-from pyro_lfads.fitting.objective import guide_and_model_traces, sampled_values
+from pyro_lfads.fitting.objective import guide_and_model_traces, log_importance_weights, sampled_values
 from pyro_lfads.fitting.run import Run, RunInfo
 from pyro_lfads.fitting.devices import resolve_device
 
@@ -76,9 +76,10 @@ class PosteriorPredictive(Predictive):
         return draws
 
     @torch.no_grad()
-    def draw(self, batch: Batch, kl_scale: float = 1.0):
+    def draw(self, batch: Batch, kl_scale: float = 1.0, *, log_weights: bool = False):
         """(draws, guide trace) of the one pass: draws {site: (S, B, ...)}; the guide's trace of the batch
-        with each trial S times in a row (rows trial-major, B * S: row b * S + s is sample s of trial b)."""
+        with each trial S times in a row (rows trial-major, B * S: row b * S + s is sample s of trial b).
+        ``log_weights``: draws also holds ``log_weight`` (S, B), log p(x, z) - log q(z | x) of each draw, nats."""
         samples = self.num_samples
         repeated = batch.repeat_trials(samples)
         if self.seed is not None:
@@ -87,10 +88,12 @@ class PosteriorPredictive(Predictive):
         with warnings.catch_warnings():  # a simulated obs is a model site the guide does not have, rightly
             warnings.filterwarnings("ignore", "Found vars in model but not guide")
             model_trace, guide_trace = guide_and_model_traces(self.model, self.guide, repeated,
-                                                              kl_scale, log_densities=False)
+                                                              kl_scale, log_densities=log_weights)
         values = sampled_values(model_trace)
+        if log_weights:
+            values["log_weight"] = log_importance_weights(model_trace, guide_trace)
         draws = {site: values[site].reshape(batch.n_trials, samples, *values[site].shape[1:]).transpose(0, 1)
-                 for site in self.return_sites if site in values}
+                 for site in [*self.return_sites, "log_weight"] if site in values}
         return draws, guide_trace
 
     def batch(self, data: Batch | Split) -> Batch:

@@ -5,7 +5,8 @@ The objective of one step, per trial of the batch:
 
     loss = -ELBO_w / B + w * L2,   w = min(1, (step + 1) / ramp_steps)
 
-where ELBO_w is Pyro's ``Trace_ELBO`` (``TraceMeanField_ELBO`` with ``elbo: meanfield``), run on
+where ELBO_w is Pyro's ``Trace_ELBO`` (``TraceMeanField_ELBO`` with ``elbo: meanfield``; with ``elbo: iwae``
+``RenyiELBO(alpha=0)``, the importance-weighted bound of ``iwae_particles`` vectorised draws per trial), run on
 a :class:`~pyro_lfads.fitting.objective.TracedPair` that keeps the draw for the report, with the latent sites' log
 densities scaled by w (``poutine.scale`` inside the model and guide, so the KL term is w * KL) and
 L2 is the penalty on the recurrent weights. From step ``ramp_steps`` on
@@ -33,7 +34,7 @@ import numpy as np
 import pyro
 import pyro.optim
 import torch
-from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import SVI, RenyiELBO
 from tqdm.auto import tqdm
 
 from pyro_lfads.fitting.batch import iterate_batches, iterate_session_batches
@@ -47,7 +48,7 @@ from pyro_lfads.fitting.devices import resolve_device
 from pyro_lfads.fitting.run import BEST, CURVE_FILE, LAST, Run, RunInfo, TrainerState, build_model_and_guide
 from pyro_lfads.fitting.schedule import PlateauRule, epoch_batch_size, ramp_steps, ramp_weight, steps_per_epoch
 from pyro_lfads.extensions.stitching import check_sessions, initialise_sessions
-from pyro_lfads.fitting.objective import TracedPair, elbo_terms, guide_and_model_traces
+from pyro_lfads.fitting.objective import TracedPair, elbo_terms, guide_and_model_traces, make_elbo
 from pyro_lfads.fitting.run_lock import writes_into
 from pyro_lfads.fitting.tensorboard_log import tensorboard_log
 from pyro_lfads.models.likelihoods import data_support
@@ -124,7 +125,7 @@ class Trainer:
         self.config, self.run_dir = config, Path(run_dir)
         self.device, self.progress = device, progress
         self.params = [p for m in (self.model, self.guide) for p in m.parameters()]
-        self.elbo = TraceMeanField_ELBO() if config.elbo == "meanfield" else Trace_ELBO()
+        self.elbo = make_elbo(config)
         self.traced = TracedPair(self.model, self.guide)  # keeps each step's draw, for the reported terms
         self.last_terms = (0.0, 0.0)  # (reconstruction, KL) of the last step's draw, nats, unscaled
         self.optim = pyro.optim.Adam({"lr": config.learning_rate, "betas": (config.adam_beta1, config.adam_beta2),
@@ -146,22 +147,43 @@ class Trainer:
         """Per-trial -ELBO (KL scaled by kl_scale) plus the ramped L2 penalty; keeps the draw's
         unscaled terms in ``last_terms`` (read before the step moves the parameters)."""
         elbo_loss = self.elbo.differentiable_loss(model, guide, batch, kl_scale) / batch.n_trials
-        with torch.no_grad():
-            self.last_terms = elbo_terms(*self.traced.traces())
+        self._keep_terms()
         return elbo_loss + kl_scale * l2_penalty(self.model, self.guide, self.config)
+
+    def _iwae_loss_and_grads(self, model, guide, batch, kl_scale) -> torch.Tensor:
+        """Per-trial -IWAE_K plus the ramped L2 penalty, its gradients accumulated: ``RenyiELBO`` has no
+        differentiable loss, so its own ``loss_and_grads`` runs the backward of the bound summed over the
+        batch, whose gradients are then divided by the trials."""
+        bound = self.elbo.loss_and_grads(model, guide, batch, kl_scale) / batch.n_trials
+        for param in self.params:
+            if param.grad is not None:
+                param.grad /= batch.n_trials
+        self._keep_terms()
+        penalty = kl_scale * l2_penalty(self.model, self.guide, self.config)
+        penalty.backward()
+        return torch.as_tensor(bound) + penalty.detach()
+
+    @torch.no_grad()
+    def _keep_terms(self) -> None:
+        """``last_terms``: the reconstruction and KL of the last draw, per draw of each trial."""
+        particles = self.elbo.num_particles if isinstance(self.elbo, RenyiELBO) else 1
+        self.last_terms = tuple(term / particles for term in elbo_terms(*self.traced.traces()))
 
     def _loss_and_grads(self, model, guide, batch, kl_scale):
         """The loss and its clipped gradients; when either is not finite, or a distribution met invalid
         parameters (NaN or infinite, which Pyro refuses before any loss exists), a NaN loss and no gradient
         at all, so that the optimiser moves nothing (Adam skips parameters without a gradient)."""
         try:
-            loss = self._loss(model, guide, batch, kl_scale)
+            if isinstance(self.elbo, RenyiELBO):
+                loss = self._iwae_loss_and_grads(model, guide, batch, kl_scale)
+            else:
+                loss = self._loss(model, guide, batch, kl_scale)
+                loss.backward()
         except ValueError as exc:
             if not is_invalid_parameter(exc):
                 raise
             self._drop_gradients()
             return torch.tensor(float("nan"))
-        loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip_norm)
         if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
             self._drop_gradients()
