@@ -2,6 +2,7 @@
 
     E_ic        = BiGRU_ic(x_1:T)  (final states of both directions)
     q(g0)       = Normal(mu, sqrt(sigma^2 + floor)),  [mu, log sigma^2] = W_ic E_ic
+                  (with ic_posterior_rank r: N(mu, diag(sigma^2 + floor) + V V^T), V = W_V E_ic, G x r)
     E_con_t     = [fwd BiGRU_ci(x)_(t-lag), bwd BiGRU_ci(x)_(t+lag)]    (lag: config.ci_lag, 1)
     c_t         = GRU_con(c_(t-1), [E_con_t, f_(t-1)])           controller
     q(u_t | .)  = Normal(mu_t, sigma_t),  [mu_t, log sigma_t^2] = W_co c_t
@@ -37,7 +38,7 @@ import torch
 from pyro import poutine
 from torch import nn
 
-from pyro_lfads.blocks.distributions import NoiseDrivenNormal, PathNormal
+from pyro_lfads.blocks.distributions import NoiseDrivenLowRankNormal, NoiseDrivenNormal, PathNormal
 from pyro_lfads.blocks.fused_controller import ScanPath, ScanWeights, controller_generator_scan
 from pyro_lfads.blocks.networks import ClippedGRUCell, ReadIn, make_encoder
 from pyro_lfads.models.lfads import GENERATOR_RUN, Generator, GeneratorRun, LFADSModel
@@ -70,6 +71,10 @@ class LFADSGuide(nn.Module):
         self.ic_posterior = nn.Linear(self.ic_encoder.output_size, 2 * config.gen_dim)
         nn.init.normal_(self.ic_posterior.weight, std=self.ic_encoder.output_size ** -0.5)
         nn.init.zeros_(self.ic_posterior.bias)
+        if config.ic_posterior_rank:  # V of q(g0) = N(mu, diag(sigma^2) + V V^T), starting near 0
+            self.ic_posterior_factor = nn.Linear(self.ic_encoder.output_size, config.gen_dim * config.ic_posterior_rank)
+            nn.init.normal_(self.ic_posterior_factor.weight, std=0.01 * self.ic_encoder.output_size ** -0.5)
+            nn.init.zeros_(self.ic_posterior_factor.bias)
         if config.co_dim:
             self.ci_encoder = make_encoder(n_encod_neurons, config.ci_enc_dim, config.causal, config.fused_recurrence)
             self.controller = ClippedGRUCell(self.ci_encoder.output_size + config.fac_dim, config.con_dim,
@@ -87,12 +92,10 @@ class LFADSGuide(nn.Module):
     def forward(self, batch, kl_scale: float = 1.0) -> None:
         pyro.module("lfads_guide", self)
         x = self.encoder_input(batch)
-        ic_loc, ic_scale = (_repeat(v, batch.encoder_repeats) for v in self.initial_condition(x))
-        q_g0 = (dist.Normal(ic_loc, ic_scale) if batch.noise is None
-                else NoiseDrivenNormal(ic_loc, ic_scale, batch.noise.g0))
+        q_g0 = self.initial_condition_posterior(x, batch)
         with pyro.plate("trials", batch.n_trials):
             with poutine.scale(scale=kl_scale * self.config.kl_ic_scale):
-                g0 = pyro.sample("g0", q_g0.to_event(1))
+                g0 = pyro.sample("g0", q_g0)
             if self.config.co_dim:
                 loc, scale, run = self.controller_and_generator(x, g0, batch)
                 with poutine.scale(scale=kl_scale * self.config.kl_co_scale):
@@ -106,14 +109,31 @@ class LFADSGuide(nn.Module):
         return x if self.read_ins is None else self.read_ins[batch.session](x)
 
     def initial_condition(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, T_enc, N_enc) from :meth:`encoder_input` -> mean and std of q(g0), each (B, G).
+        """x (B, T_enc, N_enc) from :meth:`encoder_input` -> mean and std of q(g0), each (B, G) (the
+        diagonal part's std with ``ic_posterior_rank``)."""
+        return self._initial_condition(x)[:2]
 
-        The encoder reads the first ``config.ic_window`` bins only, when that is set.
-        """
+    def _initial_condition(self, x: torch.Tensor):
+        """(mean (B, G), diagonal std (B, G), low-rank factor V (B, G, r) or None) of q(g0). The encoder reads
+        the first ``config.ic_window`` bins only, when that is set."""
         _, final = self.ic_encoder(x[:, : self.config.ic_window])
-        loc, log_var = self.ic_posterior(self.dropout(final)).chunk(2, dim=-1)
+        final = self.dropout(final)
+        loc, log_var = self.ic_posterior(final).chunk(2, dim=-1)
         scale = (log_var.exp() + self.config.ic_post_var_min).sqrt()
-        return loc, scale
+        if not self.config.ic_posterior_rank:
+            return loc, scale, None
+        return loc, scale, self.ic_posterior_factor(final).reshape(*loc.shape, self.config.ic_posterior_rank)
+
+    def initial_condition_posterior(self, x: torch.Tensor, batch):
+        """q(g0) of each row of ``batch`` (x from :meth:`encoder_input`), event shape (G,): a diagonal Normal,
+        or N(mu, diag(sigma^2) + V V^T) with ``ic_posterior_rank``; drawn from ``batch.noise`` when it has it."""
+        loc, scale, factor = (None if v is None else _repeat(v, batch.encoder_repeats)
+                              for v in self._initial_condition(x))
+        noise = None if batch.noise is None else batch.noise.g0
+        if factor is not None:
+            return (dist.LowRankMultivariateNormal(loc, factor, scale ** 2) if noise is None
+                    else NoiseDrivenLowRankNormal(loc, factor, scale ** 2, noise))
+        return (dist.Normal(loc, scale) if noise is None else NoiseDrivenNormal(loc, scale, noise)).to_event(1)
 
     def controller_and_generator(self, x: torch.Tensor, g0: torch.Tensor, batch, sample: bool = True
                                  ) -> tuple[torch.Tensor, torch.Tensor, GeneratorRun]:

@@ -87,6 +87,11 @@ class LFADSConfig:
             0.959 -> 0.973 on lorenz_50x20ms, 0.975 either way on
             lorenz_100x10ms, 0.936 -> 0.927 on lorenz_high_rate (within the
             +-0.015 of single fits there), M1 velocity R2 0.692 -> 0.664.
+        ic_posterior_rank: r, the rank of q(g0)'s covariance beyond its
+            diagonal: 0 (the paper's diagonal Normal) or r >= 1 for
+            N(mu, diag(sigma^2) + V V^T) with a G x r factor V read from the
+            same encoding, so that q(g0) can follow the posterior's
+            correlations (see the README's diagnostics section).
         fused_recurrence: run the recurrences (encoders, controller and
             generator) as whole-trial autograd nodes with hand-written
             backwards (:mod:`pyro_lfads.blocks.fused_gru`,
@@ -197,6 +202,7 @@ class LFADSConfig:
     causal: bool = False
     fused_recurrence: bool = True
     g0_map: bool = True
+    ic_posterior_rank: int = 0
     train_read_in: bool = True
 
     model: str = "lfads"
@@ -247,7 +253,7 @@ class LFADSConfig:
                          "iwae_particles")
         for name in positive_ints:
             _check(source, name, getattr(self, name), int, lambda v: v >= 1, "must be an integer >= 1")
-        for name in ("co_dim", "ci_lag", "patience"):
+        for name in ("co_dim", "ci_lag", "patience", "ic_posterior_rank"):
             _check(source, name, getattr(self, name), int, lambda v: v >= 0, "must be an integer >= 0")
         _check(source, "seed", self.seed, int, lambda v: 0 <= v <= MAX_SEED,
                f"must be an integer from 0 to {MAX_SEED} (2**32 - 2: numpy's generators take seeds below 2**32)")

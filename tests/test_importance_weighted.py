@@ -10,6 +10,7 @@ import pytest
 import torch
 from pyro.infer import RenyiELBO
 
+from pyro_lfads.blocks.distributions import NoiseDrivenLowRankNormal
 from pyro_lfads.config import LFADSConfig
 from pyro_lfads.diagnostics.importance import iwae_per_trial, log_importance_weights, psis_weights
 from pyro_lfads.errors import InputError
@@ -144,3 +145,24 @@ def _as_split(batch):
 
     x = batch.recon_data.numpy()
     return Split(encod_data=x, recon_data=x)
+
+
+def test_the_noise_driven_low_rank_normal_draws_its_own_covariance():
+    loc, factor, diag = torch.tensor([1.0, -1.0, 0.5]), torch.tensor([[1.0], [0.5], [-2.0]]), torch.tensor([0.2, 0.3, 0.1])
+    noise = torch.randn(20000, 4, generator=torch.Generator().manual_seed(0))
+    q = NoiseDrivenLowRankNormal(loc.expand(20000, 3), factor.expand(20000, 3, 1), diag.expand(20000, 3), noise)
+    draws = q.rsample()
+    np.testing.assert_allclose(draws.mean(0), loc, atol=0.05)
+    np.testing.assert_allclose(torch.cov(draws.T), factor @ factor.T + torch.diag(diag), atol=0.08)
+    exact = dist.LowRankMultivariateNormal(loc, factor, diag)
+    np.testing.assert_allclose(q.log_prob(draws), exact.log_prob(draws), rtol=1e-5)
+    assert q.expand((2, 20000)).rsample().shape == (2, 20000, 3)
+
+
+def test_a_low_rank_q_g0_fits_and_averages(tiny_lorenz, tmp_path, tiny_config):
+    config = tiny_config.replace(ic_posterior_rank=2, elbo="iwae", iwae_particles=2, max_epochs=2)
+    fit(tiny_lorenz, config, tmp_path / "run", progress=False)
+    write_posterior(tmp_path / "run", tiny_lorenz, means="psis", progress=False)
+    with h5py.File(posterior_path(tmp_path / "run"), "r") as h5:
+        ic_std, rates = h5["valid_ic_std"][()], h5["valid_output_params"][()]
+    assert ic_std.shape == (tiny_lorenz.valid.n_trials, config.gen_dim) and np.isfinite(rates).all()

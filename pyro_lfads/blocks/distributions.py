@@ -1,12 +1,12 @@
 """Custom distributions: the AR(1) input prior and the controller's path posterior (event
-shape (T, D): T time bins, D inferred inputs), a Normal driven by noise given in advance,
+shape (T, D): T time bins, D inferred inputs), a Normal and a low-rank Gaussian driven by noise given in advance,
 the zero-inflated Gamma, and per-entry weights on an observation model.
 """
 
 from __future__ import annotations
 
 import torch
-from pyro.distributions import Gamma, Normal, TorchDistribution, constraints
+from pyro.distributions import Gamma, LowRankMultivariateNormal, Normal, TorchDistribution, constraints
 
 
 class AR1Process(TorchDistribution):
@@ -244,3 +244,35 @@ class WeightedElements(TorchDistribution):
         new.base, new.weight = self.base.expand(batch_shape), self.weight.expand(batch_shape)
         super(WeightedElements, new).__init__(batch_shape, self.base.event_shape, validate_args=False)
         return new
+
+
+class NoiseDrivenLowRankNormal(LowRankMultivariateNormal):
+    """LowRankMultivariateNormal(loc, V, d) whose draw is loc + V e_r + sqrt(d) * e_G for standard normal noise
+    [e_G, e_r] given in advance (the low-rank q(g0) of ``ic_posterior_rank``; see :class:`NoiseDrivenNormal`).
+
+    Args:
+        loc, cov_diag: (..., G) means and diagonal variances d.
+        cov_factor: (..., G, r) the low-rank factor V.
+        noise: (..., G + r) standard normal draws.
+    """
+
+    def __init__(self, loc, cov_factor, cov_diag, noise: torch.Tensor, validate_args=None):
+        super().__init__(loc, cov_factor, cov_diag, validate_args=validate_args)
+        self.noise = noise.expand(self.batch_shape + (noise.shape[-1],))
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        """loc + V e_r + sqrt(d) e_G, (*sample_shape, ..., G)."""
+        n_gen = self.loc.shape[-1]
+        diagonal, factor = self.noise[..., :n_gen], self.noise[..., n_gen:]
+        value = (self.loc + (self.cov_factor @ factor.unsqueeze(-1)).squeeze(-1)
+                 + self.cov_diag.sqrt() * diagonal)
+        return value.expand(torch.Size(sample_shape) + value.shape) if sample_shape else value
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(NoiseDrivenLowRankNormal, _instance)
+        new.noise = self.noise.expand(torch.Size(batch_shape) + (self.noise.shape[-1],))
+        return super().expand(batch_shape, _instance=new)

@@ -84,7 +84,8 @@ class PosteriorPredictive(Predictive):
         repeated = batch.repeat_trials(samples)
         if self.seed is not None:
             config = self.model.config
-            repeated = repeated.replace(noise=trial_noise(batch, samples, self.seed, config.gen_dim, config.co_dim))
+            repeated = repeated.replace(noise=trial_noise(batch, samples, self.seed, config.gen_dim + config.ic_posterior_rank,
+                                                              config.co_dim))
         with warnings.catch_warnings():  # a simulated obs is a model site the guide does not have, rightly
             warnings.filterwarnings("ignore", "Found vars in model but not guide")
             model_trace, guide_trace = guide_and_model_traces(self.model, self.guide, repeated,
