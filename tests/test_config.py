@@ -44,7 +44,7 @@ def test_unknown_keys_are_refused_with_the_valid_ones(tmp_path):
 
 @pytest.mark.parametrize("key,value", [
     ("gen_dim", 0), ("gen_dim", 2.5), ("gen_dim", True), ("co_dim", -1), ("dropout", 1.0),
-    ("learning_rate", 0), ("lr_decay", 1.0), ("likelihood", "gamma-ish"), ("elbo", "iwae"),
+    ("learning_rate", 0), ("lr_decay", 1.0), ("likelihood", "gamma-ish"), ("elbo", "renyi"), ("iwae_particles", 0), ("ic_posterior_rank", -1),
     ("time_bins", 0), ("kl_ramp_steps", "many"), ("kl_ramp_steps", 0), ("kl_ramp_epochs", 0), ("patience", -1),
     ("min_improvement", 1.0), ("checkpoint_metric", "bits"),
 ])

@@ -113,11 +113,6 @@ def test_a_fit_with_elbo_iwae_learns(tiny_lorenz, tmp_path, tiny_config):
     assert len(losses) == 6 and np.isfinite(losses).all() and losses[-1] < losses[0]
 
 
-def test_iwae_particles_must_be_a_positive_integer():
-    with pytest.raises(InputError, match="iwae_particles"):
-        LFADSConfig(elbo="iwae", iwae_particles=0)
-
-
 def test_psis_posterior_records_its_choice_per_trial(fitted_tiny_lorenz, tmp_path):
     run_dir, dataset = fitted_tiny_lorenz
     write_posterior(run_dir, dataset, means="psis", progress=False)
