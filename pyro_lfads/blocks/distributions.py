@@ -124,7 +124,21 @@ class PathNormal(TorchDistribution):
         return new
 
 
-class NoiseDrivenNormal(Normal):
+class _DrivenByNoise:
+    """What a distribution drawn from ``self.noise`` (batch shape, then any trailing noise dimensions) needs
+    beside its ``rsample``: a ``sample`` without gradients, and an ``expand`` that expands the noise too."""
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def expand(self, batch_shape, _instance=None):
+        new = self._get_checked_instance(type(self), _instance)
+        new.noise = self.noise.expand(torch.Size(batch_shape) + self.noise.shape[len(self.batch_shape):])
+        return super().expand(batch_shape, _instance=new)
+
+
+class NoiseDrivenNormal(_DrivenByNoise, Normal):
     """Normal(loc, scale) whose draw is loc + scale * noise for standard normal ``noise`` given in advance.
 
     The density is the Normal's; only where the randomness comes from differs. Posterior sampling gives
@@ -145,14 +159,6 @@ class NoiseDrivenNormal(Normal):
         value = self.loc + self.scale * self.noise
         return value.expand(torch.Size(sample_shape) + value.shape) if sample_shape else value
 
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape)
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(NoiseDrivenNormal, _instance)
-        new.noise = self.noise.expand(torch.Size(batch_shape))
-        return super().expand(batch_shape, _instance=new)
 
 
 class ZeroInflatedGamma(TorchDistribution):
@@ -246,7 +252,7 @@ class WeightedElements(TorchDistribution):
         return new
 
 
-class NoiseDrivenLowRankNormal(LowRankMultivariateNormal):
+class NoiseDrivenLowRankNormal(_DrivenByNoise, LowRankMultivariateNormal):
     """LowRankMultivariateNormal(loc, V, d) whose draw is loc + V e_r + sqrt(d) * e_G for standard normal noise
     [e_G, e_r] given in advance (the low-rank q(g0) of ``ic_posterior_rank``; see :class:`NoiseDrivenNormal`).
 
@@ -268,11 +274,3 @@ class NoiseDrivenLowRankNormal(LowRankMultivariateNormal):
                  + self.cov_diag.sqrt() * diagonal)
         return value.expand(torch.Size(sample_shape) + value.shape) if sample_shape else value
 
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        with torch.no_grad():
-            return self.rsample(sample_shape)
-
-    def expand(self, batch_shape, _instance=None):
-        new = self._get_checked_instance(NoiseDrivenLowRankNormal, _instance)
-        new.noise = self.noise.expand(torch.Size(batch_shape) + (self.noise.shape[-1],))
-        return super().expand(batch_shape, _instance=new)
