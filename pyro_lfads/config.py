@@ -183,8 +183,9 @@ class LFADSConfig:
         elbo: "trace" (Trace_ELBO), "meanfield" (TraceMeanField_ELBO,
             analytic KL for g0) or "iwae" (RenyiELBO with alpha 0: the
             importance-weighted bound of iwae_particles draws per trial, the
-            particles vectorised; a guide that covers the posterior better,
-            see the README's diagnostics section).
+            particles vectorised, aimed at a guide that covers the posterior;
+            the validation objective, valid_loss, is then the -IWAE bound of
+            the same K; see the README's diagnostics section).
         iwae_particles: K, the draws per trial of elbo "iwae" (1 is the ELBO).
         seed: seed for initialisation, batching and sampling.
         posterior_samples: samples of (g0, u) per trial for posterior averages.

@@ -16,7 +16,7 @@ from pyro_lfads.diagnostics.importance import iwae_per_trial, log_importance_wei
 from pyro_lfads.errors import InputError
 from pyro_lfads.fitting.objective import make_elbo
 from pyro_lfads.fitting.posterior import posterior_path, write_posterior
-from pyro_lfads.fitting.train import fit
+from pyro_lfads.fitting.train import evaluate_elbo, fit
 from pyro_lfads.guides.lfads import LFADSGuide
 from pyro_lfads.models.lfads import LFADSModel
 
@@ -161,3 +161,13 @@ def test_a_low_rank_q_g0_fits_and_averages(tiny_lorenz, tmp_path, tiny_config):
     with h5py.File(posterior_path(tmp_path / "run"), "r") as h5:
         ic_std, rates = h5["valid_ic_std"][()], h5["valid_output_params"][()]
     assert ic_std.shape == (tiny_lorenz.valid.n_trials, config.gen_dim) and np.isfinite(rates).all()
+
+
+def test_with_elbo_iwae_the_validation_objective_is_the_iwae_bound(tiny_lorenz):
+    config = LFADSConfig(gen_dim=8, fac_dim=3, ic_enc_dim=6, co_dim=0, elbo="iwae", iwae_particles=50)
+    model = LFADSModel(config, tiny_lorenz.train.n_neurons)
+    guide = LFADSGuide(model, tiny_lorenz.train.n_neurons)
+    iwae = evaluate_elbo(model, guide, tiny_lorenz.valid, config, "cpu")
+    plain = evaluate_elbo(model, guide, tiny_lorenz.valid, config.replace(elbo="trace"), "cpu")
+    assert iwae["loss"] < plain["loss"] - 1.0  # -IWAE_50 is well below the -ELBO of an untrained guide
+    assert iwae["loss"] < iwae["recon"] + iwae["kl"]

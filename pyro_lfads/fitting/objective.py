@@ -16,6 +16,7 @@ Shapes: B rows of the batch (trials, or trials x samples).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import torch
@@ -128,3 +129,10 @@ def sampled_values(model_trace) -> dict[str, torch.Tensor]:
     ({"g0": (B, G), "u": (B, T, U), "rates": (B, T, N), "factors": ..., ...}); observed sites left out."""
     return {name: site["value"] for name, site in model_trace.nodes.items()
             if site["type"] == "sample" and (not site["is_observed"] or site["infer"].get("_deterministic"))}
+
+
+def iwae_bound(model, guide, batch, particles: int) -> float:
+    """The IWAE bound of ``particles`` = K draws of each trial of ``batch``, log (1/K) sum_k w_k, summed over
+    the trials: nats, unscaled (the model's true densities, whatever KL weights it trains with)."""
+    log_w = log_importance_weights(*guide_and_model_traces(model, guide, batch.repeat_trials(particles)))
+    return (torch.logsumexp(log_w.reshape(-1, particles), dim=-1) - math.log(particles)).sum().item()

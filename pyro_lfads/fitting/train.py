@@ -48,7 +48,7 @@ from pyro_lfads.fitting.devices import resolve_device
 from pyro_lfads.fitting.run import BEST, CURVE_FILE, LAST, Run, RunInfo, TrainerState, build_model_and_guide
 from pyro_lfads.fitting.schedule import PlateauRule, epoch_batch_size, ramp_steps, ramp_weight, steps_per_epoch
 from pyro_lfads.extensions.stitching import check_sessions, initialise_sessions
-from pyro_lfads.fitting.objective import TracedPair, elbo_terms, guide_and_model_traces, make_elbo
+from pyro_lfads.fitting.objective import TracedPair, elbo_terms, guide_and_model_traces, iwae_bound, make_elbo
 from pyro_lfads.fitting.run_lock import writes_into
 from pyro_lfads.fitting.tensorboard_log import tensorboard_log
 from pyro_lfads.models.likelihoods import data_support
@@ -78,22 +78,23 @@ def l2_penalty(model, guide, config: LFADSConfig) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate_elbo(model, guide, split: Split, config: LFADSConfig, device, session: int = 0) -> dict:
-    """Per-trial mean of the full (unannealed) negative ELBO, reconstruction and KL on ``split``
-    (of session ``session``).
-
-    Dropout is off; one sample of (g0, u) per trial.
+    """Per-trial mean of the full (unannealed) negative ELBO (with ``elbo: iwae``, the negative IWAE bound of
+    ``iwae_particles`` draws, the objective it trains), reconstruction and KL on ``split`` (of session
+    ``session``). Dropout is off; one sample of (g0, u) per trial for the ELBO and its terms.
     """
     was_training = model.training
     model.eval()
     guide.eval()
-    recon = kl = 0.0
+    recon = kl = bound = 0.0
     for batch in iterate_batches(split, config.batch_size, None, device, config.time_bins, session):
         r, k = elbo_terms(*guide_and_model_traces(model, guide, batch))
         recon, kl = recon + r, kl + k
+        if config.elbo == "iwae":
+            bound += iwae_bound(model, guide, batch, config.iwae_particles)
     model.train(was_training)
     guide.train(was_training)
     n = split.n_trials
-    return {"loss": (recon + kl) / n, "recon": recon / n, "kl": kl / n}
+    return {"loss": -bound / n if config.elbo == "iwae" else (recon + kl) / n, "recon": recon / n, "kl": kl / n}
 
 
 def validation_metric(valid: dict, config: LFADSConfig) -> str:
