@@ -127,8 +127,8 @@ class LFADSGuide(nn.Module):
     def initial_condition_posterior(self, x: torch.Tensor, batch):
         """q(g0) of each row of ``batch`` (x from :meth:`encoder_input`), event shape (G,): a diagonal Normal,
         or N(mu, diag(sigma^2) + V V^T) with ``ic_posterior_rank``; drawn from ``batch.noise`` when it has it."""
-        loc, scale, factor = (None if v is None else _repeat(v, batch.encoder_repeats)
-                              for v in self._initial_condition(x))
+        parts = self._initial_condition(x) if self.config.ic_posterior_rank else (*self.initial_condition(x), None)
+        loc, scale, factor = (None if v is None else _repeat(v, batch.encoder_repeats) for v in parts)
         noise = None if batch.noise is None else batch.noise.g0
         if factor is not None:
             return (dist.LowRankMultivariateNormal(loc, factor, scale ** 2) if noise is None
